@@ -1,0 +1,127 @@
+//! Database plumbing: per-service databases created on demand, pools, migrations, and the
+//! mapping of constraint violations to 4xx errors.
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::config::Config;
+use crate::error::{ApiError, FieldErrors};
+
+/// Connect options for `database` on the configured server.
+pub fn connect_options(config: &Config, database: &str) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = config
+        .database_url
+        .expose()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid ZV_DATABASE_URL: {e}"))?;
+    Ok(options
+        .database(database)
+        .application_name("zonevast")
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// Creates `database` on the server if it does not exist yet (safe when raced).
+pub async fn ensure_database(config: &Config, database: &str) -> anyhow::Result<()> {
+    let server: PgConnectOptions = config
+        .database_url
+        .expose()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid ZV_DATABASE_URL: {e}"))?;
+    let mut conn = PgConnection::connect_with(&server)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {e}"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(database)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound; the name is validated by `Config::validate`.
+        let created = sqlx::query(&format!("CREATE DATABASE \"{database}\""))
+            .execute(&mut conn)
+            .await;
+        match created {
+            Ok(_) => tracing::info!(database, "created database"),
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04") | Some("23505")) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// Opens the service's pool, creating the database and applying migrations first.
+pub async fn open_service_pool(
+    config: &Config,
+    service: &str,
+    migrator: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let database = config.database_name(service);
+    ensure_database(config, &database).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(connect_options(config, &database)?)
+        .await?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating {database}: {e}"))?;
+    Ok(pool)
+}
+
+/// A named constraint and the field error it stands for.
+pub struct ConstraintField {
+    pub constraint: &'static str,
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+/// Maps a database error to the platform error: constraint violations become 4xx (named ones to
+/// the field the caller gave), lost races 409, an exhausted pool 503, anything else 500.
+pub fn map_db_error(err: sqlx::Error, known: &[ConstraintField]) -> ApiError {
+    match &err {
+        sqlx::Error::RowNotFound => return ApiError::not_found(),
+        sqlx::Error::PoolTimedOut => {
+            return ApiError::service_unavailable("The database is busy. Try again shortly.")
+        }
+        sqlx::Error::Database(db) => {
+            if let Some(name) = db.constraint() {
+                if let Some(known) = known.iter().find(|k| k.constraint == name) {
+                    return ApiError::validation(FieldErrors::single(known.field, known.message));
+                }
+            }
+            match db.code().as_deref() {
+                Some("23505") => {
+                    return ApiError::validation(FieldErrors::single(
+                        "non_field_errors",
+                        "A record with these values already exists.",
+                    ))
+                }
+                Some("23503") => {
+                    return ApiError::validation(FieldErrors::single(
+                        "non_field_errors",
+                        "A referenced record does not exist.",
+                    ))
+                }
+                Some("23514") | Some("23502") | Some("22003") | Some("22001") | Some("22P02") => {
+                    return ApiError::validation(FieldErrors::single(
+                        "non_field_errors",
+                        "The values are not valid.",
+                    ))
+                }
+                Some("40001") | Some("40P01") => {
+                    return ApiError::conflict("conflict", "A concurrent update won. Retry the request.")
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    ApiError::internal(err)
+}

@@ -1,0 +1,166 @@
+//! Request extractors whose rejections speak the contract: bad JSON → 400 `parse_error`, wrong
+//! types → 400 field map, wrong content type → 415, too large → 413.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldErrors};
+
+/// Maximum JSON body size, inserted as a request extension by the platform layer.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonLimit(pub usize);
+
+pub const DEFAULT_JSON_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Parses JSON bytes into `T`, mapping serde's errors to the contract's shapes.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = inner.to_string();
+                if let Some(field) = missing_field(&message) {
+                    let field = if path == "." { field } else { format!("{path}.{field}") };
+                    ApiError::validation(FieldErrors::single(field, "This field is required."))
+                } else {
+                    let field = if path == "." { "non_field_errors".to_owned() } else { path };
+                    ApiError::validation(FieldErrors::single(field, data_message(&message)))
+                }
+            }
+            _ => ApiError::parse_error(inner),
+        }
+    })
+}
+
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// serde's message without its " at line 1 column 9" suffix.
+fn data_message(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// JSON body extractor with contract-shaped rejections.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            let ct = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            // An empty body without a content type is an empty object (DRF does the same).
+            let limit = req.extensions().get::<JsonLimit>().map_or(DEFAULT_JSON_LIMIT, |l| l.0);
+            let bytes = read_body(req, limit).await?;
+            if ct.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
+                return parse_json(b"{}").map(Json);
+            }
+            return Err(ApiError::unsupported_media_type(&ct));
+        }
+        let limit = req.extensions().get::<JsonLimit>().map_or(DEFAULT_JSON_LIMIT, |l| l.0);
+        let bytes = read_body(req, limit).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Query-string extractor: a type mismatch is a 400 field map.
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let message = err.into_inner().to_string();
+                let field = if path == "." {
+                    missing_field(&message).unwrap_or_else(|| "non_field_errors".into())
+                } else {
+                    path
+                };
+                ApiError::validation(FieldErrors::single(field, message))
+            })
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> url::form_urlencoded::Parse<'_> {
+    url::form_urlencoded::parse(query.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Login {
+        #[allow(dead_code)]
+        username: String,
+        #[allow(dead_code)]
+        age: Option<u8>,
+    }
+
+    #[test]
+    fn syntax_errors_are_parse_errors() {
+        let err = parse_json::<Login>(b"{bad json").err().map(|e| e.code().to_owned());
+        assert_eq!(err.as_deref(), Some("parse_error"));
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let err = parse_json::<Login>(br#"{"username":"a","age":"x"}"#).err();
+        let fields = err.as_ref().and_then(|e| e.field_errors()).cloned();
+        assert!(fields.is_some_and(|f| format!("{f:?}").contains("age")));
+        let err = parse_json::<Login>(br#"{}"#).err();
+        assert_eq!(
+            err.map(|e| e.body()),
+            Some(serde_json::json!({"username": ["This field is required."]}))
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! The platform kernel: everything services share and nothing service-specific.
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod jwt;
+pub mod lang;
+pub mod mailer;
+pub mod observe;
+pub mod platform;
+pub mod ratelimit;
+pub mod rbac;
+pub mod service;
+
+pub use error::{ApiError, ApiResult, FieldErrors};
+pub use platform::Platform;

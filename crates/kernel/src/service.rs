@@ -1,0 +1,146 @@
+//! What every service exposes to the gateway, and the routes every service has (health,
+//! readiness, OpenAPI), so a service crate only writes its own endpoints.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::error::ApiError;
+use crate::observe::record_route;
+use crate::platform::Platform;
+
+/// Static facts about a service.
+#[derive(Debug)]
+pub struct ServiceSpec {
+    /// URL segment and crate name: `auth`.
+    pub name: &'static str,
+    /// The `service` value of its health body: `zv-auth-service`.
+    pub health_name: &'static str,
+    /// Paths (relative to the service root, no trailing slash) the gateway lets through
+    /// without a token. A path matches itself and everything below it.
+    pub public_paths: &'static [&'static str],
+}
+
+impl ServiceSpec {
+    pub fn is_public(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        ["/health", "/ready", "/openapi.json", "/graphql"]
+            .iter()
+            .chain(self.public_paths.iter())
+            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+    }
+}
+
+/// Everything a service needs at start-up.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub platform: Platform,
+    pub pool: PgPool,
+}
+
+/// A service ready to be mounted by the gateway (in-process) or served alone.
+#[derive(Clone)]
+pub struct MountedService {
+    pub spec: &'static ServiceSpec,
+    pub router: Router,
+    pub pool: PgPool,
+}
+
+#[derive(Clone)]
+struct Health {
+    spec: &'static ServiceSpec,
+    pool: PgPool,
+}
+
+async fn health(State(h): State<Health>) -> Json<serde_json::Value> {
+    Json(json!({"status": "healthy", "service": h.spec.health_name}))
+}
+
+/// 200 when the database answers, else 503 (`/ready/`).
+pub async fn database_ready(pool: &PgPool) -> bool {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
+async fn ready(State(h): State<Health>) -> Response {
+    let db = database_ready(&h.pool).await;
+    let body = json!({
+        "status": if db { "ready" } else { "unavailable" },
+        "checks": {"database": if db { "ok" } else { "unavailable" }, "broker": "ok"}
+    });
+    let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Adds health, readiness, OpenAPI and contract-shaped 404/405 to a service's own routes.
+pub fn mount(
+    spec: &'static ServiceSpec,
+    prefix: &'static str,
+    routes: Router,
+    pool: PgPool,
+    openapi: Option<utoipa::openapi::OpenApi>,
+) -> MountedService {
+    let state = Health { spec, pool: pool.clone() };
+    let openapi = Arc::new(openapi.map(|o| serde_json::to_value(o).unwrap_or_default()));
+    let common = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(state)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move {
+                    match openapi.as_ref() {
+                        Some(doc) => Json(doc.clone()).into_response(),
+                        None => ApiError::not_found().into_response(),
+                    }
+                }
+            }),
+        );
+    let router = routes
+        .merge(common)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(axum::middleware::from_fn(move |req, next| record_route(prefix, req, next)));
+    MountedService { spec, router, pool }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SPEC: ServiceSpec = ServiceSpec {
+        name: "auth",
+        health_name: "zv-auth-service",
+        public_paths: &["/auth/token", "/country"],
+    };
+
+    #[test]
+    fn public_paths_match_on_segment_boundaries() {
+        assert!(SPEC.is_public("/auth/token"));
+        assert!(SPEC.is_public("/auth/token/refresh"));
+        assert!(SPEC.is_public("/country/jordan/"));
+        assert!(SPEC.is_public("/health"));
+        assert!(!SPEC.is_public("/auth/tokens"));
+        assert!(!SPEC.is_public("/auth/user"));
+    }
+}
