@@ -110,18 +110,24 @@ impl TokenVerifier {
     }
 
     pub async fn revoke_jti(&self, jti: &str) -> anyhow::Result<()> {
-        self.cache.set(&revoked_jti_key(jti), "1", self.revocation_ttl).await
+        self.cache
+            .set(&revoked_jti_key(jti), "1", self.revocation_ttl)
+            .await
     }
 
     /// Every access token of the session is refused from now on.
     pub async fn revoke_session(&self, sid: &uuid::Uuid) -> anyhow::Result<()> {
-        self.cache.set(&revoked_sid_key(sid), "1", self.revocation_ttl).await
+        self.cache
+            .set(&revoked_sid_key(sid), "1", self.revocation_ttl)
+            .await
     }
 
     /// Access tokens of the session issued up to now are refused; the client refreshes.
     pub async fn mark_stale(&self, sid: &uuid::Uuid) -> anyhow::Result<()> {
         let now = Utc::now().timestamp().to_string();
-        self.cache.set(&stale_sid_key(sid), &now, self.revocation_ttl).await
+        self.cache
+            .set(&stale_sid_key(sid), &now, self.revocation_ttl)
+            .await
     }
 
     /// A refresh re-derives the claims, so the session is fresh again.
@@ -165,7 +171,11 @@ pub async fn resolve_auth_state(platform: &Platform, headers: &HeaderMap) -> Aut
 }
 
 /// Middleware: sets [`AuthState`] unless an outer layer (the gateway) already did.
-pub async fn authenticate(State(platform): State<Platform>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(platform): State<Platform>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if req.extensions().get::<AuthState>().is_none() {
         let state = resolve_auth_state(&platform, req.headers()).await;
         req.extensions_mut().insert(state);
@@ -175,7 +185,11 @@ pub async fn authenticate(State(platform): State<Platform>, mut req: Request, ne
 }
 
 /// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured.
-pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> IpAddr {
+pub fn client_ip(
+    parts_headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trust_forwarded: bool,
+) -> IpAddr {
     if trust_forwarded {
         if let Some(ip) = parts_headers
             .get("x-forwarded-for")
@@ -196,7 +210,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
         let trust = parts
             .extensions
             .get::<Platform>()
@@ -299,12 +316,19 @@ pub fn project_header(headers: &HeaderMap) -> Option<Result<i64, ()>> {
 }
 
 /// Steps 1–2 of the check: who, and in which project.
-pub async fn resolve_scope(platform: &Platform, principal: &Principal, headers: &HeaderMap) -> Result<ProjectScope, ApiError> {
+pub async fn resolve_scope(
+    platform: &Platform,
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<ProjectScope, ApiError> {
     let claims = principal.claims();
     let requested = match project_header(headers) {
         Some(Ok(id)) => Some(id),
         Some(Err(())) => {
-            return Err(ApiError::field("X-Project-ID", "A valid integer is required."));
+            return Err(ApiError::field(
+                "X-Project-ID",
+                "A valid integer is required.",
+            ));
         }
         None => None,
     };
@@ -355,8 +379,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ProjectScope {
 }
 
 /// Adds the caller to the response for the access log.
-pub fn tag_actor(mut response: Response, user_id: Option<i64>, project_id: Option<i64>) -> Response {
-    response.extensions_mut().insert(RequestActor { user_id, project_id });
+pub fn tag_actor(
+    mut response: Response,
+    user_id: Option<i64>,
+    project_id: Option<i64>,
+) -> Response {
+    response.extensions_mut().insert(RequestActor {
+        user_id,
+        project_id,
+    });
     response
 }
 

@@ -219,7 +219,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.jwt.access_ttl_secs > 0, "jwt.access_ttl_secs must be positive");
+        anyhow::ensure!(
+            self.jwt.access_ttl_secs > 0,
+            "jwt.access_ttl_secs must be positive"
+        );
         anyhow::ensure!(
             self.jwt.refresh_ttl_secs > self.jwt.access_ttl_secs,
             "jwt.refresh_ttl_secs must exceed the access lifetime"

@@ -116,7 +116,10 @@ pub fn map_db_error(err: sqlx::Error, known: &[ConstraintField]) -> ApiError {
                     ))
                 }
                 Some("40001") | Some("40P01") => {
-                    return ApiError::conflict("conflict", "A concurrent update won. Retry the request.")
+                    return ApiError::conflict(
+                        "conflict",
+                        "A concurrent update won. Retry the request.",
+                    )
                 }
                 _ => {}
             }

@@ -71,7 +71,11 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code: code.into(),
@@ -98,7 +102,11 @@ impl ApiError {
     }
 
     pub fn parse_error(cause: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "parse_error", format!("JSON parse error - {cause}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "parse_error",
+            format!("JSON parse error - {cause}"),
+        )
     }
 
     pub fn not_authenticated() -> Self {
@@ -190,12 +198,20 @@ impl ApiError {
     }
 
     pub fn service_unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", detail)
-            .with_header(header::RETRY_AFTER, "5")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            detail,
+        )
+        .with_header(header::RETRY_AFTER, "5")
     }
 
     pub fn bad_gateway() -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", "The upstream service failed.")
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "The upstream service failed.",
+        )
     }
 
     pub fn gateway_timeout() -> Self {
@@ -332,7 +348,10 @@ mod tests {
     #[test]
     fn unauthorized_carries_www_authenticate() {
         let response = ApiError::not_authenticated().into_response();
-        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer realm=\"api\"");
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"api\""
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -44,10 +45,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => {
                 let message = inner.to_string();
                 if let Some(field) = missing_field(&message) {
-                    let field = if path == "." { field } else { format!("{path}.{field}") };
+                    let field = if path == "." {
+                        field
+                    } else {
+                        format!("{path}.{field}")
+                    };
                     ApiError::validation(FieldErrors::single(field, "This field is required."))
                 } else {
-                    let field = if path == "." { "non_field_errors".to_owned() } else { path };
+                    let field = if path == "." {
+                        "non_field_errors".to_owned()
+                    } else {
+                        path
+                    };
                     ApiError::validation(FieldErrors::single(field, data_message(&message)))
                 }
             }
@@ -58,6 +67,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 fn missing_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
     Some(rest.split('`').next()?.to_owned())
 }
 
@@ -88,14 +102,20 @@ where
                 .unwrap_or("")
                 .to_owned();
             // An empty body without a content type is an empty object (DRF does the same).
-            let limit = req.extensions().get::<JsonLimit>().map_or(DEFAULT_JSON_LIMIT, |l| l.0);
+            let limit = req
+                .extensions()
+                .get::<JsonLimit>()
+                .map_or(DEFAULT_JSON_LIMIT, |l| l.0);
             let bytes = read_body(req, limit).await?;
             if ct.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
                 return parse_json(b"{}").map(Json);
             }
             return Err(ApiError::unsupported_media_type(&ct));
         }
-        let limit = req.extensions().get::<JsonLimit>().map_or(DEFAULT_JSON_LIMIT, |l| l.0);
+        let limit = req
+            .extensions()
+            .get::<JsonLimit>()
+            .map_or(DEFAULT_JSON_LIMIT, |l| l.0);
         let bytes = read_body(req, limit).await?;
         parse_json(&bytes).map(Json)
     }
@@ -119,6 +139,9 @@ where
             .map_err(|err| {
                 let path = err.path().to_string();
                 let message = err.into_inner().to_string();
+                if let Some(param) = unknown_field(&message) {
+                    return ApiError::validation(FieldErrors::single(param, "Unknown filter."));
+                }
                 let field = if path == "." {
                     missing_field(&message).unwrap_or_else(|| "non_field_errors".into())
                 } else {
@@ -148,7 +171,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_parse_errors() {
-        let err = parse_json::<Login>(b"{bad json").err().map(|e| e.code().to_owned());
+        let err = parse_json::<Login>(b"{bad json")
+            .err()
+            .map(|e| e.code().to_owned());
         assert_eq!(err.as_deref(), Some("parse_error"));
     }
 

@@ -189,7 +189,10 @@ impl KeyRing {
     }
 
     fn from_stored(stored: &[StoredKey], leeway: u64) -> anyhow::Result<Self> {
-        let mut keys = stored.iter().map(load).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut keys = stored
+            .iter()
+            .map(load)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // Current key (not retired, newest) first.
         keys.sort_by_key(|k| k.retired_at.map_or(i64::MIN, |r| -r));
         anyhow::ensure!(
@@ -220,17 +223,21 @@ impl KeyRing {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
-        let key = self.keys.iter().find(|k| k.kid == kid).ok_or(TokenError::Invalid)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::Invalid)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = self.leeway;
         validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
         validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            }
-        })?;
+            },
+        )?;
         if data.claims.token_type != expected {
             return Err(TokenError::WrongType);
         }
@@ -304,8 +311,8 @@ mod tests {
         let verified = ring.verify(&token, TokenType::Access).expect("verify");
         assert_eq!(verified.user_id, 7);
         let payload = token.split('.').nth(1).expect("payload");
-        let json: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64"))
-            .expect("json");
+        let json: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
         assert_eq!(json["user_id"], "7", "user_id travels as a string");
         assert_eq!(json["jti"].as_str().map(str::len), Some(32));
     }
@@ -314,16 +321,25 @@ mod tests {
     fn rejects_wrong_type_expired_and_tampered() {
         let (_dir, ring) = ring();
         let refresh = ring.sign(&claims(TokenType::Refresh, 60)).expect("sign");
-        assert_eq!(ring.verify(&refresh, TokenType::Access), Err(TokenError::WrongType));
+        assert_eq!(
+            ring.verify(&refresh, TokenType::Access),
+            Err(TokenError::WrongType)
+        );
         let expired = ring.sign(&claims(TokenType::Access, -120)).expect("sign");
-        assert_eq!(ring.verify(&expired, TokenType::Access), Err(TokenError::Expired));
+        assert_eq!(
+            ring.verify(&expired, TokenType::Access),
+            Err(TokenError::Expired)
+        );
         let good = ring.sign(&claims(TokenType::Access, 60)).expect("sign");
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
         let mut payload: Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).expect("b64")).expect("json");
         payload["is_superuser"] = Value::Bool(true);
         parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
-        assert_eq!(ring.verify(&parts.join("."), TokenType::Access), Err(TokenError::Invalid));
+        assert_eq!(
+            ring.verify(&parts.join("."), TokenType::Access),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

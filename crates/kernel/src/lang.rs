@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn accept_language_picks_the_best_supported() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT_LANGUAGE, "de-DE, ar-SA;q=0.8, en;q=0.5".parse().expect("hv"));
+        headers.insert(
+            header::ACCEPT_LANGUAGE,
+            "de-DE, ar-SA;q=0.8, en;q=0.5".parse().expect("hv"),
+        );
         assert_eq!(from_accept_language(&headers), Some("ar"));
         assert_eq!(supported("FR-ca"), Some("fr"));
         assert_eq!(supported("de"), None);

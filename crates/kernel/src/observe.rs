@@ -36,7 +36,8 @@ pub struct RequestActor {
 
 fn valid_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| s.to_owned())
 }
 
 /// Outermost layer: request id (echoed or generated), span, access log, metrics.
@@ -68,7 +69,11 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         .get::<RouteTemplate>()
         .map(|r| r.0.clone())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let actor = response.extensions().get::<RequestActor>().cloned().unwrap_or_default();
+    let actor = response
+        .extensions()
+        .get::<RequestActor>()
+        .cloned()
+        .unwrap_or_default();
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.record("route", route.as_str());
@@ -93,7 +98,8 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         ("status", status.to_string()),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..2])
+        .record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
@@ -134,10 +140,16 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 pub fn init_tracing(format: &str, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ZV_LOG").unwrap_or_else(|_| EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if format == "pretty" {
         builder.try_init()
     } else {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     };
 }

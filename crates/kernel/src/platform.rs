@@ -36,7 +36,10 @@ impl Platform {
     pub async fn new(config: Config, overrides: PlatformOverrides) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.data_dir)?;
-        let keys = Arc::new(KeyRing::load_or_create(&config.data_dir, config.jwt.leeway_secs)?);
+        let keys = Arc::new(KeyRing::load_or_create(
+            &config.data_dir,
+            config.jwt.leeway_secs,
+        )?);
         let redis = match &config.redis_url {
             Some(url) => Some(cache::connect_redis(url.expose()).await?),
             None => None,

@@ -18,11 +18,17 @@ pub struct Quota {
 
 impl Quota {
     pub fn per_minute(limit: u32) -> Self {
-        Self { limit: limit.max(1), period: Duration::from_secs(60) }
+        Self {
+            limit: limit.max(1),
+            period: Duration::from_secs(60),
+        }
     }
 
     pub fn per_hour(limit: u32) -> Self {
-        Self { limit: limit.max(1), period: Duration::from_secs(3600) }
+        Self {
+            limit: limit.max(1),
+            period: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -46,7 +52,9 @@ impl Decision {
     /// `X-RateLimit-*` (reset as a Unix time) and `RateLimit-*` (reset in seconds).
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         let reset_secs = self.reset_after.as_millis().div_ceil(1000) as u64;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let pairs: [(&str, u64); 6] = [
             ("x-ratelimit-limit", u64::from(self.limit)),
             ("x-ratelimit-remaining", u64::from(self.remaining)),
@@ -125,14 +133,12 @@ impl RateLimiter for MemoryRateLimiter {
     async fn check(&self, key: &str, quota: Quota) -> anyhow::Result<Decision> {
         let now = now_ms();
         let mut decision = None;
-        self.tats
-            .entry(key.to_owned())
-            .and_compute_with(|entry| {
-                let tat = entry.map_or(now, |e| e.into_value());
-                let (new_tat, d) = gcra(tat, now, quota);
-                decision = Some(d);
-                moka::ops::compute::Op::Put(new_tat)
-            });
+        self.tats.entry(key.to_owned()).and_compute_with(|entry| {
+            let tat = entry.map_or(now, |e| e.into_value());
+            let (new_tat, d) = gcra(tat, now, quota);
+            decision = Some(d);
+            moka::ops::compute::Op::Put(new_tat)
+        });
         decision.ok_or_else(|| anyhow::anyhow!("rate limiter produced no decision"))
     }
 }
@@ -162,7 +168,10 @@ pub struct RedisRateLimiter {
 
 impl RedisRateLimiter {
     pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn, script: redis::Script::new(GCRA_LUA) }
+        Self {
+            conn,
+            script: redis::Script::new(GCRA_LUA),
+        }
     }
 }
 
@@ -194,7 +203,10 @@ mod tests {
 
     #[test]
     fn gcra_allows_the_burst_then_denies() {
-        let quota = Quota { limit: 3, period: Duration::from_secs(60) };
+        let quota = Quota {
+            limit: 3,
+            period: Duration::from_secs(60),
+        };
         let now = 1_000_000.0;
         let mut tat = now;
         let mut remaining = Vec::new();

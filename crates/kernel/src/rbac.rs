@@ -57,7 +57,9 @@ impl Serialize for Role {
 
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -106,8 +108,14 @@ mod tests {
         assert!(!role_allows(Role::Editor, "product.delete_product", &none));
         assert!(role_allows(Role::Viewer, "product.view_product", &none));
         assert!(!role_allows(Role::Viewer, "product.add_product", &none));
-        let repair = Grants { editor_extra: &["repair.transition_repair"] };
-        assert!(role_allows(Role::Editor, "repair.transition_repair", &repair));
+        let repair = Grants {
+            editor_extra: &["repair.transition_repair"],
+        };
+        assert!(role_allows(
+            Role::Editor,
+            "repair.transition_repair",
+            &repair
+        ));
     }
 
     #[test]

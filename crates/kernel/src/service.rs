@@ -25,15 +25,25 @@ pub struct ServiceSpec {
     /// Paths (relative to the service root, no trailing slash) the gateway lets through
     /// without a token. A path matches itself and everything below it.
     pub public_paths: &'static [&'static str],
+    /// Paths public only exactly (not what lies below them).
+    pub public_exact: &'static [&'static str],
 }
 
 impl ServiceSpec {
     pub fn is_public(&self, path: &str) -> bool {
         let path = path.trim_end_matches('/');
+        if self.public_exact.contains(&path) {
+            return true;
+        }
         ["/health", "/ready", "/openapi.json", "/graphql"]
             .iter()
             .chain(self.public_paths.iter())
-            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+            .any(|p| {
+                path == *p
+                    || path
+                        .strip_prefix(p)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
     }
 }
 
@@ -78,7 +88,11 @@ async fn ready(State(h): State<Health>) -> Response {
         "status": if db { "ready" } else { "unavailable" },
         "checks": {"database": if db { "ok" } else { "unavailable" }, "broker": "ok"}
     });
-    let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -98,7 +112,10 @@ pub fn mount(
     pool: PgPool,
     openapi: Option<utoipa::openapi::OpenApi>,
 ) -> MountedService {
-    let state = Health { spec, pool: pool.clone() };
+    let state = Health {
+        spec,
+        pool: pool.clone(),
+    };
     let openapi = Arc::new(openapi.map(|o| serde_json::to_value(o).unwrap_or_default()));
     let common = Router::new()
         .route("/health", get(health))
@@ -120,7 +137,9 @@ pub fn mount(
         .merge(common)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn(move |req, next| record_route(prefix, req, next)));
+        .route_layer(axum::middleware::from_fn(move |req, next| {
+            record_route(prefix, req, next)
+        }));
     MountedService { spec, router, pool }
 }
 
@@ -131,13 +150,15 @@ mod tests {
     static SPEC: ServiceSpec = ServiceSpec {
         name: "auth",
         health_name: "zv-auth-service",
-        public_paths: &["/auth/token", "/country"],
+        public_paths: &["/auth/token/refresh", "/country"],
+        public_exact: &["/auth/token"],
     };
 
     #[test]
     fn public_paths_match_on_segment_boundaries() {
         assert!(SPEC.is_public("/auth/token"));
         assert!(SPEC.is_public("/auth/token/refresh"));
+        assert!(!SPEC.is_public("/auth/token/change_project"));
         assert!(SPEC.is_public("/country/jordan/"));
         assert!(SPEC.is_public("/health"));
         assert!(!SPEC.is_public("/auth/tokens"));

@@ -1,1 +1,65 @@
+//! Composition of the platform: which services run in this process, behind the gateway.
 
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use kernel::config::Config;
+use kernel::platform::PlatformOverrides;
+use kernel::service::MountedService;
+use kernel::Platform;
+use tokio::net::TcpListener;
+
+/// The platform's services (those built so far).
+pub async fn build_services(platform: &Platform) -> anyhow::Result<Vec<MountedService>> {
+    Ok(vec![zv_auth::build(platform).await?])
+}
+
+/// Everything `zv up` serves: the gateway over every service, in one process.
+pub async fn build_app(
+    config: Config,
+    overrides: PlatformOverrides,
+) -> anyhow::Result<(Router, Platform)> {
+    let _ = kernel::observe::prometheus();
+    let platform = Platform::new(config, overrides).await?;
+    let services = build_services(&platform).await?;
+    Ok((gateway::router(platform.clone(), services), platform))
+}
+
+/// Serves `app` on an already-bound listener until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

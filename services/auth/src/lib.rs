@@ -1,1 +1,209 @@
+//! The auth service: users, credentials, token pairs, sessions, one-time codes, and the
+//! membership projection the kernel's project-scope check reads.
 
+pub mod api;
+pub mod data;
+pub mod otp;
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::{ApiError, FieldErrors, Platform};
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use utoipa::OpenApi;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "auth",
+    health_name: "zv-auth-service",
+    public_paths: &[
+        "/auth/token/refresh",
+        "/auth/token/verify",
+        "/token/refresh",
+        "/token/verify",
+        "/auth/register",
+        "/register",
+        "/auth/send-otp",
+        "/send-otp",
+        "/auth/send_otp",
+        "/send_otp",
+        "/auth/verify-otp",
+        "/verify-otp",
+        "/auth/verify_otp",
+        "/verify_otp",
+        "/auth/password/reset",
+        "/password/reset",
+        "/auth/password/change",
+        "/password/change",
+        "/auth/health",
+        "/.well-known/jwks.json",
+        "/auth/.well-known/jwks.json",
+        "/country",
+        "/region",
+        "/auth/country",
+        "/auth/region",
+    ],
+    // Obtain routes must not make `token/change_project` public, so they are exact.
+    public_exact: &["/auth/token", "/token", "/login", "/auth/login"],
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ZoneVast auth service", version = "1"),
+    paths(
+        api::tokens::obtain_pair, api::tokens::login, api::tokens::refresh, api::tokens::verify,
+        api::tokens::change_project, api::tokens::logout, api::tokens::jwks,
+        api::account::register, api::account::send_otp, api::account::verify_otp,
+        api::account::password_reset, api::account::password_change,
+        api::user::get_user, api::user::patch_user, api::user::list_users,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct AuthApi;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Registers `route` at `path` and `auth/path` (auth.md §1) and at the `-`/`_` spellings of
+/// its literal segments.
+fn at(
+    router: Router<ServiceContext>,
+    paths: &[&str],
+    route: MethodRouter<ServiceContext>,
+) -> Router<ServiceContext> {
+    let mut all: Vec<String> = Vec::new();
+    for path in paths {
+        let base = path.trim_start_matches('/').trim_start_matches("auth/");
+        for prefixed in [format!("/{base}"), format!("/auth/{base}")] {
+            for spelling in [
+                prefixed.clone(),
+                respell(&prefixed, '_', '-'),
+                respell(&prefixed, '-', '_'),
+            ] {
+                if !all.contains(&spelling) {
+                    all.push(spelling);
+                }
+            }
+        }
+    }
+    all.into_iter()
+        .fold(router, |r, p| r.route(&p, route.clone()))
+}
+
+fn respell(path: &str, from: char, to: char) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') || seg.starts_with('.') {
+                seg.to_owned()
+            } else {
+                seg.replace(from, &to.to_string())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn routes() -> Router<ServiceContext> {
+    use api::{account, tokens as t, user};
+    let r = Router::new();
+    let r = at(r, &["token"], post(t::obtain_pair));
+    let r = at(r, &["login"], post(t::login));
+    let r = at(r, &["token/refresh"], post(t::refresh));
+    let r = at(r, &["token/verify"], post(t::verify));
+    let r = at(
+        r,
+        &["token/change_project", "change_project"],
+        post(t::change_project),
+    );
+    let r = at(r, &["logout"], post(t::logout));
+    let r = at(r, &[".well-known/jwks.json"], get(t::jwks));
+    let r = at(r, &["register"], post(account::register));
+    let r = at(r, &["send-otp"], post(account::send_otp));
+    let r = at(r, &["verify-otp"], post(account::verify_otp));
+    let r = at(r, &["password/reset"], post(account::password_reset));
+    let r = at(r, &["password/change"], post(account::password_change));
+    let r = at(
+        r,
+        &["user", "users/me", "me"],
+        get(user::get_user)
+            .patch(user::patch_user)
+            .put(user::patch_user),
+    );
+    at(r, &["users"], get(user::list_users))
+}
+
+/// Opens the database, installs the membership directory, and returns the mounted service.
+pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
+    let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
+    platform.set_memberships(Arc::new(data::memberships::Directory(pool.clone())));
+    let ctx = ServiceContext {
+        platform: platform.clone(),
+        pool: pool.clone(),
+    };
+    let router = routes()
+        .route(
+            "/auth/health",
+            get(|| async {
+                axum::Json(serde_json::json!({"status": "healthy", "service": SPEC.health_name}))
+            }),
+        )
+        .with_state(ctx);
+    Ok(mount(
+        &SPEC,
+        "/api/v1/auth",
+        router,
+        pool,
+        Some(AuthApi::openapi()),
+    ))
+}
+
+/// `zv user create`: an active, verified user.
+pub async fn create_user(
+    pool: &PgPool,
+    username: &str,
+    email: &str,
+    password: &str,
+    superuser: bool,
+) -> Result<data::users::UserRow, ApiError> {
+    let mut errors = FieldErrors::new();
+    api::account::check_username(&mut errors, username);
+    api::account::check_email(&mut errors, email);
+    errors.into_result()?;
+    password::check_rules(password, username, email, "password")?;
+    let hash = password::hash(password.to_owned()).await?;
+    data::users::insert(
+        pool,
+        &data::users::NewUser {
+            username,
+            email,
+            password_hash: &hash,
+            first_name: "",
+            last_name: "",
+            active: true,
+            superuser,
+        },
+    )
+    .await
+}

@@ -1,0 +1,6 @@
+//! SQL of the auth service, one module per aggregate.
+
+pub mod memberships;
+pub mod otp;
+pub mod sessions;
+pub mod users;
