@@ -45,12 +45,13 @@ pub fn router(platform: Platform, services: Vec<MountedService>) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state(gateway)
-        .layer(axum::middleware::from_fn(preflight_no_content))
         .layer(cors)
-        .layer(axum::middleware::from_fn(kernel::observe::observe))
+        .layer(axum::middleware::from_fn(preflight_no_content))
+        // Inside `observe`, so a panic still gets a request id, a log line and a metric.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
+        .layer(axum::middleware::from_fn(kernel::observe::observe))
 }
 
 fn cors_layer(config: &kernel::config::Config) -> CorsLayer {

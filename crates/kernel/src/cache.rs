@@ -68,14 +68,22 @@ impl Cache for MemoryCache {
     }
 }
 
-/// Redis-backed cache; keys are namespaced with `zv:`.
+/// Redis-backed cache; keys carry the configured namespace.
 pub struct RedisCache {
     conn: ConnectionManager,
+    namespace: String,
 }
 
 impl RedisCache {
-    pub fn new(conn: ConnectionManager) -> Self {
-        Self { conn }
+    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
+        Self {
+            conn,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.namespace)
     }
 }
 
@@ -83,25 +91,25 @@ impl RedisCache {
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let mut conn = self.conn.clone();
-        Ok(conn.get(format!("zv:{key}")).await?)
+        Ok(conn.get(self.key(key)).await?)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let secs = ttl.as_secs().max(1);
-        let _: () = conn.set_ex(format!("zv:{key}"), value, secs).await?;
+        let _: () = conn.set_ex(self.key(key), value, secs).await?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let _: () = conn.del(format!("zv:{key}")).await?;
+        let _: () = conn.del(self.key(key)).await?;
         Ok(())
     }
 
     async fn get_many(&self, keys: &[String]) -> anyhow::Result<Vec<Option<String>>> {
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = keys.iter().map(|k| format!("zv:{k}")).collect();
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         Ok(redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?)
     }
 }

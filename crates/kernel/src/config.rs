@@ -72,6 +72,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Optional Redis: cache, revocation list and rate limits move there.
     pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub redis_namespace: String,
     /// Optional RabbitMQ (events; used from the events issue on).
     pub amqp_url: Option<Secret>,
     /// Public base URL used for absolute links (pagination `next`); defaults to the request's host.
@@ -139,6 +141,7 @@ impl Default for Config {
             database_max_connections: 10,
             data_dir: PathBuf::from("./data"),
             redis_url: None,
+            redis_namespace: "zv".into(),
             amqp_url: None,
             public_base_url: None,
             cors_allowed_origins: vec!["http://localhost:3000".into()],

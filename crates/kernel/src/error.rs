@@ -58,8 +58,12 @@ impl FieldErrors {
     }
 }
 
+/// Boxed so that `Result<T, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     code: Cow<'static, str>,
     detail: String,
@@ -76,20 +80,20 @@ impl ApiError {
         code: impl Into<Cow<'static, str>>,
         detail: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             code: code.into(),
             detail: detail.into(),
             fields: None,
             extra: Map::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// 400 with a DRF field map.
     pub fn validation(fields: FieldErrors) -> Self {
         let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid", "Invalid input.");
-        err.fields = Some(fields);
+        err.0.fields = Some(fields);
         err
     }
 
@@ -234,44 +238,45 @@ impl ApiError {
 
     /// Adds a key to the body (`error`, `details`, `messages`…).
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
+        self.0.extra.insert(key.to_owned(), value.into());
         self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.push((name, value));
+            self.0.headers.push((name, value));
         }
         self
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     pub fn detail(&self) -> &str {
-        &self.detail
+        &self.0.detail
     }
 
     pub fn field_errors(&self) -> Option<&FieldErrors> {
-        self.fields.as_ref()
+        self.0.fields.as_ref()
     }
 
     pub fn body(&self) -> Value {
-        if let Some(fields) = &self.fields {
+        let this = &self.0;
+        if let Some(fields) = &this.fields {
             return fields.to_value();
         }
         let mut body = Map::new();
-        body.insert("detail".into(), Value::String(self.detail.clone()));
-        body.insert("code".into(), Value::String(self.code.to_string()));
-        for (k, v) in &self.extra {
+        body.insert("detail".into(), Value::String(this.detail.clone()));
+        body.insert("code".into(), Value::String(this.code.to_string()));
+        for (k, v) in &this.extra {
             body.insert(k.clone(), v.clone());
         }
-        if self.status.is_server_error() {
+        if this.status.is_server_error() {
             if let Some(id) = current_request_id() {
                 body.insert("request_id".into(), Value::String(id));
             }
@@ -282,7 +287,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+        write!(
+            f,
+            "{} {}: {}",
+            self.0.status.as_u16(),
+            self.0.code,
+            self.0.detail
+        )
     }
 }
 
@@ -291,15 +302,16 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let inner = *self.0;
+        let mut response = (inner.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if inner.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"api\""),
             );
         }
-        for (name, value) in self.headers {
+        for (name, value) in inner.headers {
             headers.insert(name, value);
         }
         response

@@ -46,8 +46,8 @@ impl Platform {
         };
         let (cache, limiter): (SharedCache, SharedRateLimiter) = match &redis {
             Some(conn) => (
-                Arc::new(RedisCache::new(conn.clone())),
-                Arc::new(RedisRateLimiter::new(conn.clone())),
+                Arc::new(RedisCache::new(conn.clone(), &config.redis_namespace)),
+                Arc::new(RedisRateLimiter::new(conn.clone(), &config.redis_namespace)),
             ),
             None => (
                 Arc::new(MemoryCache::new(1_000_000)),

@@ -164,13 +164,15 @@ return {1, math.floor((period - diff) / interval), math.ceil(diff), 0}
 pub struct RedisRateLimiter {
     conn: ConnectionManager,
     script: redis::Script,
+    namespace: String,
 }
 
 impl RedisRateLimiter {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
         Self {
             conn,
             script: redis::Script::new(GCRA_LUA),
+            namespace: namespace.to_owned(),
         }
     }
 }
@@ -182,7 +184,7 @@ impl RateLimiter for RedisRateLimiter {
         let period_ms = quota.period.as_millis() as u64;
         let (allowed, remaining, reset_ms, retry_ms): (i64, i64, i64, i64) = self
             .script
-            .key(format!("zv:rl:{key}"))
+            .key(format!("{}:rl:{key}", self.namespace))
             .arg(period_ms)
             .arg(quota.limit)
             .invoke_async(&mut conn)

@@ -26,6 +26,16 @@ pub async fn build_app(
     Ok((gateway::router(platform.clone(), services), platform))
 }
 
+/// Like [`build_app`] with more services mounted beside the platform's own.
+pub async fn build_app_with(
+    platform: Platform,
+    extra: Vec<MountedService>,
+) -> anyhow::Result<Router> {
+    let mut services = build_services(&platform).await?;
+    services.extend(extra);
+    Ok(gateway::router(platform, services))
+}
+
 /// Serves `app` on an already-bound listener until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,

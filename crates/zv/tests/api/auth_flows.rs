@@ -1,0 +1,510 @@
+//! The auth flows end to end through the gateway.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{s, TestApp, PASSWORD};
+
+#[tokio::test]
+async fn register_verify_login_profile_refresh_logout() {
+    let app = TestApp::spawn().await;
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/auth/register/",
+            json!({"username": "amal", "email": "Amal@Example.com", "password": PASSWORD, "first_name": "Amal"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["username"], "amal");
+
+    // Unverified accounts cannot log in.
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/login/",
+            json!({"username": "amal", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "no_active_account");
+
+    let code = app.last_code("Amal@Example.com");
+    assert_eq!(code.len(), 6);
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/auth/verify-otp/",
+            json!({"email": "amal@example.com", "otp": code}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Single use.
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/verify_otp",
+            json!({"email": "amal@example.com", "otp": code}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_otp"))
+    );
+
+    // Login by email, case-insensitive, on the `login/` spelling with a stale bearer attached.
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .bearer_auth("stale.token.value")
+        .json(&json!({"username": "AMAL@example.COM", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["token"], body["access"]);
+    assert_eq!(body["user"]["username"], "amal");
+    assert_eq!(body["user"]["project_id"], serde_json::Value::Null);
+    let (access, refresh) = (s(&body["access"]), s(&body["refresh"]));
+
+    for path in [
+        "/api/v1/auth/auth/user/",
+        "/api/v1/auth/user",
+        "/api/v1/auth/me/",
+        "/api/v1/users/me/",
+    ] {
+        let (status, body, _) = app.get(path, Some(&access)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["email"], "Amal@Example.com");
+        assert_eq!(body["is_verified"], true);
+        assert!(body["last_login"].is_string());
+    }
+
+    let (status, body, _) = app
+        .send(
+            app.client
+                .patch(app.url("/api/v1/auth/auth/user/"))
+                .bearer_auth(&access)
+                .json(&json!({"last_name": "Haddad", "is_superuser": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["last_name"], "Haddad");
+    assert_eq!(body["is_superuser"], false, "read-only fields are ignored");
+
+    let (status, pair, _) = app
+        .post(
+            "/api/v1/auth/auth/token/refresh/",
+            json!({"refresh": refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    assert_ne!(pair["refresh"], json!(refresh), "refresh rotates");
+    let (status, _, _) = app
+        .get("/api/v1/auth/auth/user/", Some(&s(&pair["access"])))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/auth/token/verify/",
+            json!({"token": s(&pair["access"])}),
+            None,
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+
+    let new_access = s(&pair["access"]);
+    let (status, body, _) = app
+        .post("/api/v1/auth/auth/logout/", json!({}), Some(&new_access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"success": true, "detail": "Successfully logged out"})
+    );
+    // The access token of the logged-out session dies at once, and so does the family.
+    let (status, body, _) = app.get("/api/v1/auth/auth/user/", Some(&new_access)).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("token_not_valid"))
+    );
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/token/refresh/",
+            json!({"refresh": s(&pair["refresh"])}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["detail"], "Token is blacklisted");
+}
+
+#[tokio::test]
+async fn registration_rejects_duplicates_and_weak_passwords_without_side_effects() {
+    let app = TestApp::spawn().await;
+    app.user("taken", false).await;
+    let cases = [
+        (
+            json!({"username": "Taken", "email": "new@example.com", "password": PASSWORD}),
+            "username_exists",
+        ),
+        (
+            json!({"username": "fresh", "email": "TAKEN@example.com", "password": PASSWORD}),
+            "email_exists",
+        ),
+    ];
+    for (input, code) in cases {
+        let (status, body, _) = app.post("/api/v1/auth/register/", input, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], code);
+        assert!(body["error"].is_string());
+    }
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/register/",
+            json!({"username": "bad name!", "email": "nope", "password": "12345678"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["username"].is_array() && body["email"].is_array(),
+        "{body}"
+    );
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/register/",
+            json!({"username": "fresh", "email": "fresh@example.com", "password": "12345678"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["password"].is_array(), "{body}");
+    let (status, body, _) = app.post("/api/v1/auth/register/", json!({}), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["username"], json!(["This field is required."]));
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(users, 1, "nothing was created");
+    assert!(app.mailer.sent().is_empty());
+}
+
+#[tokio::test]
+async fn password_reset_revokes_sessions_and_otp_dies_after_five_wrong_tries() {
+    let app = TestApp::spawn().await;
+    app.user("rana", false).await;
+    let (old_access, old_refresh) = app.login("rana").await;
+
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/send-otp/",
+            json!({"email": "nobody@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("user_not_found"))
+    );
+    let (status, _, _) = app
+        .post(
+            "/api/v1/auth/auth/password/reset/",
+            json!({"email": "rana@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let code = app.last_code("rana@example.com");
+    // Resend cooldown.
+    let (status, _, headers) = app
+        .post(
+            "/api/v1/auth/send-otp/",
+            json!({"email": "rana@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/auth/password/reset/",
+            json!({"email": "rana@example.com", "otp": code, "new_password": "N3w-password!"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["detail"], "Password has been reset.");
+    let (status, _, _) = app.get("/api/v1/auth/auth/user/", Some(&old_access)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "old sessions are revoked");
+    let (status, _, _) = app
+        .post(
+            "/api/v1/auth/token/refresh/",
+            json!({"refresh": old_refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = app
+        .post(
+            "/api/v1/auth/token/",
+            json!({"username": "rana", "password": "N3w-password!"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A fresh code, guessed wrong five times, no longer works even when right.
+    sqlx::query("UPDATE otp_codes SET created_at = created_at - interval '2 minutes'")
+        .execute(&app.pool)
+        .await
+        .expect("age codes");
+    let (status, _, _) = app
+        .post(
+            "/api/v1/auth/send-otp/",
+            json!({"email": "rana@example.com"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let code = app.last_code("rana@example.com");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let (status, _, _) = app
+            .post(
+                "/api/v1/auth/password/reset/",
+                json!({"email": "rana@example.com", "otp": wrong, "new_password": "An0ther-pass"}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/password/reset/",
+            json!({"email": "rana@example.com", "otp": code, "new_password": "An0ther-pass"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_otp"))
+    );
+}
+
+#[tokio::test]
+async fn password_change_keeps_the_caller_session_only() {
+    let app = TestApp::spawn().await;
+    app.user("omar", false).await;
+    let (phone, _) = app.login("omar").await;
+    let (laptop, _) = app.login("omar").await;
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/password/change/",
+            json!({"old_password": "wrong-one", "new_password": "Br4nd-new-pass"}),
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"current_password": ["Current password is incorrect."]})
+    );
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/password/change/",
+            json!({"current_password": PASSWORD, "new_password": "Br4nd-new-pass"}),
+            Some(&laptop),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.get("/api/v1/auth/user/", Some(&laptop)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/user/", Some(&phone)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn change_project_needs_membership_and_refresh_rederives_the_role() {
+    let app = TestApp::spawn().await;
+    let user = app.user("lina", false).await;
+    let root = app.user("root", true).await;
+    use zv_auth::data::memberships::{upsert_member, upsert_project};
+    upsert_project(&app.pool, 11, root).await.expect("project");
+    upsert_project(&app.pool, 12, root).await.expect("project");
+    upsert_project(&app.pool, 13, user).await.expect("project");
+    upsert_member(&app.pool, 11, user, kernel::rbac::Role::Editor)
+        .await
+        .expect("member");
+    let (access, _) = app.login("lina").await;
+
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/auth/token/change_project/",
+            json!({"project_id": 12}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "not_project_member");
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/change-project/",
+            json!({"project_id": 999}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("not_project_member"))
+    );
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/change_project/",
+            json!({"project_id": "x"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["project_id"].is_array());
+
+    let (status, pair, _) = app
+        .post(
+            "/api/v1/auth/token/change_project/",
+            json!({"project_id": 11}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    let claims = app
+        .platform
+        .keys()
+        .verify(&s(&pair["access"]), kernel::jwt::TokenType::Access)
+        .expect("claims");
+    assert_eq!(
+        (claims.project_id, claims.role),
+        (Some(11), Some(kernel::rbac::Role::Editor))
+    );
+
+    // Promoted, then refreshed: the new access token carries the new role.
+    upsert_member(&app.pool, 11, user, kernel::rbac::Role::Admin)
+        .await
+        .expect("promote");
+    let (status, next, _) = app
+        .post(
+            "/api/v1/auth/token/refresh/",
+            json!({"refresh": s(&pair["refresh"])}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let claims = app
+        .platform
+        .keys()
+        .verify(&s(&next["access"]), kernel::jwt::TokenType::Access)
+        .expect("claims");
+    assert_eq!(claims.role, Some(kernel::rbac::Role::Admin));
+
+    // Removed from the project: the next refresh drops project and role.
+    sqlx::query("DELETE FROM memberships WHERE user_id = $1")
+        .bind(user)
+        .execute(&app.pool)
+        .await
+        .expect("remove");
+    let (_, last, _) = app
+        .post(
+            "/api/v1/auth/token/refresh/",
+            json!({"refresh": s(&next["refresh"])}),
+            None,
+        )
+        .await;
+    let claims = app
+        .platform
+        .keys()
+        .verify(&s(&last["access"]), kernel::jwt::TokenType::Access)
+        .expect("claims");
+    assert_eq!((claims.project_id, claims.role), (None, None));
+
+    // Superusers may enter any existing project, as admin.
+    let (root_access, _) = app.login("root").await;
+    let (status, pair, _) = app
+        .post(
+            "/api/v1/auth/token/change_project/",
+            json!({"project_id": 13}),
+            Some(&root_access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let claims = app
+        .platform
+        .keys()
+        .verify(&s(&pair["access"]), kernel::jwt::TokenType::Access)
+        .expect("claims");
+    assert_eq!(claims.role, Some(kernel::rbac::Role::Admin));
+    // The owner of record is owner without a membership row.
+    let (status, pair, _) = app
+        .post(
+            "/api/v1/auth/token/change_project/",
+            json!({"project_id": 12}),
+            Some(&root_access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let claims = app
+        .platform
+        .keys()
+        .verify(&s(&pair["access"]), kernel::jwt::TokenType::Access)
+        .expect("claims");
+    assert_eq!(claims.role, Some(kernel::rbac::Role::Owner));
+}
+
+#[tokio::test]
+async fn staff_list_users_with_auth_pagination() {
+    let app = TestApp::spawn().await;
+    app.user("staffer", true).await;
+    for name in ["ali", "alia", "basma"] {
+        app.user(name, false).await;
+    }
+    let (plain, _) = app.login("ali").await;
+    let (status, body, _) = app.get("/api/v1/auth/auth/users/", Some(&plain)).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("permission_denied"))
+    );
+    let (staff, _) = app.login("staffer").await;
+    let (status, body, _) = app
+        .get("/api/v1/auth/auth/users/?search=ali&limit=1", Some(&staff))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["count"], 2);
+    assert_eq!(body["total_pages"], 2);
+    assert_eq!(body["next"], 2);
+    assert_eq!(body["previous"], serde_json::Value::Null);
+    assert_eq!(body["results"][0]["username"], "ali");
+    let (status, body, _) = app.get("/api/v1/auth/users/?page=9", Some(&staff)).await;
+    assert_eq!(
+        (status, body["detail"].clone()),
+        (StatusCode::NOT_FOUND, json!("Invalid page."))
+    );
+    let (status, body, _) = app.get("/api/v1/auth/users/?bogus=1", Some(&staff)).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"bogus": ["Unknown filter."]})
+        )
+    );
+    let (status, _, _) = app.get("/api/v1/auth/users/?limit=0", Some(&staff)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,276 @@
+//! The gateway's contract: routing, aliases, errors, request ids, CORS, docs, metrics, and
+//! failing services.
+
+use axum::routing::get;
+use axum::Router;
+use kernel::service::{mount, MountedService, ServiceSpec};
+use kernel::Platform;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn health_request_ids_and_not_found_shapes() {
+    let app = TestApp::spawn().await;
+    let (status, body, headers) = app.get("/health/", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"status": "healthy", "service": "zv-gateway"})
+        )
+    );
+    assert_eq!(
+        headers["x-request-id"].to_str().map(str::len).unwrap_or(0),
+        36,
+        "generated UUID"
+    );
+    for path in [
+        "/api/v1/auth/health/",
+        "/api/v1/auth/auth/health",
+        "/en/api/v1/auth/health/",
+    ] {
+        let (status, body, _) = app.get(path, Some("garbage-token")).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(
+            body,
+            json!({"status": "healthy", "service": "zv-auth-service"})
+        );
+    }
+    let (_, _, headers) = app
+        .send(
+            app.client
+                .get(app.url("/health"))
+                .header("x-request-id", "trace-abc-123"),
+        )
+        .await;
+    assert_eq!(headers["x-request-id"], "trace-abc-123");
+    let (status, body, _) = app.get("/ready/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["checks"]["database"], "ok");
+
+    let not_found = json!({"detail": "Not found.", "code": "not_found"});
+    for path in [
+        "/api/v1/nosuch/things/",
+        "/api/v2/auth/user/",
+        "/graphql",
+        "/api/v1/analytics/",
+        "/api/v1/auth/nosuch/",
+    ] {
+        let (status, body, headers) = app.get(path, None).await;
+        let expected = if path == "/api/v1/auth/nosuch/" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, expected, "{path}");
+        if expected == StatusCode::NOT_FOUND {
+            assert_eq!(body, not_found, "{path}");
+        }
+        assert!(headers.contains_key("x-request-id"));
+    }
+    app.user("nf", false).await;
+    let (access, _) = app.login("nf").await;
+    let (status, body, _) = app.get("/api/v1/auth/nosuch/", Some(&access)).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, not_found));
+    let (status, body, _) = app
+        .send(app.client.delete(app.url("/api/v1/auth/auth/token/")))
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::METHOD_NOT_ALLOWED, json!("method_not_allowed"))
+    );
+}
+
+#[tokio::test]
+async fn bodies_are_checked_before_anything_happens() {
+    let app = TestApp::spawn_with(|c| c.limits.json_body_bytes = 1024).await;
+    let (status, body, _) = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/register/"))
+                .header("content-type", "application/json")
+                .body("{bad json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "parse_error");
+    assert!(body["detail"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("JSON parse error - ")));
+    let huge = json!({"username": "x".repeat(4096), "email": "a@b.co", "password": "Whatever-123"});
+    let (status, body, _) = app.post("/api/v1/auth/register/", huge, None).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("payload_too_large"))
+    );
+    let (status, body, _) = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/register/"))
+                .header("content-type", "text/plain")
+                .body("username=x"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!("unsupported_media_type")
+        )
+    );
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/register/",
+            json!({"username": ["a"], "email": 5}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.is_object() && body.get("code").is_none(),
+        "a field map: {body}"
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(users, 0);
+}
+
+#[tokio::test]
+async fn cors_docs_metrics_and_language_prefix() {
+    let app = TestApp::spawn().await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/auth/auth/user/"))
+        .header("origin", "https://shop.example.com")
+        .header("access-control-request-method", "GET")
+        .header(
+            "access-control-request-headers",
+            "authorization,x-project-id",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-credentials"],
+        "true"
+    );
+    let foreign = app
+        .client
+        .get(app.url("/health/"))
+        .header("origin", "https://evil.example.net")
+        .send()
+        .await
+        .expect("get");
+    assert!(!foreign
+        .headers()
+        .contains_key("access-control-allow-origin"));
+
+    let (status, spec, _) = app.get("/api/v1/auth/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        spec["paths"]["/api/v1/auth/auth/token/"].is_object(),
+        "{}",
+        spec["paths"]
+    );
+    for page in ["/docs/swagger/", "/docs/redoc/"] {
+        let response = app.client.get(app.url(page)).send().await.expect("docs");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response
+            .text()
+            .await
+            .expect("html")
+            .contains("/api/v1/auth/openapi.json"));
+    }
+
+    app.user("polyglot", false).await;
+    let (access, _) = app.login("polyglot").await;
+    let (status, body, _) = app.get("/ar/api/v1/auth/auth/user/", Some(&access)).await;
+    assert_eq!(
+        (status, body["username"].clone()),
+        (StatusCode::OK, json!("polyglot"))
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(
+        metrics.contains("route=\"/api/v1/auth/auth/user\""),
+        "labelled by template"
+    );
+    let jwks = app.get("/.well-known/jwks.json", None).await.1;
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    assert_eq!(
+        app.get("/api/v1/auth/.well-known/jwks.json", None).await.1,
+        jwks
+    );
+}
+
+static SLOW: ServiceSpec = ServiceSpec {
+    name: "admin",
+    health_name: "zv_admin_interface",
+    public_paths: &["/slow", "/boom"],
+    public_exact: &[],
+};
+
+fn failing_service(_: &Platform, pool: PgPool) -> Vec<MountedService> {
+    let routes = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/boom",
+            get(|| async {
+                let input: Vec<u8> = Vec::new();
+                // A handler bug: indexing past the end panics.
+                format!("{}", input[usize::from(input.is_empty())])
+            }),
+        );
+    vec![mount(&SLOW, "/api/v1/admin", routes, pool, None)]
+}
+
+#[tokio::test]
+async fn failing_services_answer_in_the_standard_shape_never_hang() {
+    let app = TestApp::spawn_with_services(failing_service).await;
+    let started = std::time::Instant::now();
+    let (status, body, _) = app.get("/api/v1/admin/slow/", None).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::GATEWAY_TIMEOUT, json!("gateway_timeout"))
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let (status, body, headers) = app.get("/api/v1/admin/boom/", None).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::INTERNAL_SERVER_ERROR, json!("server_error"))
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        headers["x-request-id"].to_str().ok()
+    );
+    assert!(
+        !body.to_string().contains("out of bounds"),
+        "no cause leaks"
+    );
+    // The process survived.
+    assert_eq!(app.get("/health/", None).await.0, StatusCode::OK);
+}

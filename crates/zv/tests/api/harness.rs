@@ -1,0 +1,270 @@
+//! Starts the real app on port 0 with its own databases, data directory and mail outbox.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kernel::config::{Config, Secret};
+use kernel::mailer::MemoryMailer;
+use kernel::platform::PlatformOverrides;
+use kernel::service::MountedService;
+use kernel::Platform;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+pub const PASSWORD: &str = "Corr3ct-horse";
+
+pub fn server_url() -> String {
+    std::env::var("ZV_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("ZV_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub mailer: Arc<MemoryMailer>,
+    pub platform: Platform,
+    pub pool: PgPool,
+    owner: bool,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Test defaults: limits high enough not to interfere unless a test lowers them.
+pub fn test_config() -> Config {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut config = Config {
+        database_url: Secret::new(server_url()),
+        database_prefix: format!("t{}_", &id[..12]),
+        database_max_connections: 5,
+        data_dir: std::env::temp_dir().join(format!("zv-test-{id}")),
+        redis_namespace: format!("zvtest{}", &id[..12]),
+        ..Config::default()
+    };
+    config.rate_limit.anonymous_per_minute = 10_000;
+    config.rate_limit.user_per_minute = 10_000;
+    config.rate_limit.login_per_minute = 1_000;
+    config.rate_limit.login_ip_per_minute = 1_000;
+    config.rate_limit.register_per_hour = 1_000;
+    config.cors_allowed_origins = vec!["https://shop.example.com".into()];
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_config(test_config(), true).await
+    }
+
+    pub async fn spawn_with(change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        change(&mut config);
+        Self::spawn_config(config, true).await
+    }
+
+    /// With extra services mounted next to the platform's (gateway failure tests).
+    pub async fn spawn_with_services(extra: fn(&Platform, PgPool) -> Vec<MountedService>) -> Self {
+        let mut config = test_config();
+        config.upstream_timeout_secs = 1;
+        let mailer = Arc::new(MemoryMailer::default());
+        let platform = Platform::new(
+            config,
+            PlatformOverrides {
+                mailer: Some(mailer.clone()),
+            },
+        )
+        .await
+        .expect("platform");
+        let auth = zv_auth::build(&platform).await.expect("auth");
+        let pool = auth_pool(platform.config()).await;
+        let router = zv::build_app_with(platform.clone(), extra(&platform, auth.pool))
+            .await
+            .expect("app");
+        Self::serve(router, platform, mailer, pool, true).await
+    }
+
+    /// A second instance sharing `config` (same databases, keys and Redis namespace).
+    pub async fn spawn_sibling(config: Config) -> Self {
+        Self::spawn_config(config, false).await
+    }
+
+    async fn spawn_config(config: Config, owner: bool) -> Self {
+        let mailer = Arc::new(MemoryMailer::default());
+        let (router, platform) = zv::build_app(
+            config,
+            PlatformOverrides {
+                mailer: Some(mailer.clone()),
+            },
+        )
+        .await
+        .expect("app starts");
+        let pool = auth_pool(platform.config()).await;
+        Self::serve(router, platform, mailer, pool, owner).await
+    }
+
+    async fn serve(
+        router: axum::Router,
+        platform: Platform,
+        mailer: Arc<MemoryMailer>,
+        pool: PgPool,
+        owner: bool,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(zv::serve(listener, router, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            mailer,
+            platform,
+            pool,
+            owner,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        self.platform.config().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value, HeaderMap) {
+        let response = req.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body, headers)
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Value,
+        token: Option<&str>,
+    ) -> (StatusCode, Value, HeaderMap) {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value, HeaderMap) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    /// An active, verified user, as `zv user create` makes them.
+    pub async fn user(&self, username: &str, superuser: bool) -> i64 {
+        zv_auth::create_user(
+            &self.pool,
+            username,
+            &format!("{username}@example.com"),
+            PASSWORD,
+            superuser,
+        )
+        .await
+        .expect("user created")
+        .id
+    }
+
+    /// Logs in and returns (access, refresh).
+    pub async fn login(&self, username: &str) -> (String, String) {
+        let (status, body, _) = self
+            .post(
+                "/api/v1/auth/auth/token/",
+                json!({"username": username, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        (s(&body["access"]), s(&body["refresh"]))
+    }
+
+    /// The code in the newest mail to `email`.
+    pub fn last_code(&self, email: &str) -> String {
+        let mail = self
+            .mailer
+            .sent()
+            .into_iter()
+            .rev()
+            .find(|m| m.to == email)
+            .expect("a mail");
+        mail.body
+            .chars()
+            .filter(char::is_ascii_digit)
+            .take(6)
+            .collect()
+    }
+}
+
+pub fn s(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+async fn auth_pool(config: &Config) -> PgPool {
+    let options =
+        kernel::db::connect_options(config, &config.database_name("auth")).expect("options");
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .expect("pool")
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if !self.owner {
+            return;
+        }
+        let config = self.platform.config().clone();
+        let data_dir: PathBuf = config.data_dir.clone();
+        // Runs outside the test's runtime, which is shutting down.
+        let _ = std::thread::spawn(move || {
+            let _ = std::fs::remove_dir_all(&data_dir);
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use sqlx::Connection;
+                let Ok(options) = server_url().parse::<sqlx::postgres::PgConnectOptions>() else {
+                    return;
+                };
+                if let Ok(mut conn) = sqlx::PgConnection::connect_with(&options).await {
+                    let db = config.database_name("auth");
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,9 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Black-box tests of the whole platform: the real app on port 0 against real PostgreSQL
+//! (a fresh set of databases per test) and, where the Redis mode is under test, real Redis.
+
+mod auth_flows;
+mod gateway;
+mod harness;
+mod limits;
+mod tokens;
