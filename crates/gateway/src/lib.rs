@@ -33,7 +33,8 @@ struct Gateway {
     timeout: Duration,
 }
 
-/// The gateway's router over the given in-process services.
+/// The gateway's router over the given in-process services; its layers wrap the whole
+/// router once rather than each route.
 pub fn router(platform: Platform, services: Vec<MountedService>) -> Router {
     let timeout = Duration::from_secs(platform.config().upstream_timeout_secs.max(1));
     let cors = cors_layer(platform.config());
@@ -42,16 +43,16 @@ pub fn router(platform: Platform, services: Vec<MountedService>) -> Router {
         platform,
         timeout,
     });
-    Router::new()
-        .fallback(dispatch)
-        .with_state(gateway)
-        .layer(cors)
-        .layer(axum::middleware::from_fn(preflight_no_content))
+    let stack = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(kernel::observe::observe))
         // Inside `observe`, so a panic still gets a request id, a log line and a metric.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
-        .layer(axum::middleware::from_fn(kernel::observe::observe))
+        .layer(axum::middleware::from_fn(preflight_no_content))
+        .layer(cors)
+        .service(Router::new().fallback(dispatch).with_state(gateway));
+    Router::new().fallback_service(stack)
 }
 
 fn cors_layer(config: &kernel::config::Config) -> CorsLayer {
@@ -261,8 +262,13 @@ async fn forward(
     if let Some(lang) = lang {
         extensions.insert(UrlLanguage(lang));
     }
-    let call = mounted.router.clone().oneshot(req.map(Body::new));
-    let mut response = match tokio::time::timeout(gw.timeout, call).await {
+    let mut call = std::pin::pin!(mounted.router.clone().oneshot(req.map(Body::new)));
+    // Most calls finish on their first poll; only the others pay for a timer.
+    let outcome = match futures::poll!(&mut call) {
+        std::task::Poll::Ready(result) => Ok(result),
+        std::task::Poll::Pending => tokio::time::timeout(gw.timeout, call).await,
+    };
+    let mut response = match outcome {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
         Err(_) => ApiError::gateway_timeout().into_response(),

@@ -36,6 +36,47 @@ pub async fn build_app_with(
     Ok(gateway::router(platform, services))
 }
 
+/// One service on its own, for scale-out behind `zv gateway` (and as the benchmark's
+/// no-gateway baseline): its routes under `/api/v1/{service}`, tokens verified here again,
+/// trailing slash optional; no gateway routing, CORS or rate limits.
+pub async fn build_service_app(config: Config, service: &str) -> anyhow::Result<Router> {
+    let _ = kernel::observe::prometheus();
+    let platform = Platform::new(config, PlatformOverrides::default()).await?;
+    let mounted = build_services(&platform)
+        .await?
+        .into_iter()
+        .find(|s| s.spec.name == service)
+        .ok_or_else(|| anyhow::anyhow!("unknown or unbuilt service {service:?}"))?;
+    let prefix = format!("/api/v1/{service}");
+    let inner = Router::new().nest(&prefix, mounted.router);
+    let json_limit = kernel::extract::JsonLimit(platform.config().limits.json_body_bytes);
+    let dispatch = move |mut req: axum::extract::Request| {
+        let inner = inner.clone();
+        async move {
+            let path = req.uri().path();
+            if path.len() > 1 && path.ends_with('/') {
+                let trimmed = path.trim_end_matches('/');
+                let uri = match req.uri().query() {
+                    Some(q) => format!("{trimmed}?{q}"),
+                    None => trimmed.to_owned(),
+                };
+                if let Ok(uri) = uri.parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+            req.extensions_mut().insert(json_limit);
+            tower::ServiceExt::oneshot(inner, req).await
+        }
+    };
+    Ok(Router::new()
+        .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            platform,
+            kernel::auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn(kernel::observe::observe)))
+}
+
 /// Serves `app` on an already-bound listener until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,

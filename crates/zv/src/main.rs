@@ -20,6 +20,14 @@ struct Cli {
 enum Command {
     /// Run the gateway and every service in one process.
     Up,
+    /// Run one service on its own (no gateway in front).
+    Serve {
+        /// The service to run, e.g. `auth`.
+        service: String,
+        /// Listen address (default: the configured `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Create missing databases and apply every service's migrations.
     Migrate,
     /// Print the effective configuration (secrets redacted).
@@ -77,6 +85,14 @@ async fn run() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&config.listen).await?;
             let (app, _) = zv::build_app(config, PlatformOverrides::default()).await?;
             tracing::info!(address = %listener.local_addr()?, "ZoneVast is up");
+            zv::serve(listener, app, zv::shutdown_signal()).await?;
+        }
+        Command::Serve { service, listen } => {
+            kernel::observe::init_tracing(&config.log_format, &config.log_level);
+            let listener =
+                tokio::net::TcpListener::bind(listen.as_deref().unwrap_or(&config.listen)).await?;
+            let app = zv::build_service_app(config, &service).await?;
+            tracing::info!(address = %listener.local_addr()?, service, "service is up");
             zv::serve(listener, app, zv::shutdown_signal()).await?;
         }
         Command::Migrate => {
