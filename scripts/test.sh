@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, then every unit and integration test against real
+# PostgreSQL and Redis (started here if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh
+# Databases left behind by an interrupted run (each test makes its own t<id>_zv_* set).
+psql -h 127.0.0.1 -U postgres -Atqc "SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{12}_zv_'" postgres \
+  | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres; done
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
