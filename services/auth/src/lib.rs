@@ -10,7 +10,7 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::{ApiError, FieldErrors, Platform};
@@ -126,7 +126,7 @@ fn respell(path: &str, from: char, to: char) -> String {
 }
 
 fn routes() -> Router<ServiceContext> {
-    use api::{account, tokens as t, user};
+    use api::{account, profile, tokens as t, user};
     let r = Router::new();
     let r = at(r, &["token"], post(t::obtain_pair));
     let r = at(r, &["login"], post(t::login));
@@ -151,7 +151,40 @@ fn routes() -> Router<ServiceContext> {
             .patch(user::patch_user)
             .put(user::patch_user),
     );
-    at(r, &["users"], get(user::list_users))
+    let r = at(r, &["users"], get(user::list_users));
+    let r = at(
+        r,
+        &["profile"],
+        get(profile::list_profile)
+            .post(profile::create_profile)
+            .patch(profile::upsert_profile)
+            .put(profile::upsert_profile),
+    );
+    let r = at(
+        r,
+        &["profile/{id}"],
+        get(profile::get_profile)
+            .patch(profile::patch_profile)
+            .put(profile::patch_profile),
+    );
+    let r = at(
+        r,
+        &["profile/remove_picture"],
+        delete(profile::remove_picture).post(profile::remove_picture),
+    );
+    let r = at(
+        r,
+        &["address"],
+        get(profile::list_addresses).post(profile::create_address),
+    );
+    at(
+        r,
+        &["address/{id}"],
+        get(profile::get_address)
+            .patch(profile::patch_address)
+            .put(profile::patch_address)
+            .delete(profile::delete_address),
+    )
 }
 
 /// Opens the database, installs the membership directory, and returns the mounted service.

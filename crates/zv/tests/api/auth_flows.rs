@@ -508,3 +508,150 @@ async fn staff_list_users_with_auth_pagination() {
     let (status, _, _) = app.get("/api/v1/auth/users/?limit=0", Some(&staff)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn profile_and_addresses_are_the_callers_own() {
+    let app = TestApp::spawn().await;
+    app.user("maha", false).await;
+    app.user("other", false).await;
+    let (maha, _) = app.login("maha").await;
+    let (other, _) = app.login("other").await;
+
+    let (status, body, _) = app.get("/api/v1/auth/profile/", Some(&maha)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    let (status, profile, _) = app
+        .post(
+            "/api/v1/auth/profile/",
+            json!({"bio": "Shop owner", "date_of_birth": "1990-05-01", "gender": "female"}),
+            Some(&maha),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{profile}");
+    assert_eq!(profile["birth_date"], "1990-05-01");
+    let (status, body, _) = app
+        .post("/api/v1/auth/profile/", json!({}), Some(&maha))
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("profile_exists"))
+    );
+    let (status, body, _) = app
+        .send(
+            app.client
+                .patch(app.url("/api/v1/auth/profile/"))
+                .bearer_auth(&maha)
+                .json(&json!({"gender": "robot", "phone": "1".repeat(40)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["gender"].is_array() && body["phone"].is_array(),
+        "{body}"
+    );
+    let id = profile["id"].as_i64().expect("id");
+    let (status, _, _) = app
+        .get(&format!("/api/v1/auth/profile/{id}/"), Some(&other))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another user's profile does not exist for them"
+    );
+    let (status, body, _) = app
+        .send(
+            app.client
+                .put(app.url(&format!("/api/v1/auth/profile/{id}/")))
+                .bearer_auth(&maha)
+                .json(&json!({"company_name": "Maha Mobiles"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["company_name"].clone(), body["bio"].clone()),
+        (StatusCode::OK, json!("Maha Mobiles"), json!("Shop owner"))
+    );
+
+    // Addresses: the first is default, one default at a time, deleting the default moves it.
+    let (status, home, _) = app
+        .post(
+            "/api/v1/auth/address/",
+            json!({"address_line1": "1 Rainbow St", "city": "Amman"}),
+            Some(&maha),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{home}");
+    assert_eq!(
+        (home["is_default"].clone(), home["country"].clone()),
+        (json!(true), json!("Jordan"))
+    );
+    let (_, work, _) = app
+        .post(
+            "/api/v1/auth/address/",
+            json!({"address_type": "work", "street_address": "Tech Park", "is_default": true}),
+            Some(&maha),
+        )
+        .await;
+    assert_eq!(work["is_default"], true);
+    let (_, list, _) = app.get("/api/v1/auth/address/", Some(&maha)).await;
+    let defaults: Vec<bool> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["is_default"] == true)
+        .collect();
+    assert_eq!(defaults, vec![false, true]);
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/address/",
+            json!({"address_type": "castle"}),
+            Some(&maha),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["address_type"].is_array());
+    let work_id = work["id"].as_i64().expect("id");
+    for (method, token) in [("GET", &other), ("DELETE", &other)] {
+        let req = app
+            .client
+            .request(
+                method.parse().expect("method"),
+                app.url(&format!("/api/v1/auth/address/{work_id}/")),
+            )
+            .bearer_auth(token);
+        assert_eq!(
+            app.send(req).await.0,
+            StatusCode::NOT_FOUND,
+            "{method} of another user's address"
+        );
+    }
+    let (status, _, _) = app
+        .send(
+            app.client
+                .delete(app.url(&format!("/api/v1/auth/address/{work_id}/")))
+                .bearer_auth(&maha),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, me, _) = app.get("/api/v1/auth/auth/user/", Some(&maha)).await;
+    assert_eq!(me["address"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        me["address"][0]["is_default"], true,
+        "the remaining address became default"
+    );
+    assert_eq!(me["profile"]["company_name"], "Maha Mobiles");
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/profile/remove-picture/",
+            json!({}),
+            Some(&maha),
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].clone()),
+        (
+            StatusCode::OK,
+            json!("Profile picture removed successfully")
+        )
+    );
+    let (status, _, _) = app.get("/api/v1/auth/address/", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -1,5 +1,6 @@
 //! HTTP adapters of the auth service.
 
 pub mod account;
+pub mod profile;
 pub mod tokens;
 pub mod user;

@@ -242,8 +242,17 @@ pub async fn jwks(State(ctx): State<ServiceContext>) -> JsonOut<Value> {
 
 /// The current user.
 pub async fn current_user(ctx: &ServiceContext, principal: &Principal) -> Result<User, ApiError> {
-    users::by_id(&ctx.pool, principal.user_id())
+    let mut user = users::by_id(&ctx.pool, principal.user_id())
         .await?
         .map(User::from)
-        .ok_or_else(ApiError::token_not_valid)
+        .ok_or_else(ApiError::token_not_valid)?;
+    user.profile = crate::data::profiles::profile_of(&ctx.pool, user.id)
+        .await?
+        .map(|p| serde_json::to_value(p).unwrap_or_default());
+    user.address = crate::data::profiles::addresses_of(&ctx.pool, user.id)
+        .await?
+        .into_iter()
+        .map(|a| serde_json::to_value(a).unwrap_or_default())
+        .collect();
+    Ok(user)
 }

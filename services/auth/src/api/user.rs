@@ -73,8 +73,8 @@ pub async fn patch_user(
         first_name: input.first_name.as_deref(),
         last_name: input.last_name.as_deref(),
     };
-    let user = users::update_profile(&ctx.pool, principal.user_id(), &change).await?;
-    Ok(JsonOut(User::from(user)))
+    users::update_profile(&ctx.pool, principal.user_id(), &change).await?;
+    current_user(&ctx, &principal).await.map(JsonOut)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

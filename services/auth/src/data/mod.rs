@@ -2,5 +2,6 @@
 
 pub mod memberships;
 pub mod otp;
+pub mod profiles;
 pub mod sessions;
 pub mod users;
