@@ -63,6 +63,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         api::account::register, api::account::send_otp, api::account::verify_otp,
         api::account::password_reset, api::account::password_change,
         api::user::get_user, api::user::patch_user, api::user::list_users,
+        api::geo::list_countries, api::geo::get_country, api::geo::list_regions,
     ),
     modifiers(&BearerAuth)
 )]
@@ -126,7 +127,7 @@ fn respell(path: &str, from: char, to: char) -> String {
 }
 
 fn routes() -> Router<ServiceContext> {
-    use api::{account, profile, tokens as t, user};
+    use api::{account, geo, profile, tokens as t, user};
     let r = Router::new();
     let r = at(r, &["token"], post(t::obtain_pair));
     let r = at(r, &["login"], post(t::login));
@@ -172,6 +173,9 @@ fn routes() -> Router<ServiceContext> {
         &["profile/remove_picture"],
         delete(profile::remove_picture).post(profile::remove_picture),
     );
+    let r = at(r, &["country"], get(geo::list_countries));
+    let r = at(r, &["country/{slug}"], get(geo::get_country));
+    let r = at(r, &["region/{country_slug}"], get(geo::list_regions));
     let r = at(
         r,
         &["address"],
@@ -190,6 +194,7 @@ fn routes() -> Router<ServiceContext> {
 /// Opens the database, installs the membership directory, and returns the mounted service.
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
+    data::geo::seed(&pool).await?;
     platform.set_memberships(Arc::new(data::memberships::Directory(pool.clone())));
     let ctx = ServiceContext {
         platform: platform.clone(),

@@ -655,3 +655,74 @@ async fn profile_and_addresses_are_the_callers_own() {
     let (status, _, _) = app.get("/api/v1/auth/address/", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn countries_and_regions_are_public_reference_data() {
+    let app = TestApp::spawn().await;
+    let (status, _, _) = app
+        .get("/api/v1/auth/country/", Some("stale.bearer.token"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an invalid bearer is refused even on public reads"
+    );
+    let (status, page, _) = app.get("/api/v1/auth/country/", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["count"], 249);
+    assert_eq!(page["limit"], 10);
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(10));
+    assert_eq!(page["next"], 2);
+    let (status, jordan, _) = app.get("/api/v1/auth/country/jordan/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            jordan["code2"].clone(),
+            jordan["code3"].clone(),
+            jordan["tld"].clone()
+        ),
+        (json!("JO"), json!("JOR"), json!(".jo"))
+    );
+    assert_eq!(jordan["translations"]["ar"], "الأردن");
+    let (_, found, _) = app
+        .get("/api/v1/auth/auth/country/?search=Jordanie", None)
+        .await;
+    assert_eq!(
+        found["results"][0]["slug"], "jordan",
+        "search covers translations"
+    );
+    let (status, regions, _) = app.get("/api/v1/auth/region/jordan/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = regions
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 12, "Jordan's twelve governorates");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "ordered by name");
+    assert!(regions[0]["display_name"]
+        .as_str()
+        .is_some_and(|d| d.ends_with(", Jordan")));
+    for path in [
+        "/api/v1/auth/country/atlantis/",
+        "/api/v1/auth/region/atlantis/",
+    ] {
+        assert_eq!(app.get(path, None).await.0, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, body, _) = app.get("/api/v1/auth/country/?page=99", None).await;
+    assert_eq!(
+        (status, body["detail"].clone()),
+        (StatusCode::NOT_FOUND, json!("Invalid page."))
+    );
+    let (status, body, _) = app.get("/api/v1/auth/country/?continent=AS", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"continent": ["Unknown filter."]})
+        )
+    );
+}

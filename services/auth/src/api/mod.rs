@@ -1,6 +1,8 @@
 //! HTTP adapters of the auth service.
 
 pub mod account;
+pub mod geo;
+pub mod paging;
 pub mod profile;
 pub mod tokens;
 pub mod user;

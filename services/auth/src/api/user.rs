@@ -7,9 +7,10 @@ use kernel::extract::{Json, Query};
 use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::api::account::{check_email, check_name, check_username};
+use crate::api::paging::PageRequest;
 use crate::api::tokens::current_user;
 use crate::data::users::{self, User, UserFilter};
 
@@ -90,18 +91,6 @@ pub struct UserListParams {
     id_in: Option<String>,
 }
 
-fn positive(field: &str, value: Option<&str>, default: i64) -> Result<i64, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| ApiError::field(field, "A valid positive integer is required.")),
-    }
-}
-
 fn boolean(field: &str, value: Option<&str>) -> Result<Option<bool>, ApiError> {
     match value.map(|v| v.trim().to_ascii_lowercase()) {
         None => Ok(None),
@@ -123,8 +112,12 @@ pub async fn list_users(
     if !(claims.is_staff || claims.is_superuser) {
         return Err(ApiError::permission_denied());
     }
-    let page = positive("page", p.page.as_deref(), 1)?;
-    let limit = positive("limit", p.limit.as_deref().or(p.page_size.as_deref()), 10)?.min(100);
+    let page = PageRequest::parse(
+        p.page.as_deref(),
+        p.limit.as_deref(),
+        p.page_size.as_deref(),
+        10,
+    )?;
     let ids = match p.id_in.as_deref() {
         None => None,
         Some(list) => Some(
@@ -142,16 +135,7 @@ pub async fn list_users(
         is_staff: boolean("is_staff", p.is_staff.as_deref())?,
         ids,
     };
-    let (count, rows) =
-        users::list(&ctx.pool, &filter, limit, (page - 1).saturating_mul(limit)).await?;
-    let total_pages = ((count + limit - 1) / limit).max(1);
-    if page > total_pages {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "not_found",
-            "Invalid page.",
-        ));
-    }
+    let (count, rows) = users::list(&ctx.pool, &filter, page.limit, page.offset()).await?;
     let results: Vec<Value> = rows
         .into_iter()
         .map(|u| {
@@ -163,13 +147,5 @@ pub async fn list_users(
             v
         })
         .collect();
-    Ok(JsonOut(json!({
-        "count": count,
-        "total_pages": total_pages,
-        "current_page": page,
-        "next": (page < total_pages).then_some(page + 1),
-        "previous": (page > 1).then_some(page - 1),
-        "limit": limit,
-        "results": results,
-    })))
+    page.body(count, results).map(JsonOut)
 }

@@ -1,5 +1,6 @@
 //! SQL of the auth service, one module per aggregate.
 
+pub mod geo;
 pub mod memberships;
 pub mod otp;
 pub mod profiles;
