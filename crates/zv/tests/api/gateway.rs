@@ -274,3 +274,172 @@ async fn failing_services_answer_in_the_standard_shape_never_hang() {
     // The process survived.
     assert_eq!(app.get("/health/", None).await.0, StatusCode::OK);
 }
+
+static SCOPED: ServiceSpec = ServiceSpec {
+    name: "catalog",
+    health_name: "zv_catalog_service",
+    public_paths: &[],
+    public_exact: &[],
+};
+
+/// A tenant resource guarded by the kernel's project scope and permission check.
+fn scoped_service(_: &Platform, pool: PgPool) -> Vec<MountedService> {
+    use kernel::auth::ProjectScope;
+    use kernel::rbac::Grants;
+    let read = |scope: ProjectScope| async move {
+        scope.require("catalog.view_listing", &Grants::default())?;
+        Ok::<_, kernel::ApiError>(axum::Json(
+            json!({"project_id": scope.project_id(), "role": scope.role()}),
+        ))
+    };
+    let write = |scope: ProjectScope| async move {
+        scope.require("catalog.delete_listing", &Grants::default())?;
+        Ok::<_, kernel::ApiError>(axum::Json(json!({"deleted": true})))
+    };
+    let routes = Router::new().route("/listings", get(read).delete(write));
+    vec![mount(&SCOPED, "/api/v1/catalog", routes, pool, None)]
+}
+
+#[tokio::test]
+async fn project_scope_checks_membership_and_permissions() {
+    use kernel::rbac::Role;
+    use zv_auth::data::memberships::{upsert_member, upsert_project};
+    let app = TestApp::spawn_with_services(scoped_service).await;
+    let viewer = app.user("viewer", false).await;
+    let admin = app.user("admin", false).await;
+    app.user("outsider", false).await;
+    app.user("root", true).await;
+    upsert_project(&app.pool, 7, admin).await.expect("project");
+    upsert_project(&app.pool, 8, admin).await.expect("project");
+    upsert_member(&app.pool, 7, viewer, Role::Viewer)
+        .await
+        .expect("member");
+    let viewer_t = app.login("viewer").await.0;
+    let outsider_t = app.login("outsider").await.0;
+    let root_t = app.login("root").await.0;
+    let admin_t = app.login("admin").await.0;
+
+    let get = |t: String, project: Option<&'static str>| {
+        let mut req = app
+            .client
+            .get(app.url("/api/v1/catalog/listings/"))
+            .bearer_auth(t);
+        if let Some(p) = project {
+            req = req.header("X-Project-Id", p);
+        }
+        req
+    };
+    let (status, body, _) = app.send(get(viewer_t.clone(), None)).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("project_required"))
+    );
+    let (status, body, _) = app.send(get(viewer_t.clone(), Some("7"))).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"project_id": 7, "role": "viewer"}))
+    );
+    let (status, body, _) = app.send(get(viewer_t.clone(), Some("8"))).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("not_project_member"))
+    );
+    let (status, _, _) = app.send(get(outsider_t, Some("7"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body, _) = app.send(get(viewer_t.clone(), Some("seven"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["X-Project-ID"].is_array(), "{body}");
+    // The owner of record is owner; a superuser enters as admin.
+    let (_, body, _) = app.send(get(admin_t, Some("8"))).await;
+    assert_eq!(body["role"], "owner");
+    let (_, body, _) = app.send(get(root_t.clone(), Some("8"))).await;
+    assert_eq!(body["role"], "admin");
+    let (status, _, _) = app.send(get(root_t, Some("999"))).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "not even superusers enter a project that does not exist"
+    );
+
+    // Viewers read but cannot delete.
+    let delete = app
+        .client
+        .delete(app.url("/api/v1/catalog/listings"))
+        .bearer_auth(&viewer_t)
+        .header("project-id", "7");
+    let (status, body, _) = app.send(delete).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("permission_denied"))
+    );
+    // A token scoped to the project needs no header.
+    let (_, pair, _) = app
+        .post(
+            "/api/v1/auth/token/change_project/",
+            json!({"project_id": 7}),
+            Some(&viewer_t),
+        )
+        .await;
+    let scoped = pair["access"].as_str().expect("access").to_owned();
+    let (status, body, _) = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/catalog/listings"))
+                .bearer_auth(scoped),
+        )
+        .await;
+    assert_eq!(
+        (status, body["project_id"].clone()),
+        (StatusCode::OK, json!(7))
+    );
+}
+
+#[tokio::test]
+async fn a_service_served_alone_verifies_tokens_itself() {
+    let app = TestApp::spawn().await;
+    app.user("direct", false).await;
+    let (access, _) = app.login("direct").await;
+    let service = zv::build_service_app(app.config(), "auth")
+        .await
+        .expect("service app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(zv::serve(listener, service, async {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let me = client
+        .get(format!("{base}/api/v1/auth/auth/user"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(me.status(), StatusCode::OK);
+    for (token, code) in [
+        (None, "not_authenticated"),
+        (Some("forged.token.here"), "token_not_valid"),
+    ] {
+        let mut req = client.get(format!("{base}/api/v1/auth/auth/user/"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let response = req.send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["code"], code);
+    }
+    let health: serde_json::Value = client
+        .get(format!("{base}/api/v1/auth/health/"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["service"], "zv-auth-service");
+    let _ = tx.send(());
+    assert!(zv::build_service_app(app.config(), "nosuch").await.is_err());
+}
