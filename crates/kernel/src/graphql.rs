@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::AuthState;
-use crate::lang::{from_accept_language, UrlLanguage};
 
 /// Largest accepted GraphQL body.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -146,12 +145,7 @@ where
     if let Some(vars) = input.variables.filter(|v| !v.is_null()) {
         request = request.variables(async_graphql::Variables::from_json(vars));
     }
-    let lang = parts
-        .extensions
-        .get::<UrlLanguage>()
-        .map(|l| l.0)
-        .or_else(|| from_accept_language(&parts.headers))
-        .unwrap_or("en");
+    let lang = crate::lang::resolve(&parts);
     request = request
         .data(RequestLanguage(lang))
         .data(parts.headers.clone());

@@ -35,6 +35,16 @@ pub fn from_accept_language(headers: &HeaderMap) -> Option<&'static str> {
     tags.into_iter().find_map(|(_, tag)| supported(tag))
 }
 
+/// URL prefix → `Accept-Language` → `en`.
+pub fn resolve(parts: &Parts) -> &'static str {
+    parts
+        .extensions
+        .get::<UrlLanguage>()
+        .map(|l| l.0)
+        .or_else(|| from_accept_language(&parts.headers))
+        .unwrap_or("en")
+}
+
 /// The language a response should use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lang(pub &'static str);
@@ -43,13 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Lang {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let lang = parts
-            .extensions
-            .get::<UrlLanguage>()
-            .map(|l| l.0)
-            .or_else(|| from_accept_language(&parts.headers))
-            .unwrap_or("en");
-        Ok(Lang(lang))
+        Ok(Lang(resolve(parts)))
     }
 }
 

@@ -424,7 +424,8 @@ impl ListQuery {
     }
 }
 
-fn escape_like(s: &str) -> String {
+/// Escapes `%`, `_` and `\\` for a LIKE pattern.
+pub fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")

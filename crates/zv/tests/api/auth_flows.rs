@@ -387,11 +387,7 @@ async fn change_project_needs_membership_and_refresh_rederives_the_role() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{pair}");
-    let claims = app
-        .platform
-        .keys()
-        .verify(&s(&pair["access"]), kernel::jwt::TokenType::Access)
-        .expect("claims");
+    let claims = app.claims(&pair["access"]);
     assert_eq!(
         (claims.project_id, claims.role),
         (Some(11), Some(kernel::rbac::Role::Editor))
@@ -409,11 +405,7 @@ async fn change_project_needs_membership_and_refresh_rederives_the_role() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let claims = app
-        .platform
-        .keys()
-        .verify(&s(&next["access"]), kernel::jwt::TokenType::Access)
-        .expect("claims");
+    let claims = app.claims(&next["access"]);
     assert_eq!(claims.role, Some(kernel::rbac::Role::Admin));
 
     // Removed from the project: the next refresh drops project and role.
@@ -429,11 +421,7 @@ async fn change_project_needs_membership_and_refresh_rederives_the_role() {
             None,
         )
         .await;
-    let claims = app
-        .platform
-        .keys()
-        .verify(&s(&last["access"]), kernel::jwt::TokenType::Access)
-        .expect("claims");
+    let claims = app.claims(&last["access"]);
     assert_eq!((claims.project_id, claims.role), (None, None));
 
     // Superusers may enter any existing project, as admin.
@@ -446,11 +434,7 @@ async fn change_project_needs_membership_and_refresh_rederives_the_role() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let claims = app
-        .platform
-        .keys()
-        .verify(&s(&pair["access"]), kernel::jwt::TokenType::Access)
-        .expect("claims");
+    let claims = app.claims(&pair["access"]);
     assert_eq!(claims.role, Some(kernel::rbac::Role::Admin));
     // The owner of record is owner without a membership row.
     let (status, pair, _) = app
@@ -461,11 +445,7 @@ async fn change_project_needs_membership_and_refresh_rederives_the_role() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let claims = app
-        .platform
-        .keys()
-        .verify(&s(&pair["access"]), kernel::jwt::TokenType::Access)
-        .expect("claims");
+    let claims = app.claims(&pair["access"]);
     assert_eq!(claims.role, Some(kernel::rbac::Role::Owner));
 }
 

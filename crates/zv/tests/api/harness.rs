@@ -200,6 +200,14 @@ impl TestApp {
         (s(&body["access"]), s(&body["refresh"]))
     }
 
+    /// The verified claims of an access token.
+    pub fn claims(&self, access: &Value) -> kernel::jwt::Claims {
+        self.platform
+            .keys()
+            .verify(&s(access), kernel::jwt::TokenType::Access)
+            .expect("valid access token")
+    }
+
     /// The code in the newest mail to `email`.
     pub fn last_code(&self, email: &str) -> String {
         let mail = self

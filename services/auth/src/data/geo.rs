@@ -114,14 +114,7 @@ pub async fn countries(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<Value>), ApiError> {
-    let pattern = search.map(|s| {
-        format!(
-            "%{}%",
-            s.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let pattern = search.map(|s| format!("%{}%", kernel::list::escape_like(s)));
     let filter = "($1::text IS NULL OR name ILIKE $1 OR name_ascii ILIKE $1 OR code2 ILIKE $1 OR translations::text ILIKE $1)";
     let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM countries WHERE {filter}"))
         .bind(&pattern)

@@ -234,7 +234,10 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<UserRow>), ApiError> {
-    let pattern = f.search.as_ref().map(|s| format!("%{}%", escape_like(s)));
+    let pattern = f
+        .search
+        .as_ref()
+        .map(|s| format!("%{}%", kernel::list::escape_like(s)));
     let filter = "($1::text IS NULL OR username ILIKE $1 OR email ILIKE $1 OR first_name ILIKE $1 \
         OR last_name ILIKE $1) AND ($2::bool IS NULL OR is_active = $2) \
         AND ($3::bool IS NULL OR is_staff = $3) AND ($4::bigint[] IS NULL OR id = ANY($4))";
@@ -257,10 +260,4 @@ pub async fn list(
     .fetch_all(db)
     .await?;
     Ok((count, rows))
-}
-
-fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
