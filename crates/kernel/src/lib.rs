@@ -16,6 +16,7 @@ pub mod platform;
 pub mod ratelimit;
 pub mod rbac;
 pub mod service;
+pub mod storage;
 
 pub use error::{ApiError, ApiResult, FieldErrors};
 pub use platform::Platform;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::jwt::KeyRing;
 use crate::mailer::{self, SharedMailer};
 use crate::ratelimit::{MemoryRateLimiter, RedisRateLimiter, SharedRateLimiter};
+use crate::storage::Storage;
 
 #[derive(Clone)]
 pub struct Platform {
@@ -24,6 +25,7 @@ struct Inner {
     verifier: TokenVerifier,
     memberships: OnceLock<Arc<dyn MembershipDirectory>>,
     redis: Option<redis::aio::ConnectionManager>,
+    storage: Storage,
 }
 
 /// What a caller may replace when building the platform (tests use a memory mailer).
@@ -58,6 +60,7 @@ impl Platform {
             Some(m) => m,
             None => mailer::from_config(&config.mail)?,
         };
+        let storage = Storage::local(&config.data_dir.join("files"))?;
         let verifier = TokenVerifier::new(keys.clone(), cache.clone(), &config);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -69,6 +72,7 @@ impl Platform {
                 verifier,
                 memberships: OnceLock::new(),
                 redis,
+                storage,
             }),
         })
     }
@@ -99,6 +103,10 @@ impl Platform {
 
     pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
         self.inner.redis.as_ref()
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 
     /// Installs the service that answers "which role does user U hold in project P".

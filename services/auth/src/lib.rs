@@ -49,6 +49,8 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         "/region",
         "/auth/country",
         "/auth/region",
+        "/media",
+        "/auth/media",
     ],
     // Obtain routes must not make `token/change_project` public, so they are exact.
     public_exact: &["/auth/token", "/token", "/login", "/auth/login"],
@@ -64,6 +66,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         api::account::password_reset, api::account::password_change,
         api::user::get_user, api::user::patch_user, api::user::list_users,
         api::geo::list_countries, api::geo::get_country, api::geo::list_regions,
+        api::media::upload_image,
     ),
     modifiers(&BearerAuth)
 )]
@@ -127,7 +130,7 @@ fn respell(path: &str, from: char, to: char) -> String {
 }
 
 fn routes() -> Router<ServiceContext> {
-    use api::{account, geo, profile, tokens as t, user};
+    use api::{account, geo, media, profile, tokens as t, user};
     let r = Router::new();
     let r = at(r, &["token"], post(t::obtain_pair));
     let r = at(r, &["login"], post(t::login));
@@ -153,6 +156,9 @@ fn routes() -> Router<ServiceContext> {
             .put(user::patch_user),
     );
     let r = at(r, &["users"], get(user::list_users));
+    let r = at(r, &["user/upload-image"], post(media::upload_image));
+    let r = at(r, &["profile/upload_picture"], post(media::upload_picture));
+    let r = at(r, &["media/{*key}"], get(media::download));
     let r = at(
         r,
         &["profile"],
@@ -207,6 +213,10 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
                 axum::Json(serde_json::json!({"status": "healthy", "service": SPEC.health_name}))
             }),
         )
+        // Multipart uploads; JSON bodies keep their own, smaller limit (kernel::extract).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            platform.config().limits.multipart_body_bytes,
+        ))
         .with_state(ctx);
     Ok(mount(
         &SPEC,

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod geo;
+pub mod media;
 pub mod paging;
 pub mod profile;
 pub mod tokens;

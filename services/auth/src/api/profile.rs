@@ -11,6 +11,7 @@ use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
 use serde_json::{json, Map, Value};
 
+use crate::api::media::MediaBase;
 use crate::data::profiles::{self, Address, AddressInput, Profile, ProfileInput};
 
 /// Reads optional fields of a JSON object, collecting DRF-style errors.
@@ -142,11 +143,13 @@ fn profile_input(body: &Value) -> Result<ProfileInput, ApiError> {
 pub async fn list_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
 ) -> Result<JsonOut<Vec<Profile>>, ApiError> {
     Ok(JsonOut(
         profiles::profile_of(&ctx.pool, principal.user_id())
             .await?
             .into_iter()
+            .map(|p| base.fill(p))
             .collect(),
     ))
 }
@@ -154,11 +157,12 @@ pub async fn list_profile(
 pub async fn create_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let input = profile_input(&body)?;
     match profiles::upsert_profile(&ctx.pool, principal.user_id(), &input, true).await? {
-        Some(profile) => Ok((StatusCode::CREATED, JsonOut(profile)).into_response()),
+        Some(profile) => Ok((StatusCode::CREATED, JsonOut(base.fill(profile))).into_response()),
         None => {
             let msg = "Profile already exists. Use PATCH to update it.";
             Err(ApiError::bad_request("profile_exists", msg).with("error", msg))
@@ -170,12 +174,13 @@ pub async fn create_profile(
 pub async fn upsert_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
     Json(body): Json<Value>,
 ) -> Result<JsonOut<Profile>, ApiError> {
     let input = profile_input(&body)?;
     profiles::upsert_profile(&ctx.pool, principal.user_id(), &input, false)
         .await?
-        .map(JsonOut)
+        .map(|p| JsonOut(base.fill(p)))
         .ok_or_else(|| ApiError::internal("profile upsert returned nothing"))
 }
 
@@ -193,21 +198,25 @@ async fn own_profile(
 pub async fn get_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
     Path(id): Path<String>,
 ) -> Result<JsonOut<Profile>, ApiError> {
     let id = id.parse().map_err(|_| ApiError::not_found())?;
-    own_profile(&ctx, &principal, id).await.map(JsonOut)
+    own_profile(&ctx, &principal, id)
+        .await
+        .map(|p| JsonOut(base.fill(p)))
 }
 
 pub async fn patch_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<JsonOut<Profile>, ApiError> {
     let id = id.parse().map_err(|_| ApiError::not_found())?;
     own_profile(&ctx, &principal, id).await?;
-    upsert_profile(State(ctx), principal, Json(body)).await
+    upsert_profile(State(ctx), principal, base, Json(body)).await
 }
 
 pub async fn remove_picture(

@@ -241,14 +241,18 @@ pub async fn jwks(State(ctx): State<ServiceContext>) -> JsonOut<Value> {
 }
 
 /// The current user.
-pub async fn current_user(ctx: &ServiceContext, principal: &Principal) -> Result<User, ApiError> {
+pub async fn current_user(
+    ctx: &ServiceContext,
+    principal: &Principal,
+    base: &crate::api::media::MediaBase,
+) -> Result<User, ApiError> {
     let mut user = users::by_id(&ctx.pool, principal.user_id())
         .await?
         .map(User::from)
         .ok_or_else(ApiError::token_not_valid)?;
     user.profile = crate::data::profiles::profile_of(&ctx.pool, user.id)
         .await?
-        .map(|p| serde_json::to_value(p).unwrap_or_default());
+        .map(|p| serde_json::to_value(base.fill(p)).unwrap_or_default());
     user.address = crate::data::profiles::addresses_of(&ctx.pool, user.id)
         .await?
         .into_iter()

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::account::{check_email, check_name, check_username};
+use crate::api::media::MediaBase;
 use crate::api::paging::PageRequest;
 use crate::api::tokens::current_user;
 use crate::data::users::{self, User, UserFilter};
@@ -20,8 +21,9 @@ use crate::data::users::{self, User, UserFilter};
 pub async fn get_user(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
 ) -> Result<JsonOut<User>, ApiError> {
-    current_user(&ctx, &principal).await.map(JsonOut)
+    current_user(&ctx, &principal, &base).await.map(JsonOut)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -42,6 +44,7 @@ pub struct UserPatch {
 pub async fn patch_user(
     State(ctx): State<ServiceContext>,
     principal: Principal,
+    base: MediaBase,
     Json(input): Json<UserPatch>,
 ) -> Result<JsonOut<User>, ApiError> {
     let mut errors = FieldErrors::new();
@@ -75,7 +78,7 @@ pub async fn patch_user(
         last_name: input.last_name.as_deref(),
     };
     users::update_profile(&ctx.pool, principal.user_id(), &change).await?;
-    current_user(&ctx, &principal).await.map(JsonOut)
+    current_user(&ctx, &principal, &base).await.map(JsonOut)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

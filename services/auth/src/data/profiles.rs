@@ -270,3 +270,27 @@ pub async fn delete_address(db: &PgPool, user_id: i64, id: i64) -> Result<bool, 
     tx.commit().await?;
     Ok(was_default.is_some())
 }
+
+/// Sets the picture (creating the profile if needed); returns the previous key.
+pub async fn set_picture(
+    db: &PgPool,
+    user_id: i64,
+    key: &str,
+) -> Result<(Profile, Option<String>), ApiError> {
+    let mut tx = db.begin().await?;
+    let old: Option<Option<String>> =
+        sqlx::query_scalar("SELECT profile_picture FROM profiles WHERE user_id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let profile = sqlx::query_as(&format!(
+        "INSERT INTO profiles (user_id, profile_picture) VALUES ($1, $2) ON CONFLICT (user_id) \
+         DO UPDATE SET profile_picture = EXCLUDED.profile_picture, updated_at = now() RETURNING {PROFILE}"
+    ))
+    .bind(user_id)
+    .bind(key)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((profile, old.flatten()))
+}
