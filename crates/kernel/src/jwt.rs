@@ -144,19 +144,38 @@ fn read_store(path: &Path) -> anyhow::Result<Vec<StoredKey>> {
     Ok(serde_json::from_str(&text)?)
 }
 
-fn write_store(path: &Path, keys: &[StoredKey]) -> anyhow::Result<()> {
+/// Writes `keys` to a private temporary file beside `path` (mode 0600) and returns it.
+fn write_temp(path: &Path, keys: &[StoredKey]) -> anyhow::Result<PathBuf> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("json.tmp");
+    let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4().simple()));
     std::fs::write(&tmp, serde_json::to_vec_pretty(keys)?)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     }
+    Ok(tmp)
+}
+
+fn write_store(path: &Path, keys: &[StoredKey]) -> anyhow::Result<()> {
+    let tmp = write_temp(path, keys)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Creates the key file only if no other process did first (atomic: a hard link fails when the
+/// target exists). Returns false when another process won; its keys are then the ones to use.
+fn create_store(path: &Path, keys: &[StoredKey]) -> anyhow::Result<bool> {
+    let tmp = write_temp(path, keys)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    std::fs::remove_file(&tmp)?;
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl KeyRing {
@@ -164,7 +183,13 @@ impl KeyRing {
     pub fn load_or_create(data_dir: &Path, leeway: u64) -> anyhow::Result<Self> {
         let path = keys_file(data_dir);
         let mut stored = read_store(&path)?;
-        if stored.iter().all(|k| k.retired_at.is_some()) {
+        if stored.is_empty() {
+            let first = vec![generate()?];
+            if create_store(&path, &first)? {
+                tracing::info!(path = %path.display(), "generated a new JWT signing key");
+            }
+            stored = read_store(&path)?;
+        } else if stored.iter().all(|k| k.retired_at.is_some()) {
             stored.push(generate()?);
             write_store(&path, &stored)?;
             tracing::info!(path = %path.display(), "generated a new JWT signing key");
@@ -340,6 +365,24 @@ mod tests {
             ring.verify(&parts.join("."), TokenType::Access),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn processes_starting_together_agree_on_one_key() {
+        let dir = tempdir::Dir::new();
+        let path = dir.path().to_path_buf();
+        let kids: Vec<String> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    KeyRing::load_or_create(&path, 0).map(|r| r.current_kid().to_owned())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().expect("thread").expect("ring"))
+            .collect();
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
     }
 
     #[test]

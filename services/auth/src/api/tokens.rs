@@ -246,15 +246,12 @@ pub async fn current_user(
     principal: &Principal,
     base: &crate::api::media::MediaBase,
 ) -> Result<User, ApiError> {
-    let mut user = users::by_id(&ctx.pool, principal.user_id())
+    let (row, profile, addresses) = users::with_details(&ctx.pool, principal.user_id())
         .await?
-        .map(User::from)
         .ok_or_else(ApiError::token_not_valid)?;
-    user.profile = crate::data::profiles::profile_of(&ctx.pool, user.id)
-        .await?
-        .map(|p| serde_json::to_value(base.fill(p)).unwrap_or_default());
-    user.address = crate::data::profiles::addresses_of(&ctx.pool, user.id)
-        .await?
+    let mut user = User::from(row);
+    user.profile = profile.map(|p| serde_json::to_value(base.fill(p)).unwrap_or_default());
+    user.address = addresses
         .into_iter()
         .map(|a| serde_json::to_value(a).unwrap_or_default())
         .collect();

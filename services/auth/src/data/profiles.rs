@@ -2,10 +2,10 @@
 
 use chrono::NaiveDate;
 use kernel::ApiError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Profile {
     pub id: i64,
     #[sqlx(rename = "user_id")]
@@ -18,6 +18,7 @@ pub struct Profile {
     pub position_title: String,
     pub profile_picture: Option<String>,
     #[sqlx(skip)]
+    #[serde(default)]
     pub profile_picture_url: Option<String>,
 }
 
@@ -31,6 +32,13 @@ pub struct ProfileInput {
     pub company_name: Option<String>,
     pub position_title: Option<String>,
 }
+
+/// The profile and address columns as JSON objects keyed like the structs (for one-query reads).
+pub const PROFILE_JSON: &str = "SELECT row_to_json(p) FROM (SELECT id, user_id AS \"user\", bio, phone, \
+    birth_date, gender, company_name, position_title, profile_picture FROM profiles WHERE user_id = u.id) p";
+pub const ADDRESSES_JSON: &str = "SELECT COALESCE(json_agg(a ORDER BY a.id), '[]') FROM (SELECT id, \
+    user_id AS \"user\", address_type, street_address, address_line2, city, governorate, region, country, \
+    postal_code, nearest_landmark, phone, is_default FROM addresses WHERE user_id = u.id) a";
 
 const PROFILE: &str =
     "id, user_id, bio, phone, birth_date, gender, company_name, position_title, profile_picture";
@@ -89,7 +97,7 @@ pub async fn clear_picture(db: &PgPool, user_id: i64) -> Result<bool, ApiError> 
     Ok(done.rows_affected() > 0)
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Address {
     pub id: i64,
     #[sqlx(rename = "user_id")]

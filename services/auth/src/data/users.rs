@@ -6,6 +6,8 @@ use kernel::ApiError;
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
 
+use crate::data::profiles::{Address, Profile, ADDRESSES_JSON, PROFILE_JSON};
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct UserRow {
     pub id: i64,
@@ -116,6 +118,27 @@ pub async fn by_id(db: impl PgExecutor<'_>, id: i64) -> Result<Option<UserRow>, 
 }
 
 /// A username, or an email matched case-insensitively.
+/// A user with their profile and addresses, in one round trip.
+pub async fn with_details(
+    db: impl PgExecutor<'_>,
+    id: i64,
+) -> Result<Option<(UserRow, Option<Profile>, Vec<Address>)>, ApiError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserRow,
+        profile: Option<sqlx::types::Json<Profile>>,
+        address: sqlx::types::Json<Vec<Address>>,
+    }
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, ({PROFILE_JSON}) AS profile, ({ADDRESSES_JSON}) AS address FROM users u WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.user, r.profile.map(|p| p.0), r.address.0)))
+}
+
 pub async fn by_login(db: impl PgExecutor<'_>, login: &str) -> Result<Option<UserRow>, ApiError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) \
