@@ -35,8 +35,16 @@ PIDS=()
 trap cleanup EXIT
 
 $BIN user create --username bench --email bench@example.com --password "$PASSWORD" >/dev/null
-ZV_LISTEN=$GATEWAY $BIN up 2>/dev/null & PIDS+=($!)
-$BIN serve auth --listen $DIRECT 2>/dev/null & PIDS+=($!)
+# Servers on the last core, the load generator on the first, so they do not steal each other's
+# time (on a 2-core machine both servers share one core; only one is loaded at a time).
+CORES=$(nproc)
+SERVER_CPU=$((CORES - 1))
+PIN_SERVER=(); PIN_LOAD=()
+if command -v taskset >/dev/null && [ "$CORES" -ge 2 ]; then
+  PIN_SERVER=(taskset -c "$SERVER_CPU"); PIN_LOAD=(taskset -c 0)
+fi
+ZV_LISTEN=$GATEWAY "${PIN_SERVER[@]}" $BIN up 2>/dev/null & PIDS+=($!)
+"${PIN_SERVER[@]}" $BIN serve auth --listen $DIRECT 2>/dev/null & PIDS+=($!)
 for addr in $GATEWAY $DIRECT; do
   for _ in $(seq 50); do curl -sf "http://$addr/api/v1/auth/health/" >/dev/null && break; sleep 0.2; done
 done
@@ -46,7 +54,7 @@ TOKEN=$(curl -sf -X POST "http://$GATEWAY/api/v1/auth/auth/token/" -H 'content-t
 # wrk prints "Requests/sec: N" and, with --latency, "50% Xms" / "99% Yms".
 measure() {
   local url=$1; shift
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" > /tmp/zv-wrk.txt
+  "${PIN_LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" > /tmp/zv-wrk.txt
   python3 - /tmp/zv-wrk.txt <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
@@ -62,7 +70,7 @@ PY
 }
 
 AUTH=(-H "Authorization: Bearer $TOKEN")
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 # Each pair runs ROUNDS times, alternating gateway and direct; the table shows medians.
 pair() {
   local label=$1 gw_url=$2 direct_url=$3; shift 3
@@ -91,4 +99,6 @@ pair "GET health" "http://$GATEWAY/api/v1/auth/health/" "http://$DIRECT/api/v1/a
 read -r rps p50 p99 errs < <(measure "http://$GATEWAY/health/")
 printf '| GET /health/ (gateway itself) | gateway | %s | %s | %s | %s |\n' "$rps" "$p50" "$p99" "$errs"
 echo
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, medians; $(nproc) cores shared by server and load generator."
+PINNING="servers on CPU $SERVER_CPU, wrk on CPU 0"
+[ ${#PIN_LOAD[@]} -gt 0 ] || PINNING="not pinned"
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, medians; $PINNING."
