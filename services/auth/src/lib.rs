@@ -66,7 +66,11 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         api::account::password_reset, api::account::password_change,
         api::user::get_user, api::user::patch_user, api::user::list_users,
         api::geo::list_countries, api::geo::get_country, api::geo::list_regions,
-        api::media::upload_image,
+        api::media::upload_image, api::media::upload_picture, api::media::download,
+        api::profile::list_profile, api::profile::create_profile, api::profile::upsert_profile,
+        api::profile::get_profile, api::profile::patch_profile, api::profile::remove_picture,
+        api::profile::list_addresses, api::profile::create_address, api::profile::get_address,
+        api::profile::patch_address, api::profile::delete_address,
     ),
     modifiers(&BearerAuth)
 )]

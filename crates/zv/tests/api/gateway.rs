@@ -177,6 +177,14 @@ async fn cors_docs_metrics_and_language_prefix() {
 
     let (status, spec, _) = app.get("/api/v1/auth/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/v1/auth/auth/user/upload-image/",
+        "/api/v1/auth/address/{id}/",
+        "/api/v1/auth/country/{slug}/",
+        "/api/v1/auth/.well-known/jwks.json",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} documented");
+    }
     assert!(
         spec["paths"]["/api/v1/auth/auth/token/"].is_object(),
         "{}",

@@ -173,6 +173,7 @@ pub async fn upload_image(
 }
 
 /// `profile/upload_picture/`: multipart `profile_picture` → the profile.
+#[utoipa::path(post, path = "/api/v1/auth/profile/upload_picture/", tag = "profile", security(("bearer" = [])), responses((status = 200, body = Profile), (status = 400, description = "no_image / image_too_large / invalid_image_type")))]
 pub async fn upload_picture(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -189,6 +190,7 @@ pub async fn upload_picture(
 }
 
 /// Public download of a profile picture.
+#[utoipa::path(get, path = "/api/v1/auth/media/{key}", tag = "profile", params(("key" = String, Path)), responses((status = 200, description = "the image"), (status = 404, description = "no such picture")))]
 pub async fn download(
     State(ctx): State<ServiceContext>,
     _caller: MaybePrincipal,

@@ -140,6 +140,7 @@ fn profile_input(body: &Value) -> Result<ProfileInput, ApiError> {
 }
 
 /// Own profile as a 0–1 element list.
+#[utoipa::path(get, path = "/api/v1/auth/profile/", tag = "profile", security(("bearer" = [])), responses((status = 200, body = Vec<Profile>)))]
 pub async fn list_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -154,6 +155,7 @@ pub async fn list_profile(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/profile/", tag = "profile", security(("bearer" = [])), responses((status = 201, body = Profile), (status = 400, description = "profile_exists / field map")))]
 pub async fn create_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -171,6 +173,7 @@ pub async fn create_profile(
 }
 
 /// PATCH/PUT `profile/`: create or update the caller's profile.
+#[utoipa::path(patch, path = "/api/v1/auth/profile/", tag = "profile", security(("bearer" = [])), responses((status = 200, body = Profile), (status = 400, description = "field map")))]
 pub async fn upsert_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -195,6 +198,7 @@ async fn own_profile(
         .ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/profile/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Profile), (status = 404, description = "not the caller's")))]
 pub async fn get_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -207,6 +211,7 @@ pub async fn get_profile(
         .map(|p| JsonOut(base.fill(p)))
 }
 
+#[utoipa::path(patch, path = "/api/v1/auth/profile/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Profile), (status = 404, description = "not the caller's")))]
 pub async fn patch_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -219,6 +224,7 @@ pub async fn patch_profile(
     upsert_profile(State(ctx), principal, base, Json(body)).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/auth/profile/remove_picture/", tag = "profile", security(("bearer" = [])), responses((status = 200, description = "`{message}`"), (status = 404, description = "no profile")))]
 pub async fn remove_picture(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -251,6 +257,7 @@ fn address_input(body: &Value) -> Result<AddressInput, ApiError> {
     f.finish(input)
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/address/", tag = "profile", security(("bearer" = [])), responses((status = 200, body = Vec<Address>)))]
 pub async fn list_addresses(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -260,6 +267,7 @@ pub async fn list_addresses(
         .map(JsonOut)
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/address/", tag = "profile", security(("bearer" = [])), responses((status = 201, body = Address), (status = 400, description = "field map")))]
 pub async fn create_address(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -274,6 +282,7 @@ fn address_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found())
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/address/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Address), (status = 404, description = "not the caller's")))]
 pub async fn get_address(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -285,6 +294,7 @@ pub async fn get_address(
         .ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(patch, path = "/api/v1/auth/address/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Address), (status = 404, description = "not the caller's")))]
 pub async fn patch_address(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -298,6 +308,7 @@ pub async fn patch_address(
         .ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(delete, path = "/api/v1/auth/address/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 204), (status = 404, description = "not the caller's")))]
 pub async fn delete_address(
     State(ctx): State<ServiceContext>,
     principal: Principal,
