@@ -845,3 +845,34 @@ async fn profile_pictures_upload_replace_and_download() {
         assert!(!body.to_string().contains("private_key"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_username_never_500() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..12).map(|i| {
+        app.post(
+            "/api/v1/auth/register/",
+            json!({"username": "race", "email": format!("race{i}@example.com"), "password": PASSWORD}),
+            None,
+        )
+    });
+    let results = futures::future::join_all(attempts).await;
+    let created = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .count();
+    assert_eq!(
+        created,
+        1,
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    for (status, body, _) in results.iter().filter(|r| r.0 != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(users, 1);
+}

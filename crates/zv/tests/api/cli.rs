@@ -1,0 +1,173 @@
+//! The `zv` binary itself: configuration printing, user creation, start-up and graceful
+//! shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{server_url, test_config, TestApp, PASSWORD};
+
+fn zv() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zv"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ZV_LOG_FORMAT", "json");
+    cmd
+}
+
+#[test]
+fn config_prints_the_effective_values_without_secrets() {
+    let output = zv()
+        .arg("config")
+        .env(
+            "ZV_DATABASE_URL",
+            "postgres://zv:hunter2@db.internal:5432/postgres",
+        )
+        .env(
+            "ZV_MAIL__SMTP_URL",
+            "smtps://mailer:s3cr3t@smtp.example.com",
+        )
+        .env("ZV_JWT__ACCESS_TTL_SECS", "600")
+        .output()
+        .expect("zv config");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cr3t"),
+        "{text}"
+    );
+    let config: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        config["database_url"],
+        "postgres://zv:***@db.internal:5432/postgres"
+    );
+    assert_eq!(config["jwt"]["access_ttl_secs"], 600);
+    let bad = zv()
+        .arg("config")
+        .env("ZV_DATABASE_PREFIX", "bad-prefix;")
+        .output()
+        .expect("zv config");
+    assert!(
+        !bad.status.success(),
+        "invalid configuration is refused at start-up"
+    );
+}
+
+#[tokio::test]
+async fn user_create_makes_an_active_user_the_platform_accepts() {
+    let app = TestApp::spawn().await;
+    let config = app.config();
+    let output = zv()
+        .args([
+            "user",
+            "create",
+            "--username",
+            "founder",
+            "--email",
+            "founder@example.com",
+            "--superuser",
+        ])
+        .env("ZV_NEW_USER_PASSWORD", PASSWORD)
+        .env("ZV_DATABASE_URL", server_url())
+        .env("ZV_DATABASE_PREFIX", &config.database_prefix)
+        .env("ZV_DATA_DIR", &config.data_dir)
+        .output()
+        .expect("zv user create");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (access, _) = app.login("founder").await;
+    let (_, me, _) = app.get("/api/v1/auth/auth/user/", Some(&access)).await;
+    assert_eq!(
+        (me["is_superuser"].clone(), me["is_verified"].clone()),
+        (json!(true), json!(true))
+    );
+    let again = zv()
+        .args([
+            "user",
+            "create",
+            "--username",
+            "FOUNDER",
+            "--email",
+            "x@example.com",
+            "--password",
+            PASSWORD,
+        ])
+        .env("ZV_DATABASE_URL", server_url())
+        .env("ZV_DATABASE_PREFIX", &config.database_prefix)
+        .env("ZV_DATA_DIR", &config.data_dir)
+        .output()
+        .expect("zv user create");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[tokio::test]
+async fn up_serves_and_shuts_down_gracefully_on_sigterm() {
+    let config = test_config();
+    let mut child = zv()
+        .arg("up")
+        .env("ZV_LISTEN", "127.0.0.1:0")
+        .env("ZV_DATABASE_URL", server_url())
+        .env("ZV_DATABASE_PREFIX", &config.database_prefix)
+        .env("ZV_DATA_DIR", &config.data_dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zv up");
+    // The start-up log line names the bound address; the pipe is drained until the process ends.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(address) = json["address"].as_str() {
+                    let _ = tx.send(address.to_owned());
+                }
+            }
+        }
+    });
+    let address = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("an address line");
+    let health = reqwest::get(format!("http://{address}/health/"))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready: serde_json::Value = reqwest::get(format!("http://{address}/ready/"))
+        .await
+        .expect("ready")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "zv up did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit: {status}");
+    // Clean up the databases this process created.
+    let cleanup = TestApp::spawn_with(|c| {
+        c.database_prefix = config.database_prefix.clone();
+        c.data_dir = config.data_dir.clone();
+    })
+    .await;
+    drop(cleanup);
+}
