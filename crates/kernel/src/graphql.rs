@@ -2,7 +2,7 @@
 //! `application/graphql`, GET `?query=` for queries only, GraphiQL for browsers, document errors
 //! as HTTP 400 without `data`, and the caller's identity and language in the context.
 
-use async_graphql::{ObjectType, Schema, SubscriptionType};
+use async_graphql::{ErrorExtensions, ObjectType, Schema, SubscriptionType};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -324,5 +324,327 @@ mod tests {
             .await
             .expect("body");
         assert!(String::from_utf8_lossy(&html).contains("/graphql/test"));
+    }
+}
+
+/// The platform error as a GraphQL error (conventions.md §8): `extensions.code`, `status`,
+/// `type`, and for validation the REST field map under `fields` plus the first `field`.
+pub fn to_graphql_error(err: &crate::error::ApiError) -> async_graphql::Error {
+    let status = err.status().as_u16();
+    let (code, kind) = match (status, err.code()) {
+        (400, "project_required") => ("PROJECT_REQUIRED", "Exception"),
+        (400, _) => ("VALIDATION_ERROR", "ValidationError"),
+        (401, _) => ("UNAUTHENTICATED", "Exception"),
+        (403, _) => ("FORBIDDEN", "Exception"),
+        (404, _) => ("NOT_FOUND", "NotFound"),
+        (409, _) => ("CONFLICT", "Exception"),
+        (422, _) => ("BUSINESS_RULE", "Exception"),
+        (429, _) => ("RATE_LIMITED", "Exception"),
+        (502..=504, _) => ("SERVICE_ERROR", "Exception"),
+        _ => ("INTERNAL_SERVER_ERROR", "Exception"),
+    };
+    let (message, fields) = match err.field_errors() {
+        Some(_) => {
+            let body = err.body();
+            let first = body
+                .as_object()
+                .and_then(|m| m.iter().next())
+                .map(|(k, v)| {
+                    let msg = v.get(0).and_then(Value::as_str).unwrap_or("Invalid value.");
+                    (k.clone(), format!("{k}: {msg}"))
+                });
+            (
+                first
+                    .as_ref()
+                    .map_or_else(|| "Invalid input.".to_owned(), |f| f.1.clone()),
+                Some((body, first.map(|f| f.0))),
+            )
+        }
+        None => (err.detail().to_owned(), None),
+    };
+    let reason = err.code().to_owned();
+    async_graphql::Error::new(message).extend_with(move |_, ext| {
+        ext.set("code", code);
+        ext.set("status", status);
+        ext.set("type", kind);
+        if code == "CONFLICT" || code == "BUSINESS_RULE" {
+            ext.set("reason", reason.clone());
+        }
+        if let Some((body, first)) = &fields {
+            if let Ok(value) = async_graphql::Value::from_json(body.clone()) {
+                ext.set("fields", value);
+            }
+            if let Some(first) = first {
+                ext.set("field", first.clone());
+            }
+        }
+    })
+}
+
+/// Where a GraphQL list starts and how many rows it takes (§7.1 arguments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// The list arguments of §7.1 that choose a window.
+#[derive(Clone, Debug, Default)]
+pub struct WindowArgs {
+    pub pagination_offset: Option<i64>,
+    pub pagination_limit: Option<i64>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    pub first: Option<i64>,
+    pub after: Option<String>,
+    pub last: Option<i64>,
+    pub before: Option<String>,
+}
+
+/// Opaque cursor: base64 JSON `{"offset":N}`; the documented `{"id":"123"}` form decodes too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    Offset(i64),
+    Id(i64),
+}
+
+pub fn encode_cursor(offset: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(json!({"offset": offset}).to_string())
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<Cursor> {
+    use base64::Engine;
+    let trimmed = cursor.trim().trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+        .ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    let int = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    if let Some(offset) = value.get("offset").and_then(int) {
+        return (offset >= 0).then_some(Cursor::Offset(offset));
+    }
+    value.get("id").and_then(int).map(Cursor::Id)
+}
+
+/// Resolves the window. `position_of` turns a `{"id"}` cursor into the row's offset in the
+/// current order (the resource knows how). Defaults: `default_limit`, clamped to 100.
+pub fn window(
+    args: &WindowArgs,
+    default_limit: i64,
+    position_of: impl Fn(i64) -> Option<i64>,
+) -> Result<Window, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let invalid = |msg: &str| ApiError::field("pagination", msg);
+    let offset_style = args.pagination_offset.is_some()
+        || args.pagination_limit.is_some()
+        || args.limit.is_some()
+        || args.offset.is_some();
+    let cursor_style = args.first.is_some()
+        || args.after.is_some()
+        || args.last.is_some()
+        || args.before.is_some();
+    if offset_style && cursor_style {
+        return Err(invalid(
+            "Use either offset/limit or first/after/last/before, not both.",
+        ));
+    }
+    let numbers = [
+        args.pagination_offset,
+        args.pagination_limit,
+        args.limit,
+        args.offset,
+        args.first,
+        args.last,
+    ];
+    if numbers.iter().flatten().any(|n| *n < 0) {
+        return Err(invalid("Pagination values must not be negative."));
+    }
+    let clamp = |n: i64| n.min(100);
+    if !cursor_style {
+        let limit = clamp(
+            args.pagination_limit
+                .or(args.limit)
+                .unwrap_or(default_limit),
+        );
+        let offset = args.pagination_offset.or(args.offset).unwrap_or(0);
+        return Ok(Window { offset, limit });
+    }
+    let resolve = |cursor: &str| -> Result<i64, ApiError> {
+        match decode_cursor(cursor) {
+            Some(Cursor::Offset(o)) => Ok(o),
+            Some(Cursor::Id(id)) => {
+                position_of(id).ok_or_else(|| invalid("The cursor names no row of this list."))
+            }
+            None => Err(invalid("The cursor is not valid.")),
+        }
+    };
+    let start = match &args.after {
+        Some(c) => resolve(c)? + 1,
+        None => 0,
+    };
+    let end = match &args.before {
+        Some(c) => Some(resolve(c)?),
+        None => None,
+    };
+    let (offset, limit) = match (args.first, args.last, end) {
+        (Some(first), _, end) => (
+            start,
+            clamp(end.map_or(first, |e| first.min((e - start).max(0)))),
+        ),
+        (None, Some(last), Some(end)) => {
+            let from = (end - last).max(start);
+            (from, clamp(end - from))
+        }
+        (None, Some(last), None) => {
+            return Err(invalid(&format!("`last: {last}` needs `before`.")))
+        }
+        (None, None, Some(end)) => (start, clamp((end - start).max(0))),
+        (None, None, None) => (start, clamp(default_limit)),
+    };
+    Ok(Window { offset, limit })
+}
+
+/// `pageInfo` of a window over `total` rows.
+pub fn page_info(window: Window, returned: i64, total: i64) -> Value {
+    json!({
+        "hasNextPage": window.offset + returned < total,
+        "hasPreviousPage": window.offset > 0,
+        "startCursor": (returned > 0).then(|| encode_cursor(window.offset)),
+        "endCursor": (returned > 0).then(|| encode_cursor(window.offset + returned - 1)),
+        "totalCount": total,
+    })
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_accept_the_documented_id_form() {
+        assert_eq!(decode_cursor(&encode_cursor(41)), Some(Cursor::Offset(41)));
+        assert_eq!(decode_cursor("eyJpZCI6IjEyMyJ9"), Some(Cursor::Id(123)));
+        assert_eq!(decode_cursor("eyJpZCI6IjEyMyJ9=="), Some(Cursor::Id(123)));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+    }
+
+    #[test]
+    fn windows_follow_the_list_conventions() {
+        let none = |_| None;
+        let w = |args: WindowArgs| window(&args, 20, none);
+        assert_eq!(
+            w(WindowArgs::default()).ok(),
+            Some(Window {
+                offset: 0,
+                limit: 20
+            })
+        );
+        assert_eq!(
+            w(WindowArgs {
+                pagination_offset: Some(40),
+                pagination_limit: Some(1000),
+                ..Default::default()
+            })
+            .ok(),
+            Some(Window {
+                offset: 40,
+                limit: 100
+            })
+        );
+        assert_eq!(
+            w(WindowArgs {
+                first: Some(2),
+                after: Some(encode_cursor(1)),
+                ..Default::default()
+            })
+            .ok(),
+            Some(Window {
+                offset: 2,
+                limit: 2
+            })
+        );
+        assert_eq!(
+            w(WindowArgs {
+                last: Some(3),
+                before: Some(encode_cursor(10)),
+                ..Default::default()
+            })
+            .ok(),
+            Some(Window {
+                offset: 7,
+                limit: 3
+            })
+        );
+        assert!(w(WindowArgs {
+            limit: Some(5),
+            first: Some(5),
+            ..Default::default()
+        })
+        .is_err());
+        assert!(w(WindowArgs {
+            limit: Some(-1),
+            ..Default::default()
+        })
+        .is_err());
+        let by_id = window(
+            &WindowArgs {
+                first: Some(5),
+                after: Some("eyJpZCI6IjEyMyJ9".into()),
+                ..Default::default()
+            },
+            20,
+            |id| (id == 123).then_some(9),
+        );
+        assert_eq!(
+            by_id.ok(),
+            Some(Window {
+                offset: 10,
+                limit: 5
+            })
+        );
+        let info = page_info(
+            Window {
+                offset: 0,
+                limit: 2,
+            },
+            2,
+            5,
+        );
+        assert_eq!(
+            (info["hasNextPage"].clone(), info["totalCount"].clone()),
+            (json!(true), json!(5))
+        );
+    }
+
+    #[test]
+    fn platform_errors_become_graphql_errors() {
+        let err = to_graphql_error(&crate::error::ApiError::field(
+            "title",
+            "This field is required.",
+        ));
+        let ext = err.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("VALIDATION_ERROR"))
+        );
+        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("title")));
+        assert_eq!(err.message, "title: This field is required.");
+        let err = to_graphql_error(&crate::error::ApiError::rule(
+            "insufficient_stock",
+            "Not enough stock.",
+        ));
+        let ext = err.extensions.expect("extensions");
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BUSINESS_RULE"))
+        );
+        assert_eq!(
+            ext.get("reason"),
+            Some(&async_graphql::Value::from("insufficient_stock"))
+        );
     }
 }
