@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -43,15 +43,34 @@ pub fn router(platform: Platform, services: Vec<MountedService>) -> Router {
         platform,
         timeout,
     });
+    let inner = tower::service_fn(move |req: Request| {
+        let gateway = gateway.clone();
+        async move { Ok::<_, std::convert::Infallible>(dispatch(gateway, req).await) }
+    });
+    let browser = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(preflight_no_content))
+        .layer(cors)
+        .service(inner.clone());
+    // Only browser requests (with `Origin`) go through CORS: the layer's configuration is
+    // cloned for every request it serves.
+    type Branch = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+    let branches = Arc::new((Branch::new(inner), Branch::new(browser)));
+    let by_origin = tower::service_fn(move |req: Request| {
+        let (plain, browser) = &*branches;
+        let branch = if req.headers().contains_key(header::ORIGIN) {
+            browser.clone()
+        } else {
+            plain.clone()
+        };
+        branch.oneshot(req)
+    });
     let stack = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn(kernel::observe::observe))
         // Inside `observe`, so a panic still gets a request id, a log line and a metric.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("a handler panicked").into_response()
         }))
-        .layer(axum::middleware::from_fn(preflight_no_content))
-        .layer(cors)
-        .service(Router::new().fallback(dispatch).with_state(gateway));
+        .service(by_origin);
     Router::new().fallback_service(stack)
 }
 
@@ -119,7 +138,7 @@ async fn preflight_no_content(req: Request, next: axum::middleware::Next) -> Res
     response
 }
 
-async fn dispatch(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+async fn dispatch(gw: Arc<Gateway>, req: Request) -> Response {
     match routing::resolve(req.uri().path()) {
         Target::GatewayHealth => {
             Json(json!({"status": "healthy", "service": "zv-gateway"})).into_response()

@@ -47,7 +47,13 @@ pub async fn build_service_app(config: Config, service: &str) -> anyhow::Result<
         .into_iter()
         .find(|s| s.spec.name == service)
         .ok_or_else(|| anyhow::anyhow!("unknown or unbuilt service {service:?}"))?;
-    let prefix = format!("/api/v1/{service}");
+    Ok(service_app(platform, mounted))
+}
+
+/// The stack of a service served alone: request id, logs and metrics, its own token check,
+/// optional trailing slash, routes under `/api/v1/{service}`.
+pub fn service_app(platform: Platform, mounted: MountedService) -> Router {
+    let prefix = format!("/api/v1/{}", mounted.spec.name);
     let inner = Router::new().nest(&prefix, mounted.router);
     let json_limit = kernel::extract::JsonLimit(platform.config().limits.json_body_bytes);
     let dispatch = move |mut req: axum::extract::Request| {
@@ -68,13 +74,13 @@ pub async fn build_service_app(config: Config, service: &str) -> anyhow::Result<
             tower::ServiceExt::oneshot(inner, req).await
         }
     };
-    Ok(Router::new()
+    Router::new()
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             platform,
             kernel::auth::authenticate,
         ))
-        .layer(axum::middleware::from_fn(kernel::observe::observe)))
+        .layer(axum::middleware::from_fn(kernel::observe::observe))
 }
 
 /// Serves `app` on an already-bound listener until `shutdown` resolves, then drains.
