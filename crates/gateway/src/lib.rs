@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use kernel::auth::{client_ip, resolve_auth_state, tag_actor, AuthState};
 use kernel::extract::JsonLimit;
 use kernel::lang::UrlLanguage;
+use kernel::observe::RouteTemplate;
 use kernel::ratelimit::{Decision, Quota};
 use kernel::service::{database_ready, MountedService};
 use kernel::{ApiError, Platform};
@@ -139,7 +140,18 @@ async fn preflight_no_content(req: Request, next: axum::middleware::Next) -> Res
 }
 
 async fn dispatch(gw: Arc<Gateway>, req: Request) -> Response {
-    match routing::resolve(req.uri().path()) {
+    let target = routing::resolve(req.uri().path());
+    // Label for logs and metrics when no service route answered (bounded: never the raw path).
+    let label = match &target {
+        Target::GatewayHealth => "/health/",
+        Target::GatewayReady => "/ready/",
+        Target::Metrics => "/metrics",
+        Target::Swagger => "/docs/swagger/",
+        Target::Redoc => "/docs/redoc/",
+        Target::Service { service, .. } if gw.services.contains_key(service) => "gateway",
+        Target::NotFound | Target::WebApp | Target::Service { .. } => "unmatched",
+    };
+    let mut response = match target {
         Target::GatewayHealth => {
             Json(json!({"status": "healthy", "service": "zv-gateway"})).into_response()
         }
@@ -156,7 +168,13 @@ async fn dispatch(gw: Arc<Gateway>, req: Request) -> Response {
             Some(mounted) => forward(&gw, mounted, path, lang, req).await,
             None => ApiError::not_found().into_response(),
         },
+    };
+    if response.extensions().get::<RouteTemplate>().is_none() {
+        response
+            .extensions_mut()
+            .insert(RouteTemplate(label.to_owned()));
     }
+    response
 }
 
 async fn ready(gw: &Gateway) -> Response {

@@ -218,6 +218,10 @@ async fn cors_docs_metrics_and_language_prefix() {
         .expect("text");
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(
+        metrics.contains("route=\"/health/\""),
+        "gateway routes have their own label"
+    );
+    assert!(
         metrics.contains("route=\"/api/v1/auth/auth/user\""),
         "labelled by template"
     );
