@@ -10,6 +10,8 @@ apt_install() {
 }
 
 command -v pg_isready >/dev/null || apt_install postgresql-client
+# The SMTP test talks to Python's standard-library SMTP server (Debian bookworm's python3).
+command -v python3 >/dev/null || apt_install python3
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   [ -d /etc/postgresql ] || apt_install postgresql
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true

@@ -171,3 +171,93 @@ async fn up_serves_and_shuts_down_gracefully_on_sigterm() {
     .await;
     drop(cleanup);
 }
+
+/// SMTP mode against a real SMTP server: Python's standard-library debugging server, which
+/// prints every message it receives.
+#[tokio::test]
+async fn smtp_mode_delivers_the_verification_code() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-u",
+            "-m",
+            "smtpd",
+            "-n",
+            "-c",
+            "DebuggingServer",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m smtpd (Python ≤ 3.11)");
+    let stdout = server.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let app = TestApp::spawn_with_configured_mailer(|c| {
+        c.mail.mode = "smtp".into();
+        c.mail.smtp_url = Some(kernel::config::Secret::new(format!(
+            "smtp://127.0.0.1:{port}"
+        )));
+    })
+    .await;
+    let (status, body, _) = app
+        .post(
+            "/api/v1/auth/register/",
+            json!({"username": "mailme", "email": "mailme@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut received = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            received.push(line);
+            if received.iter().any(|l| l.contains("Your code is")) {
+                break;
+            }
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = received.join("\n");
+    assert!(text.contains("mailme@example.com"), "{text}");
+    assert!(
+        text.contains("Subject: Verify your ZoneVast account"),
+        "{text}"
+    );
+    let code: String = text
+        .split("Your code is ")
+        .nth(1)
+        .map(|rest| rest.chars().take(6).collect())
+        .unwrap_or_default();
+    let (status, _, _) = app
+        .post(
+            "/api/v1/auth/verify-otp/",
+            json!({"email": "mailme@example.com", "otp": code}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the mailed code activates the account"
+    );
+}

@@ -91,6 +91,24 @@ impl TestApp {
         Self::spawn_config(config, false).await
     }
 
+    /// With the mailer the configuration asks for (no in-memory outbox).
+    pub async fn spawn_with_configured_mailer(change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        change(&mut config);
+        let (router, platform) = zv::build_app(config, PlatformOverrides::default())
+            .await
+            .expect("app starts");
+        let pool = auth_pool(platform.config()).await;
+        Self::serve(
+            router,
+            platform,
+            Arc::new(MemoryMailer::default()),
+            pool,
+            true,
+        )
+        .await
+    }
+
     async fn spawn_config(config: Config, owner: bool) -> Self {
         let mailer = Arc::new(MemoryMailer::default());
         let (router, platform) = zv::build_app(
