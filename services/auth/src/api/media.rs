@@ -25,10 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MediaBase {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let config = parts
-            .extensions
-            .get::<Platform>()
-            .map(|p| p.config().clone());
+        let config = parts.extensions.get::<Platform>().map(Platform::config);
         let configured = config.as_ref().and_then(|c| c.public_base_url.clone());
         let base = match configured {
             Some(base) => base.trim_end_matches('/').to_owned(),

@@ -11,7 +11,7 @@ use kernel::{ApiError, FieldErrors};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::data::users::{self, User};
+use crate::data::users;
 use crate::password::{self, Verdict};
 use crate::{throttle, tokens};
 
@@ -238,22 +238,4 @@ pub async fn logout(
     responses((status = 200, description = "JWK Set")))]
 pub async fn jwks(State(ctx): State<ServiceContext>) -> JsonOut<Value> {
     JsonOut(ctx.platform.keys().jwks())
-}
-
-/// The current user.
-pub async fn current_user(
-    ctx: &ServiceContext,
-    principal: &Principal,
-    base: &crate::api::media::MediaBase,
-) -> Result<User, ApiError> {
-    let (row, profile, addresses) = users::with_details(&ctx.pool, principal.user_id())
-        .await?
-        .ok_or_else(ApiError::token_not_valid)?;
-    let mut user = User::from(row);
-    user.profile = profile.map(|p| serde_json::to_value(base.fill(p)).unwrap_or_default());
-    user.address = addresses
-        .into_iter()
-        .map(|a| serde_json::to_value(a).unwrap_or_default())
-        .collect();
-    Ok(user)
 }

@@ -12,7 +12,6 @@ use serde_json::Value;
 use crate::api::account::{check_email, check_name, check_username};
 use crate::api::media::MediaBase;
 use crate::api::paging::PageRequest;
-use crate::api::tokens::current_user;
 use crate::data::users::{self, User, UserFilter};
 
 /// The caller's account.
@@ -151,4 +150,22 @@ pub async fn list_users(
         })
         .collect();
     page.body(count, results).map(JsonOut)
+}
+
+/// The current user.
+pub async fn current_user(
+    ctx: &ServiceContext,
+    principal: &Principal,
+    base: &crate::api::media::MediaBase,
+) -> Result<User, ApiError> {
+    let (row, profile, addresses) = users::with_details(&ctx.pool, principal.user_id())
+        .await?
+        .ok_or_else(ApiError::token_not_valid)?;
+    let mut user = User::from(row);
+    user.profile = profile.map(|p| serde_json::to_value(base.fill(p)).unwrap_or_default());
+    user.address = addresses
+        .into_iter()
+        .map(|a| serde_json::to_value(a).unwrap_or_default())
+        .collect();
+    Ok(user)
 }
