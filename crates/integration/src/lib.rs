@@ -1,1 +1,6 @@
+//! What services know about each other: the integration events they publish (names, versions,
+//! payloads) and the typed clients one service uses to call another. Services depend on this
+//! crate, never on each other.
 
+pub mod project;
+pub mod users;

@@ -315,6 +315,37 @@ pub fn project_header(headers: &HeaderMap) -> Option<Result<i64, ()>> {
     })
 }
 
+/// The scope of a project named by the request itself (a URL like `project/{username}/…`),
+/// checked against `directory`: `None` when the caller may not act there (the caller answers
+/// 404, not 403). Superusers act as admins of any project; platform staff read any project.
+pub async fn scope_in(
+    principal: &Principal,
+    project_id: i64,
+    directory: &dyn MembershipDirectory,
+) -> Result<Option<ProjectScope>, ApiError> {
+    let claims = principal.claims();
+    let role = directory.role_of(claims.user_id, project_id).await?;
+    let role = match role {
+        Some(role) => Some(role),
+        None if (claims.is_superuser || claims.is_staff)
+            && directory.project_exists(project_id).await? =>
+        {
+            Some(if claims.is_superuser {
+                Role::Admin
+            } else {
+                Role::Viewer
+            })
+        }
+        None => return Ok(None),
+    };
+    Ok(Some(ProjectScope {
+        project_id,
+        user_id: claims.user_id,
+        role,
+        is_superuser: claims.is_superuser,
+    }))
+}
+
 /// Steps 1–2 of the check: who, and in which project.
 pub async fn resolve_scope(
     platform: &Platform,

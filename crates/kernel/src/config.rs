@@ -92,6 +92,63 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub limits: LimitsConfig,
     pub mail: MailConfig,
+    /// S3-compatible endpoint (`http://127.0.0.1:9000`); files go there instead of `data_dir`.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<Secret>,
+    pub s3_secret_access_key: Option<Secret>,
+    pub storage: StorageConfig,
+    pub project: ProjectConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Where public objects are served from (a CDN in production); defaults to this platform's
+    /// `/api/v1/project/media`.
+    pub public_base_url: Option<String>,
+    /// Largest direct (through the platform) upload; bigger files use a presigned URL.
+    pub direct_upload_max_bytes: u64,
+    /// Storage quota of a new project.
+    pub default_quota_bytes: i64,
+    /// Allowed file extensions (contract project.md §6.3); an empty list allows all known ones.
+    pub allowed_extensions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectConfig {
+    /// Features a new project gets when the request names none (empty = every seeded one).
+    pub default_features: Vec<String>,
+    pub max_owned_per_user: i64,
+    pub invitation_ttl_hours: i64,
+    pub max_pending_invitations: i64,
+    /// Base URL of the web app, for invitation links.
+    pub web_base_url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            public_base_url: None,
+            direct_upload_max_bytes: 10 << 20,
+            default_quota_bytes: 10 << 30,
+            allowed_extensions: Vec::new(),
+        }
+    }
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        Self {
+            default_features: Vec::new(),
+            max_owned_per_user: 10,
+            invitation_ttl_hours: 7 * 24,
+            max_pending_invitations: 50,
+            web_base_url: "http://localhost:8000".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -153,6 +210,13 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
             mail: MailConfig::default(),
+            s3_endpoint: None,
+            s3_bucket: "zonevast".into(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            storage: StorageConfig::default(),
+            project: ProjectConfig::default(),
         }
     }
 }
@@ -243,6 +307,11 @@ impl Config {
         anyhow::ensure!(
             self.mail.mode != "smtp" || self.mail.smtp_url.is_some(),
             "mail.mode = smtp needs mail.smtp_url"
+        );
+        anyhow::ensure!(
+            self.s3_endpoint.is_none()
+                || (self.s3_access_key_id.is_some() && self.s3_secret_access_key.is_some()),
+            "s3_endpoint needs s3_access_key_id and s3_secret_access_key"
         );
         Ok(())
     }

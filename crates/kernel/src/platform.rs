@@ -1,11 +1,14 @@
 //! The shared runtime of one process: configuration, keys, cache, limiter, mailer and the
 //! membership directory. Built once, cloned cheaply into every router.
 
-use std::sync::{Arc, OnceLock};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::auth::{MembershipDirectory, TokenVerifier};
 use crate::cache::{self, MemoryCache, RedisCache, SharedCache};
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::jwt::KeyRing;
 use crate::mailer::{self, SharedMailer};
 use crate::ratelimit::{MemoryRateLimiter, RedisRateLimiter, SharedRateLimiter};
@@ -26,6 +29,8 @@ struct Inner {
     memberships: OnceLock<Arc<dyn MembershipDirectory>>,
     redis: Option<redis::aio::ConnectionManager>,
     storage: Storage,
+    events: Arc<EventBus>,
+    provided: RwLock<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 /// What a caller may replace when building the platform (tests use a memory mailer).
@@ -60,7 +65,7 @@ impl Platform {
             Some(m) => m,
             None => mailer::from_config(&config.mail)?,
         };
-        let storage = Storage::local(&config.data_dir.join("files"))?;
+        let storage = Storage::from_config(&config)?;
         let verifier = TokenVerifier::new(keys.clone(), cache.clone(), &config);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -73,6 +78,8 @@ impl Platform {
                 memberships: OnceLock::new(),
                 redis,
                 storage,
+                events: Arc::new(EventBus::default()),
+                provided: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -116,5 +123,24 @@ impl Platform {
 
     pub fn memberships(&self) -> Option<&Arc<dyn MembershipDirectory>> {
         self.inner.memberships.get()
+    }
+
+    /// The in-process event bus (consumers subscribe here, outboxes deliver here).
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.inner.events
+    }
+
+    /// Makes `value` available to the other services of this process (an in-process client
+    /// of a service, typed by a trait of the `integration` crate).
+    pub fn provide<T: Any + Send + Sync>(&self, value: T) {
+        if let Ok(mut map) = self.inner.provided.write() {
+            map.insert(TypeId::of::<T>(), Arc::new(value));
+        }
+    }
+
+    /// What another service [`provide`](Self::provide)d, if it runs in this process.
+    pub fn lookup<T: Any + Send + Sync + Clone>(&self) -> Option<T> {
+        let map = self.inner.provided.read().ok()?;
+        map.get(&TypeId::of::<T>())?.downcast_ref::<T>().cloned()
     }
 }

@@ -104,6 +104,48 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
+/// Registers `route` at each of `paths` both bare and under `/{alias}/` (services mounted
+/// twice by their contract), and at the `-`/`_` spellings of their literal segments.
+pub fn at<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    alias: &str,
+    paths: &[&str],
+    route: axum::routing::MethodRouter<S>,
+) -> Router<S> {
+    let alias_prefix = format!("{alias}/");
+    let mut all: Vec<String> = Vec::new();
+    for path in paths {
+        let base = path.trim_start_matches('/');
+        let base = base.strip_prefix(&alias_prefix).unwrap_or(base);
+        for prefixed in [format!("/{base}"), format!("/{alias}/{base}")] {
+            for spelling in [
+                prefixed.clone(),
+                respell(&prefixed, '_', '-'),
+                respell(&prefixed, '-', '_'),
+            ] {
+                if !all.contains(&spelling) {
+                    all.push(spelling);
+                }
+            }
+        }
+    }
+    all.into_iter()
+        .fold(router, |r, p| r.route(&p, route.clone()))
+}
+
+fn respell(path: &str, from: char, to: char) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') || seg.starts_with('.') {
+                seg.to_owned()
+            } else {
+                seg.replace(from, &to.to_string())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Adds health, readiness, OpenAPI and contract-shaped 404/405 to a service's own routes.
 pub fn mount(
     spec: &'static ServiceSpec,

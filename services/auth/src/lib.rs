@@ -94,43 +94,13 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Registers `route` at `path` and `auth/path` (auth.md §1) and at the `-`/`_` spellings of
-/// its literal segments.
+/// Registers `route` at `path` and `auth/path` (auth.md §1), in both spellings.
 fn at(
     router: Router<ServiceContext>,
     paths: &[&str],
     route: MethodRouter<ServiceContext>,
 ) -> Router<ServiceContext> {
-    let mut all: Vec<String> = Vec::new();
-    for path in paths {
-        let base = path.trim_start_matches('/').trim_start_matches("auth/");
-        for prefixed in [format!("/{base}"), format!("/auth/{base}")] {
-            for spelling in [
-                prefixed.clone(),
-                respell(&prefixed, '_', '-'),
-                respell(&prefixed, '-', '_'),
-            ] {
-                if !all.contains(&spelling) {
-                    all.push(spelling);
-                }
-            }
-        }
-    }
-    all.into_iter()
-        .fold(router, |r, p| r.route(&p, route.clone()))
-}
-
-fn respell(path: &str, from: char, to: char) -> String {
-    path.split('/')
-        .map(|seg| {
-            if seg.starts_with('{') || seg.starts_with('.') {
-                seg.to_owned()
-            } else {
-                seg.replace(from, &to.to_string())
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    kernel::service::at(router, "auth", paths, route)
 }
 
 fn routes() -> Router<ServiceContext> {
@@ -205,7 +175,19 @@ fn routes() -> Router<ServiceContext> {
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
     data::geo::seed(&pool).await?;
+    kernel::events::install(&pool).await?;
     platform.set_memberships(Arc::new(data::memberships::Directory(pool.clone())));
+    platform.provide::<integration::users::SharedUserDirectory>(Arc::new(data::users::Directory(
+        pool.clone(),
+    )));
+    platform.events().subscribe(
+        data::memberships::CONSUMER,
+        data::memberships::SUBSCRIBES,
+        Arc::new(data::memberships::Consumer {
+            pool: pool.clone(),
+            platform: platform.clone(),
+        }),
+    );
     let ctx = ServiceContext {
         platform: platform.clone(),
         pool: pool.clone(),

@@ -1,10 +1,16 @@
 //! Auth's projection of project memberships, read by change_project, refresh and the kernel's
-//! project-scope check.
+//! project-scope check, fed by the project service's events.
 
 use async_trait::async_trait;
+use integration::project::{
+    MemberAdded, MemberRemoved, MemberUpdated, ProjectCreated, ProjectDeleted,
+};
 use kernel::auth::MembershipDirectory;
+use kernel::events::{begin_once, Envelope, EventHandler};
 use kernel::rbac::Role;
-use sqlx::PgPool;
+use kernel::Platform;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
 
 /// The role of a user in a live project: the owner of record is `owner`, else the membership.
 pub async fn role_of(db: &PgPool, user_id: i64, project_id: i64) -> anyhow::Result<Option<Role>> {
@@ -34,7 +40,11 @@ pub async fn project_exists(db: &PgPool, project_id: i64) -> anyhow::Result<bool
 }
 
 /// Records a project and its owner (what `project.created` will carry).
-pub async fn upsert_project(db: &PgPool, project_id: i64, owner_id: i64) -> anyhow::Result<()> {
+pub async fn upsert_project(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    owner_id: i64,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO projects (id, owner_id) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE \
          SET owner_id = EXCLUDED.owner_id, deleted_at = NULL, updated_at = now()",
@@ -48,7 +58,7 @@ pub async fn upsert_project(db: &PgPool, project_id: i64, owner_id: i64) -> anyh
 
 /// Records a membership (what `project.member_added/updated` will carry).
 pub async fn upsert_member(
-    db: &PgPool,
+    db: impl PgExecutor<'_>,
     project_id: i64,
     user_id: i64,
     role: Role,
@@ -63,6 +73,103 @@ pub async fn upsert_member(
     .execute(db)
     .await?;
     Ok(())
+}
+
+pub async fn remove_member(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    user_id: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM memberships WHERE project_id = $1 AND user_id = $2")
+        .bind(project_id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_project(db: impl PgExecutor<'_>, project_id: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE projects SET deleted_at = now(), updated_at = now() WHERE id = $1")
+        .bind(project_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Live sessions acting in `project_id` (all of the project's when `user_id` is `None`).
+async fn sessions_in(
+    db: impl PgExecutor<'_>,
+    project_id: i64,
+    user_id: Option<i64>,
+) -> anyhow::Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT sid FROM sessions WHERE project_id = $1 AND revoked_at IS NULL \
+         AND ($2::bigint IS NULL OR user_id = $2)",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Applies `project.*` events to the projection, once each (inbox), then marks the sessions
+/// whose role changed stale: their access tokens are refused and the client refreshes, which
+/// re-derives role and project from the projection.
+pub struct Consumer {
+    pub pool: PgPool,
+    pub platform: Platform,
+}
+
+pub const CONSUMER: &str = "auth";
+pub const SUBSCRIBES: &[&str] = &["project.*"];
+
+#[async_trait]
+impl EventHandler for Consumer {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let Some(mut tx) = begin_once(&self.pool, CONSUMER, envelope).await? else {
+            return Ok(());
+        };
+        // (project, user) whose sessions must refresh; user None = everyone in the project.
+        let mut stale: Option<(i64, Option<i64>)> = None;
+        if let Some(e) = envelope.decode::<ProjectCreated>() {
+            let e = e?;
+            upsert_project(&mut *tx, e.project_id, e.owner_id).await?;
+            upsert_member(&mut *tx, e.project_id, e.owner_id, Role::Owner).await?;
+        } else if let Some(e) = envelope.decode::<MemberAdded>() {
+            let e = e?;
+            upsert_member(&mut *tx, e.project_id, e.user_id, parse_role(&e.role)?).await?;
+        } else if let Some(e) = envelope.decode::<MemberUpdated>() {
+            let e = e?;
+            let role = parse_role(&e.role)?;
+            upsert_member(&mut *tx, e.project_id, e.user_id, role).await?;
+            if role == Role::Owner {
+                upsert_project(&mut *tx, e.project_id, e.user_id).await?;
+            }
+            stale = Some((e.project_id, Some(e.user_id)));
+        } else if let Some(e) = envelope.decode::<MemberRemoved>() {
+            let e = e?;
+            remove_member(&mut *tx, e.project_id, e.user_id).await?;
+            stale = Some((e.project_id, Some(e.user_id)));
+        } else if let Some(e) = envelope.decode::<ProjectDeleted>() {
+            let e = e?;
+            delete_project(&mut *tx, e.project_id).await?;
+            stale = Some((e.project_id, None));
+        }
+        // Marked before the commit: if marking fails the event is retried whole; if the commit
+        // fails after marking, the affected clients only refresh once more.
+        if let Some((project_id, user_id)) = stale {
+            for sid in sessions_in(&mut *tx, project_id, user_id).await? {
+                self.platform.verifier().mark_stale(&sid).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn parse_role(role: &str) -> anyhow::Result<Role> {
+    role.parse()
+        .map_err(|e: String| anyhow::anyhow!("membership event with a bad role: {e}"))
 }
 
 /// The in-process directory the kernel asks when `X-Project-ID` names another project.

@@ -284,3 +284,40 @@ pub async fn list(
     .await?;
     Ok((count, rows))
 }
+
+impl From<UserRow> for integration::users::UserSummary {
+    fn from(u: UserRow) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            is_active: u.is_active,
+            email_verified: u.is_verified,
+        }
+    }
+}
+
+/// The in-process user lookups other services call (`integration::users`).
+pub struct Directory(pub PgPool);
+
+#[async_trait::async_trait]
+impl integration::users::UserDirectory for Directory {
+    async fn by_id(&self, id: i64) -> anyhow::Result<Option<integration::users::UserSummary>> {
+        Ok(by_id(&self.0, id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map(Into::into))
+    }
+
+    async fn by_login(
+        &self,
+        login: &str,
+    ) -> anyhow::Result<Option<integration::users::UserSummary>> {
+        Ok(by_login(&self.0, login)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map(Into::into))
+    }
+}

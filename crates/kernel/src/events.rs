@@ -1,0 +1,369 @@
+//! Integration events (DESIGN §6): the envelope, the transactional outbox each publishing
+//! service writes in the same transaction as its change, the relay that hands pending rows to
+//! the bus in order, and the inbox that makes a consumer apply each event once.
+//!
+//! A service only ever calls [`Outbox::record`] inside its transaction and [`Outbox::flush`]
+//! after commit; which bus carries the events (in-process here, a broker later) is the
+//! platform's business, so swapping the transport does not touch services.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// An event's payload type: its name on the bus and its schema version.
+pub trait IntegrationEvent: Serialize + DeserializeOwned {
+    const TYPE: &'static str;
+    const VERSION: i32 = 1;
+}
+
+/// What travels on the bus.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: i32,
+    pub occurred_at: DateTime<Utc>,
+    pub project_id: Option<i64>,
+    pub source: String,
+    /// The user whose request caused it (audit), if any.
+    #[serde(default)]
+    pub actor_id: Option<i64>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    pub data: Value,
+}
+
+impl Envelope {
+    pub fn new<E: IntegrationEvent>(
+        source: &str,
+        project_id: Option<i64>,
+        actor_id: Option<i64>,
+        event: &E,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: Uuid::now_v7(),
+            event_type: E::TYPE.to_owned(),
+            version: E::VERSION,
+            occurred_at: Utc::now(),
+            project_id,
+            source: source.to_owned(),
+            actor_id,
+            request_id: crate::observe::current_request_id(),
+            data: serde_json::to_value(event)?,
+        })
+    }
+
+    /// The payload as its type, when the envelope carries that type.
+    pub fn decode<E: IntegrationEvent>(&self) -> Option<Result<E, serde_json::Error>> {
+        (self.event_type == E::TYPE).then(|| serde_json::from_value(self.data.clone()))
+    }
+}
+
+/// A consumer's reaction to one event. Errors leave the event pending (it is retried).
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()>;
+}
+
+struct Subscription {
+    consumer: &'static str,
+    patterns: Vec<&'static str>,
+    handler: Arc<dyn EventHandler>,
+}
+
+/// `order.*` matches `order.placed`; `#` matches everything; otherwise exact.
+fn matches(pattern: &str, event_type: &str) -> bool {
+    pattern == "#"
+        || pattern == event_type
+        || pattern.strip_suffix(".*").is_some_and(|prefix| {
+            event_type
+                .strip_prefix(prefix)
+                .is_some_and(|r| r.starts_with('.'))
+        })
+}
+
+/// The in-process bus of `zv up`: delivery calls every matching consumer's handler.
+#[derive(Default)]
+pub struct EventBus {
+    subscriptions: RwLock<Vec<Subscription>>,
+}
+
+impl EventBus {
+    /// Registers `consumer` (one name per consuming service) for the event types in `patterns`.
+    pub fn subscribe(
+        &self,
+        consumer: &'static str,
+        patterns: &[&'static str],
+        handler: Arc<dyn EventHandler>,
+    ) {
+        if let Ok(mut subs) = self.subscriptions.write() {
+            subs.push(Subscription {
+                consumer,
+                patterns: patterns.to_vec(),
+                handler,
+            });
+        }
+    }
+
+    /// Delivers to every matching consumer; the first failure is returned (the relay retries
+    /// the event, and consumers' inboxes make the repeat harmless for those that succeeded).
+    pub async fn deliver(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let handlers: Vec<(&'static str, Arc<dyn EventHandler>)> = match self.subscriptions.read() {
+            Ok(subs) => subs
+                .iter()
+                .filter(|s| s.patterns.iter().any(|p| matches(p, &envelope.event_type)))
+                .map(|s| (s.consumer, s.handler.clone()))
+                .collect(),
+            Err(_) => anyhow::bail!("event bus lock poisoned"),
+        };
+        for (consumer, handler) in handlers {
+            handler.handle(envelope).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{consumer} failed on {} {}: {e:#}",
+                    envelope.event_type,
+                    envelope.id
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Outbox and inbox tables; created by every service that publishes or consumes. Serialised by
+/// an advisory lock so processes starting together do not race on the catalog.
+pub async fn install(pool: &PgPool) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7201)")
+        .execute(&mut *tx)
+        .await?;
+    for ddl in [
+        "CREATE TABLE IF NOT EXISTS zv_outbox (
+            id BIGSERIAL PRIMARY KEY,
+            event_id UUID NOT NULL UNIQUE,
+            event_type TEXT NOT NULL,
+            project_id BIGINT,
+            envelope JSONB NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            published_at TIMESTAMPTZ,
+            attempts INT NOT NULL DEFAULT 0,
+            last_error TEXT,
+            dead_at TIMESTAMPTZ)",
+        "CREATE INDEX IF NOT EXISTS zv_outbox_pending ON zv_outbox (id)
+            WHERE published_at IS NULL AND dead_at IS NULL",
+        "CREATE TABLE IF NOT EXISTS zv_inbox (
+            consumer TEXT NOT NULL,
+            event_id UUID NOT NULL,
+            event_type TEXT NOT NULL,
+            processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, event_id))",
+    ] {
+        sqlx::query(ddl).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// After this many failed deliveries an event is set aside (`dead_at`) and logged, so one
+/// poison event does not stop the others.
+const MAX_ATTEMPTS: i32 = 10;
+
+/// A service's outbox: where its events are written and from where they are relayed.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<OutboxInner>,
+}
+
+struct OutboxInner {
+    pool: PgPool,
+    source: &'static str,
+    bus: Arc<EventBus>,
+    wake: Notify,
+    relay_lock: tokio::sync::Mutex<()>,
+}
+
+impl Outbox {
+    pub fn new(pool: PgPool, source: &'static str, bus: Arc<EventBus>) -> Self {
+        Self {
+            inner: Arc::new(OutboxInner {
+                pool,
+                source,
+                bus,
+                wake: Notify::new(),
+                relay_lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    pub fn source(&self) -> &'static str {
+        self.inner.source
+    }
+
+    /// Writes `event` in the caller's transaction: it exists if and only if the change does.
+    pub async fn record<E: IntegrationEvent>(
+        &self,
+        tx: &mut PgConnection,
+        project_id: Option<i64>,
+        actor_id: Option<i64>,
+        event: &E,
+    ) -> anyhow::Result<Envelope> {
+        let envelope = Envelope::new(self.inner.source, project_id, actor_id, event)?;
+        sqlx::query(
+            "INSERT INTO zv_outbox (event_id, event_type, project_id, envelope) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(envelope.id)
+        .bind(&envelope.event_type)
+        .bind(envelope.project_id)
+        .bind(serde_json::to_value(&envelope)?)
+        .execute(tx)
+        .await?;
+        Ok(envelope)
+    }
+
+    /// After commit: delivers what is pending now, so in-process consumers see the change
+    /// before the response leaves. A failure is logged and left to the background relay.
+    pub async fn flush(&self) {
+        if let Err(e) = self.relay_pending().await {
+            tracing::warn!(source = self.inner.source, error = %format!("{e:#}"), "event relay deferred");
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Delivers pending events in commit order until none is left or one fails. Returns how
+    /// many were delivered.
+    pub async fn relay_pending(&self) -> anyhow::Result<usize> {
+        let _one_relay_per_process = self.inner.relay_lock.lock().await;
+        let mut delivered = 0;
+        loop {
+            let mut tx = self.inner.pool.begin().await?;
+            let batch: Vec<(i64, Value, i32)> = sqlx::query_as(
+                "SELECT id, envelope, attempts FROM zv_outbox \
+                 WHERE published_at IS NULL AND dead_at IS NULL \
+                 ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            if batch.is_empty() {
+                return Ok(delivered);
+            }
+            let mut failure = None;
+            for (id, raw, attempts) in batch {
+                let outcome = match serde_json::from_value::<Envelope>(raw) {
+                    Ok(envelope) => self.inner.bus.deliver(&envelope).await,
+                    Err(e) => Err(e.into()),
+                };
+                match outcome {
+                    Ok(()) => {
+                        sqlx::query("UPDATE zv_outbox SET published_at = now() WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        delivered += 1;
+                    }
+                    Err(e) => {
+                        let dead = attempts + 1 >= MAX_ATTEMPTS;
+                        sqlx::query(
+                            "UPDATE zv_outbox SET attempts = attempts + 1, last_error = $2, \
+                             dead_at = CASE WHEN $3 THEN now() END WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(format!("{e:#}"))
+                        .bind(dead)
+                        .execute(&mut *tx)
+                        .await?;
+                        if dead {
+                            tracing::error!(outbox_id = id, error = %format!("{e:#}"), "event set aside after repeated failures");
+                            continue;
+                        }
+                        // Later events wait: consumers see one source's events in order.
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            tx.commit().await?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Relays in the background: on [`flush`](Self::flush) failures and every `interval`,
+    /// backing off while delivery keeps failing.
+    pub fn spawn_relay(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let outbox = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = interval;
+            loop {
+                tokio::select! {
+                    _ = outbox.inner.wake.notified() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                match outbox.relay_pending().await {
+                    Ok(_) => backoff = interval,
+                    Err(e) => {
+                        tracing::warn!(source = outbox.inner.source, error = %format!("{e:#}"), "event relay failed");
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Events not yet delivered (for readiness and tests).
+    pub async fn pending(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NULL",
+        )
+        .fetch_one(&self.inner.pool)
+        .await?)
+    }
+}
+
+/// Starts a consumer's transaction for `envelope`: `None` when this consumer has already
+/// applied it (redelivery), else a transaction in which the inbox row is already written, so
+/// the consumer's change and the inbox mark commit together.
+pub async fn begin_once<'a>(
+    pool: &'a PgPool,
+    consumer: &str,
+    envelope: &Envelope,
+) -> anyhow::Result<Option<Transaction<'a, Postgres>>> {
+    let mut tx = pool.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO zv_inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(envelope.id)
+    .bind(&envelope.event_type)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(fresh.then_some(tx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_on_dots() {
+        assert!(matches("project.*", "project.created"));
+        assert!(matches("project.*", "project.member_added"));
+        assert!(!matches("project.*", "projects.created"));
+        assert!(!matches("project.*", "project"));
+        assert!(matches("#", "order.placed"));
+        assert!(matches("order.placed", "order.placed"));
+        assert!(!matches("order.placed", "order.placed2"));
+    }
+}
