@@ -22,6 +22,7 @@ pub enum Target {
 /// REST segments that are other spellings of a service (+ a path prefix inside it).
 const REST_ALIASES: &[(&str, &str, &str)] = &[
     ("users", "auth", "/users"),
+    ("projects", "project", "/projects"),
     ("profile", "auth", "/profile"),
     ("products", "product", "/products"),
     ("orders", "order", ""),

@@ -295,6 +295,10 @@ impl ProjectScope {
         self.role
     }
 
+    pub fn is_superuser(&self) -> bool {
+        self.is_superuser
+    }
+
     /// Step 3 of the check: superuser, else the role's default grants.
     pub fn require(&self, codename: &str, grants: &Grants) -> Result<(), ApiError> {
         if self.is_superuser || self.role.is_some_and(|r| role_allows(r, codename, grants)) {

@@ -648,3 +648,30 @@ mod list_tests {
         );
     }
 }
+
+/// The authenticated caller of a GraphQL request (401-shaped error otherwise).
+pub fn principal(
+    ctx: &async_graphql::Context<'_>,
+) -> async_graphql::Result<crate::auth::Principal> {
+    use crate::error::ApiError;
+    match ctx.data_opt::<AuthState>() {
+        Some(AuthState::Authenticated(claims)) => Ok(crate::auth::Principal(claims.clone())),
+        Some(AuthState::Invalid) => Err(to_graphql_error(&ApiError::token_not_valid())),
+        _ => Err(to_graphql_error(&ApiError::not_authenticated())),
+    }
+}
+
+/// The caller's project scope (token or `X-Project-ID`), as REST builds it.
+pub async fn project_scope(
+    ctx: &async_graphql::Context<'_>,
+) -> async_graphql::Result<crate::auth::ProjectScope> {
+    use crate::error::ApiError;
+    let principal = principal(ctx)?;
+    let platform = ctx
+        .data_opt::<crate::platform::Platform>()
+        .ok_or_else(|| to_graphql_error(&ApiError::internal("platform missing")))?;
+    let headers = ctx.data_opt::<HeaderMap>().cloned().unwrap_or_default();
+    crate::auth::resolve_scope(platform, &principal, &headers)
+        .await
+        .map_err(|e| to_graphql_error(&e))
+}

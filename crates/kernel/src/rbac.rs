@@ -70,6 +70,9 @@ const OWNER_ONLY: &[&str] = &["project.delete_project", "project.transfer_projec
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
     pub editor_extra: &'static [&'static str],
+    /// When set, an editor's only non-view codenames (a service whose editors may write
+    /// little, like the project service: attachments only).
+    pub editor_writes: Option<&'static [&'static str]>,
 }
 
 fn action_of(codename: &str) -> &str {
@@ -86,10 +89,13 @@ pub fn role_allows(role: Role, codename: &str, grants: &Grants) -> bool {
     match role {
         Role::Owner => true,
         Role::Admin => !OWNER_ONLY.contains(&codename),
-        Role::Editor => {
-            matches!(action_of(codename), "view" | "add" | "change")
-                || grants.editor_extra.contains(&codename)
-        }
+        Role::Editor => match grants.editor_writes {
+            Some(writes) => action_of(codename) == "view" || writes.contains(&codename),
+            None => {
+                matches!(action_of(codename), "view" | "add" | "change")
+                    || grants.editor_extra.contains(&codename)
+            }
+        },
         Role::Viewer => action_of(codename) == "view",
     }
 }
@@ -110,7 +116,23 @@ mod tests {
         assert!(!role_allows(Role::Viewer, "product.add_product", &none));
         let repair = Grants {
             editor_extra: &["repair.transition_repair"],
+            editor_writes: None,
         };
+        let project = Grants {
+            editor_extra: &[],
+            editor_writes: Some(&["project.add_attachment"]),
+        };
+        assert!(role_allows(
+            Role::Editor,
+            "project.add_attachment",
+            &project
+        ));
+        assert!(role_allows(Role::Editor, "project.view_member", &project));
+        assert!(!role_allows(
+            Role::Editor,
+            "project.change_project",
+            &project
+        ));
         assert!(role_allows(
             Role::Editor,
             "repair.transition_repair",

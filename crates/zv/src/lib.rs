@@ -10,10 +10,20 @@ use kernel::service::MountedService;
 use kernel::Platform;
 use tokio::net::TcpListener;
 
-/// The platform's services (those built so far).
+/// The platform's services (those built so far). Auth first: it installs the membership
+/// directory and the user lookups the others use.
 pub async fn build_services(platform: &Platform) -> anyhow::Result<Vec<MountedService>> {
-    Ok(vec![zv_auth::build(platform).await?])
+    Ok(vec![
+        zv_auth::build(platform).await?,
+        zv_project::build(platform).await?,
+    ])
 }
+
+/// Each service's database migrations, for `zv migrate`.
+pub const MIGRATIONS: &[(&str, &sqlx::migrate::Migrator)] = &[
+    (zv_auth::SPEC.name, &zv_auth::MIGRATOR),
+    (zv_project::SPEC.name, &zv_project::MIGRATOR),
+];
 
 /// Everything `zv up` serves: the gateway over every service, in one process.
 pub async fn build_app(

@@ -97,11 +97,12 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Migrate => {
             kernel::observe::init_tracing("pretty", &config.log_level);
-            let pool =
-                kernel::db::open_service_pool(&config, zv_auth::SPEC.name, &zv_auth::MIGRATOR)
-                    .await?;
-            pool.close().await;
-            println!("migrated: {}", config.database_name("auth"));
+            for (service, migrator) in zv::MIGRATIONS {
+                let pool = kernel::db::open_service_pool(&config, service, migrator).await?;
+                kernel::events::install(&pool).await?;
+                pool.close().await;
+                println!("migrated: {}", config.database_name(service));
+            }
         }
         Command::User {
             command:

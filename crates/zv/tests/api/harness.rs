@@ -191,6 +191,29 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// Any method with a JSON body (none for `Value::Null`) and a bearer token.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+        token: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let (status, body, _) = self.send(req).await;
+        (status, body)
+    }
+
+    pub async fn project_pool(&self) -> PgPool {
+        service_pool(self.platform.config(), "project").await
+    }
+
     /// An active, verified user, as `zv user create` makes them.
     pub async fn user(&self, username: &str, superuser: bool) -> i64 {
         zv_auth::create_user(
@@ -250,8 +273,13 @@ pub fn s(v: &Value) -> String {
 }
 
 async fn auth_pool(config: &Config) -> PgPool {
+    service_pool(config, "auth").await
+}
+
+/// A small pool on a service's database (tests reach behind the API only to set up time).
+pub async fn service_pool(config: &Config, service: &str) -> PgPool {
     let options =
-        kernel::db::connect_options(config, &config.database_name("auth")).expect("options");
+        kernel::db::connect_options(config, &config.database_name(service)).expect("options");
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options)
@@ -284,10 +312,13 @@ impl Drop for TestApp {
                     return;
                 };
                 if let Ok(mut conn) = sqlx::PgConnection::connect_with(&options).await {
-                    let db = config.database_name("auth");
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                    for (service, _) in zv::MIGRATIONS {
+                        let db = config.database_name(service);
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
                 }
             });
         })

@@ -7,4 +7,5 @@ mod cli;
 mod gateway;
 mod harness;
 mod limits;
+mod projects;
 mod tokens;
