@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every unit and integration test against real
-# PostgreSQL and Redis (started here if needed).
+# PostgreSQL and Redis (started here if needed) and a local S3-compatible server (s3s-fs,
+# installed from crates.io on first use) for the object-storage tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
+bash scripts/s3-server.sh start
 # Databases left behind by an interrupted run (each test makes its own t<id>_zv_* set).
 psql -h 127.0.0.1 -U postgres -Atqc "SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{12}_zv_'" postgres \
   | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres; done

@@ -63,7 +63,9 @@ fn http_status(response: &async_graphql::Response) -> StatusCode {
     if response.errors.is_empty() {
         return StatusCode::OK;
     }
-    if response.data == async_graphql::Value::Null {
+    // Document errors (parse, validation) carry no path; resolver errors do.
+    let execution = response.errors.iter().any(|e| !e.path.is_empty());
+    if response.data == async_graphql::Value::Null && !execution {
         return StatusCode::BAD_REQUEST;
     }
     for error in &response.errors {

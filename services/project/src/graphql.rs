@@ -109,13 +109,13 @@ impl Query {
     }
 
     /// One project by id or unique identifier (members only).
-    async fn project(&self, c: &Context<'_>, id: String) -> GqlResult<Json<Value>> {
+    async fn project(&self, c: &Context<'_>, id: String) -> GqlResult<Option<Json<Value>>> {
         let ctx = ctx(c)?;
         let scope = crate::api::key_scope(ctx, &principal(c)?, &id)
             .await
             .map_err(gql)?;
         let row = projects::get(&ctx.pool, &scope).await.map_err(gql)?;
-        Ok(Json(camel(project_json(&row, &urls(c, ctx)))))
+        Ok(Some(Json(camel(project_json(&row, &urls(c, ctx))))))
     }
 
     async fn attachments(
@@ -139,13 +139,12 @@ impl Query {
         Ok(connection(total, results))
     }
 
-    async fn attachment(&self, c: &Context<'_>, id: i64) -> GqlResult<Json<Value>> {
+    async fn attachment(&self, c: &Context<'_>, id: i64) -> GqlResult<Option<Json<Value>>> {
         let ctx = ctx(c)?;
         let scope = project_scope(c).await?;
         let row = attachments::get(&ctx.pool, &scope, id).await.map_err(gql)?;
-        Ok(Json(camel(
-            row.to_json(ctx, &urls(c, ctx)).await.map_err(gql)?,
-        )))
+        let body = row.to_json(ctx, &urls(c, ctx)).await.map_err(gql)?;
+        Ok(Some(Json(camel(body))))
     }
 
     /// Settings of the caller's current project.

@@ -325,3 +325,144 @@ impl Drop for TestApp {
         .join();
     }
 }
+
+/// A tenant resource as the cross-tenant check sees it: a record made in project A.
+pub struct TenantResource {
+    pub name: &'static str,
+    /// A list the outsider can ask for (their own project's, or one naming project A).
+    pub lists: Vec<String>,
+    /// The record's id as list results show it.
+    pub id: Value,
+    /// Paths naming the record (A's URL, and the outsider's own URL with A's id).
+    pub items: Vec<String>,
+    /// Whether GET on the item paths is a route.
+    pub readable: bool,
+    /// An update the outsider tries (method, body).
+    pub update: Option<(reqwest::Method, Value)>,
+    pub delete: bool,
+    pub restore: Option<String>,
+}
+
+/// Proves that a user of project B can neither list, read, update, delete nor restore a record
+/// of project A (404, or absent from their lists), with their project token or by naming A in
+/// `X-Project-ID`, and that the record is unchanged for its owner afterwards.
+pub struct CrossTenant<'a> {
+    pub app: &'a TestApp,
+    /// Token of a member of project A.
+    pub owner: &'a str,
+    /// The same record's path as A's member reads it.
+    pub owner_item: String,
+    /// Token of a user of project B only (scoped to B).
+    pub outsider: &'a str,
+    pub project_a: i64,
+}
+
+impl CrossTenant<'_> {
+    fn stable(body: &Value) -> Value {
+        let mut body = body.clone();
+        if let Some(map) = body.as_object_mut() {
+            // Signed URLs are fresh on every read.
+            map.remove("file_url");
+        }
+        body
+    }
+
+    pub async fn check(&self, res: &TenantResource) {
+        use reqwest::Method;
+        let app = self.app;
+        let (status, before, _) = app.get(&self.owner_item, Some(self.owner)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}: the owner reads it first: {before}",
+            res.name
+        );
+        for list in &res.lists {
+            let (status, body, _) = app.get(list, Some(self.outsider)).await;
+            match status {
+                StatusCode::OK => {
+                    let rows = body["results"]
+                        .as_array()
+                        .or(body.as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    assert!(
+                        !rows.iter().any(|r| r["id"] == res.id),
+                        "{}: {list} shows project A's record to an outsider: {body}",
+                        res.name
+                    );
+                }
+                StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => {}
+                other => panic!("{}: list {list} answered {other}: {body}", res.name),
+            }
+        }
+        for item in &res.items {
+            if res.readable {
+                let (status, body, _) = app.get(item, Some(self.outsider)).await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{}: GET {item}: {body}",
+                    res.name
+                );
+                let req = app
+                    .client
+                    .get(app.url(item))
+                    .bearer_auth(self.outsider)
+                    .header("X-Project-ID", self.project_a);
+                let (status, body, _) = app.send(req).await;
+                assert!(
+                    matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+                    "{}: GET {item} naming project A: {status} {body}",
+                    res.name
+                );
+            }
+            if let Some((method, body)) = &res.update {
+                let (status, out) = app
+                    .call(method.clone(), item, body.clone(), self.outsider)
+                    .await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{}: {method} {item}: {out}",
+                    res.name
+                );
+            }
+            if res.delete {
+                let (status, out) = app
+                    .call(Method::DELETE, item, Value::Null, self.outsider)
+                    .await;
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{}: DELETE {item}: {out}",
+                    res.name
+                );
+            }
+        }
+        if let Some(restore) = &res.restore {
+            let (status, out) = app
+                .call(Method::POST, restore, Value::Null, self.outsider)
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{}: restore: {out}",
+                res.name
+            );
+        }
+        let (status, after, _) = app.get(&self.owner_item, Some(self.owner)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}: still there for its owner",
+            res.name
+        );
+        assert_eq!(
+            Self::stable(&before),
+            Self::stable(&after),
+            "{}: unchanged",
+            res.name
+        );
+    }
+}

@@ -4,8 +4,10 @@
 
 mod auth_flows;
 mod cli;
+mod files;
 mod gateway;
 mod harness;
 mod limits;
 mod projects;
+mod tenancy;
 mod tokens;
