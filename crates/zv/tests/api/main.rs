@@ -4,6 +4,7 @@
 
 mod auth_flows;
 mod cli;
+mod events;
 mod files;
 mod gateway;
 mod harness;

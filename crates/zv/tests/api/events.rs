@@ -1,0 +1,415 @@
+//! The event path of `zv up`: outbox written with the change, relayed in order, retried while
+//! a consumer fails, applied once by an inbox; and races on membership and invitations.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use kernel::events::{begin_once, Envelope, EventBus, EventHandler, Outbox};
+use reqwest::Method;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{s, TestApp};
+use crate::projects::owner_with_project;
+
+/// Fails its first `failures` deliveries, then records what it sees (once per event id).
+struct Flaky {
+    failures: AtomicUsize,
+    seen: Mutex<Vec<String>>,
+    pool: sqlx::PgPool,
+}
+
+#[async_trait]
+impl EventHandler for Flaky {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            anyhow::bail!("consumer down");
+        }
+        let Some(tx) = begin_once(&self.pool, "flaky", envelope).await? else {
+            return Ok(());
+        };
+        tx.commit().await?;
+        self.seen
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push(envelope.data["title"].as_str().unwrap_or("").to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn outbox_survives_a_failing_consumer_and_inbox_dedupes() {
+    let app = TestApp::spawn().await;
+    // auth's outbox: installed, and no relay of the platform reads it (auth publishes nothing
+    // yet), so this test's relay is the only one.
+    let pool = crate::harness::service_pool(app.platform.config(), "auth").await;
+    let bus = Arc::new(EventBus::default());
+    let flaky = Arc::new(Flaky {
+        failures: AtomicUsize::new(3),
+        seen: Mutex::new(Vec::new()),
+        pool: pool.clone(),
+    });
+    bus.subscribe("flaky", &["project.created"], flaky.clone());
+    let outbox = Outbox::new(pool.clone(), "test", bus.clone());
+
+    // Three events in three committed transactions, one rolled back.
+    for (i, commit) in [(1, true), (2, true), (3, false), (4, true)] {
+        let mut tx = pool.begin().await.expect("tx");
+        let event = integration::project::ProjectCreated {
+            project_id: 900 + i,
+            owner_id: 1,
+            username: format!("p{i}"),
+            title: format!("t{i}"),
+        };
+        outbox
+            .record(&mut tx, Some(900 + i), None, &event)
+            .await
+            .expect("record");
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+    }
+    // The consumer is down: nothing is lost, nothing is marked sent.
+    for _ in 0..3 {
+        assert!(outbox.relay_pending().await.is_err());
+    }
+    assert_eq!(outbox.pending().await.expect("pending"), 3);
+    assert!(flaky.seen.lock().expect("seen").is_empty());
+    // It comes back: everything arrives, in commit order, the rolled-back one never.
+    assert_eq!(outbox.relay_pending().await.expect("relay"), 3);
+    assert_eq!(*flaky.seen.lock().expect("seen"), ["t1", "t2", "t4"]);
+    assert_eq!(outbox.pending().await.expect("pending"), 0);
+    // Redelivery (a relay that died before marking) is applied once.
+    let envelope: Value = sqlx::query_scalar("SELECT envelope FROM zv_outbox ORDER BY id LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .expect("row");
+    let envelope: Envelope = serde_json::from_value(envelope).expect("envelope");
+    bus.deliver(&envelope).await.expect("redeliver");
+    assert_eq!(flaky.seen.lock().expect("seen").len(), 3);
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM zv_outbox ORDER BY id LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 3, "failures are counted on the waiting event");
+    // The envelope of DESIGN §6.
+    assert_eq!(envelope.event_type, "project.created");
+    assert_eq!(envelope.version, 1);
+    assert_eq!(envelope.source, "test");
+    assert_eq!(envelope.id.get_version_num(), 7);
+}
+
+#[tokio::test]
+async fn the_project_service_events_carry_the_contract_payloads() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "evan", "Evan Events").await;
+    let pid = owner.project_id();
+    let bob = app.user("bob", false).await;
+    let (_, member) = app
+        .call(
+            Method::POST,
+            &format!(
+                "/api/v1/project/{}/account/collaborators/",
+                owner.username()
+            ),
+            json!({"user_id": bob, "role": "editor"}),
+            &owner.access,
+        )
+        .await;
+    app.call(
+        Method::PATCH,
+        &format!(
+            "/api/v1/project/{}/account/collaborators/{}/",
+            owner.username(),
+            member["id"]
+        ),
+        json!({"role": "viewer"}),
+        &owner.access,
+    )
+    .await;
+    app.call(
+        Method::DELETE,
+        &format!(
+            "/api/v1/project/{}/account/collaborators/{}/",
+            owner.username(),
+            member["id"]
+        ),
+        Value::Null,
+        &owner.access,
+    )
+    .await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/project/projects/{pid}/"),
+        Value::Null,
+        &owner.access,
+    )
+    .await;
+    let pool = app.project_pool().await;
+    let rows: Vec<(String, Value, Option<chrono::DateTime<chrono::Utc>>)> =
+        sqlx::query_as("SELECT event_type, envelope, published_at FROM zv_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("outbox");
+    let types: Vec<&str> = rows.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "project.created",
+            "project.member_added",
+            "project.member_added",
+            "project.member_updated",
+            "project.member_removed",
+            "project.deleted"
+        ]
+    );
+    assert!(rows.iter().all(|(_, _, published)| published.is_some()));
+    let created = &rows[0].1;
+    assert_eq!(
+        created["data"],
+        json!({"project_id": pid, "owner_id": owner.id, "username": owner.username(), "title": "Evan Events"})
+    );
+    assert_eq!(created["project_id"], pid);
+    assert_eq!(created["actor_id"], owner.id);
+    assert!(
+        created["request_id"].is_string(),
+        "events carry the request id: {created}"
+    );
+    assert_eq!(
+        rows[3].1["data"],
+        json!({"project_id": pid, "user_id": bob, "role": "viewer", "previous_role": "editor"})
+    );
+    // Auth applied each once.
+    let auth = crate::harness::service_pool(app.platform.config(), "auth").await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM zv_inbox WHERE consumer = 'auth'")
+        .fetch_one(&auth)
+        .await
+        .expect("inbox");
+    assert_eq!(applied, 6);
+}
+
+#[tokio::test]
+async fn races_on_members_and_invitations_have_one_winner() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "rachel", "Race Co").await;
+    let bob = app.user("bob", false).await;
+    let path = format!(
+        "/api/v1/project/{}/account/collaborators/",
+        owner.username()
+    );
+    let adds =
+        (0..8).map(|_| app.call(Method::POST, &path, json!({"user_id": bob}), &owner.access));
+    let statuses: Vec<StatusCode> = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+
+    // Two accepts of one invitation: one member, one 409.
+    app.user("nina", false).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/project/{}/account/invitations/", owner.username()),
+            json!({"email": "nina"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "by username, resolved to the account's email"
+    );
+    let mail = app
+        .mailer
+        .sent()
+        .into_iter()
+        .rev()
+        .find(|m| m.to == "nina@example.com")
+        .expect("mail");
+    let token = mail
+        .body
+        .split_whitespace()
+        .find(|w| w.contains("/invitations/"))
+        .and_then(|l| l.rsplit('/').next())
+        .expect("token")
+        .to_owned();
+    let (nina, _) = app.login("nina").await;
+    let accept = format!("/api/v1/project/invitations/{token}/accept/");
+    let accepts = (0..6).map(|_| app.call(Method::POST, &accept, Value::Null, &nina));
+    let statuses: Vec<StatusCode> = futures::future::join_all(accepts)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+
+    // The quota holds under concurrent reservations: exactly five 1000-byte uploads fit.
+    let pool = app.project_pool().await;
+    sqlx::query("UPDATE projects SET storage_quota_bytes = storage_used_bytes + storage_reserved_bytes + 5000 WHERE id = $1")
+        .bind(owner.project_id())
+        .execute(&pool)
+        .await
+        .expect("quota");
+    let body = json!({"file_name": "a.pdf", "file_size": 1000, "content_type": "application/pdf", "entity_type": "invoice"});
+    let presigns = (0..10).map(|_| {
+        app.call(
+            Method::POST,
+            "/api/v1/project/attachment/presigned-url/",
+            body.clone(),
+            &owner.access,
+        )
+    });
+    let statuses: Vec<StatusCode> = futures::future::join_all(presigns)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::INSUFFICIENT_STORAGE)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+
+    // The per-user project limit holds under concurrency.
+    let creates = (0..12).map(|i| {
+        app.post(
+            "/api/v1/project/projects/",
+            json!({"title": format!("Shop {i}")}),
+            Some(&owner.access),
+        )
+    });
+    let created = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .filter(|(s, _, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 9, "10 owned at most, one existed already");
+    let (status, body, _) = app
+        .post(
+            "/api/v1/project/projects/",
+            json!({"title": "one more"}),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        (status, s(&body["code"])),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "project_limit_reached".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn graphql_adapts_the_same_functions() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "gina", "Gina Graph").await;
+    let q = |query: &str| json!({"query": query});
+    let (status, body, _) = app
+        .post(
+            "/graphql/project",
+            q("{ projects(pagination: {limit: 5}) }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["projects"]["totalCount"], 1);
+    assert_eq!(
+        body["data"]["projects"]["results"][0]["uniqueIdentifier"],
+        owner.project["unique_identifier"]
+    );
+    let (_, body, _) = app
+        .post(
+            "/graphql/project",
+            q(r#"mutation { createProject(title: "Second") }"#),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(body["data"]["createProject"]["role"], "owner", "{body}");
+    let (_, body, _) = app
+        .post(
+            "/graphql/project",
+            q(r#"mutation { setProjectSetting(key: "theme", value: "dark") }"#),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(body["data"]["setProjectSetting"]["value"], "dark", "{body}");
+    let (_, body, _) = app
+        .post(
+            "/graphql/project",
+            q("{ projectSettings { totalCount } }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert!(
+        body["errors"].is_array(),
+        "projectSettings returns JSON, not an object: {body}"
+    );
+    let (_, body, _) = app
+        .post(
+            "/graphql/project",
+            q("{ projectSettings }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(body["data"]["projectSettings"]["totalCount"], 6);
+    // The same rules: a viewer cannot write, anonymous is 401.
+    let (status, body, _) = app.post("/graphql/project", q("{ projects }"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (_, viewer) = crate::projects::member(&app, &owner, "vic", "viewer").await;
+    let (_, body, _) = app
+        .post(
+            "/graphql/project",
+            q(r#"mutation { updateProject(title: "Hijack") }"#),
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    let (_, body, _) = app
+        .post("/graphql/project", q("{ members }"), Some(&viewer))
+        .await;
+    assert_eq!(body["data"]["members"]["totalCount"], 2);
+}
