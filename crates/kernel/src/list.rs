@@ -441,6 +441,37 @@ impl ListQuery {
     }
 }
 
+/// One page of a list: `SELECT count(*) {from}` for the total, then the rows of the requested
+/// window in the requested order. `from` ends where `scope` appends the fixed condition (the
+/// tenant's project, usually: `FROM t WHERE project_id = ` and a bind).
+pub async fn fetch_page<T>(
+    db: &sqlx::PgPool,
+    columns: &str,
+    from: &str,
+    scope: impl Fn(&mut QueryBuilder<'_, Postgres>),
+    query: &ListQuery,
+    search: &[&str],
+) -> Result<(i64, Vec<T>), ApiError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let build = |select: &str| {
+        let mut qb = QueryBuilder::new(format!("SELECT {select} {from}"));
+        scope(&mut qb);
+        query.push_where(&mut qb, search);
+        qb
+    };
+    let total: i64 = build("count(*)").build_query_scalar().fetch_one(db).await?;
+    let (limit, offset, _) = query.window(total)?;
+    let mut rows = build(columns);
+    query.push_order(&mut rows);
+    rows.push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    Ok((total, rows.build_query_as().fetch_all(db).await?))
+}
+
 /// Escapes `%`, `_` and `\\` for a LIKE pattern.
 pub fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\")

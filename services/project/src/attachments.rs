@@ -12,13 +12,13 @@ use futures::Stream;
 use integration::project::{AttachmentDeleted, AttachmentUploaded};
 use kernel::auth::{Principal, ProjectScope};
 use kernel::events::{Envelope, EventHandler};
-use kernel::list::{Field, Kind, ListQuery, ListSpec};
+use kernel::list::{fetch_page, Field, Kind, ListQuery, ListSpec};
 use kernel::storage::{human_size, sniff, Storage};
 use kernel::{ApiError, FieldErrors};
 use once_cell::sync::Lazy;
 use regex::Regex;
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool, QueryBuilder};
+use sqlx::{PgConnection, PgPool};
 
 use crate::projects::GRANTS;
 use crate::Ctx;
@@ -503,29 +503,21 @@ pub async fn list(
         }
         None => None,
     };
-    let scoped = |select: &str| {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {select} FROM attachments WHERE deleted_at IS NULL AND project_id = "
-        ));
-        qb.push_bind(scope.project_id());
-        if let Some(ids) = &ids {
-            qb.push(" AND id = ANY(").push_bind(ids.clone()).push(")");
-        }
-        query.push_where(&mut qb, LIST.search);
-        qb
-    };
-    let total: i64 = scoped("count(*)")
-        .build_query_scalar()
-        .fetch_one(db)
-        .await?;
-    let (limit, offset, _) = query.window(total)?;
-    let mut rows = scoped(COLUMNS);
-    query.push_order(&mut rows);
-    rows.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    Ok((total, rows.build_query_as().fetch_all(db).await?))
+    let project = scope.project_id();
+    fetch_page(
+        db,
+        COLUMNS,
+        "FROM attachments WHERE deleted_at IS NULL AND project_id = ",
+        |qb| {
+            qb.push_bind(project);
+            if let Some(ids) = &ids {
+                qb.push(" AND id = ANY(").push_bind(ids.clone()).push(")");
+            }
+        },
+        query,
+        LIST.search,
+    )
+    .await
 }
 
 pub async fn get(
@@ -586,18 +578,15 @@ async fn reserve(
     .bind(bytes)
     .fetch_optional(db)
     .await?;
-    if row.is_some() {
-        return Ok(());
+    match row {
+        Some(_) => Ok(()),
+        // The caller adds the project's figures (`quota_error`).
+        None => Err(ApiError::new(
+            axum::http::StatusCode::INSUFFICIENT_STORAGE,
+            "storage_quota_exceeded",
+            "Project storage quota exceeded.",
+        )),
     }
-    Err(quota_exceeded_for(project_id).await)
-}
-
-async fn quota_exceeded_for(_project_id: i64) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::INSUFFICIENT_STORAGE,
-        "storage_quota_exceeded",
-        "Project storage quota exceeded.",
-    )
 }
 
 /// Moves `reserved` bytes out of the reservation and `used` bytes into usage (negative frees).
@@ -1245,7 +1234,6 @@ pub async fn fail_stale_uploads(ctx: &Ctx) -> anyhow::Result<u64> {
 
 /// Consumes `attachment.deleted`: removes the object (idempotent, so redelivery is harmless).
 pub struct ObjectCleaner {
-    pub pool: PgPool,
     pub storage: Storage,
 }
 
@@ -1262,7 +1250,6 @@ impl EventHandler for ObjectCleaner {
                 self.storage.delete(&event.storage_key).await?;
             }
         }
-        let _ = &self.pool;
         Ok(())
     }
 }

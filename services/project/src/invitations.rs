@@ -5,13 +5,13 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use integration::project::InvitationCreated;
 use kernel::auth::{Principal, ProjectScope};
-use kernel::list::{Field, Kind, ListQuery, ListSpec};
+use kernel::list::{fetch_page, Field, Kind, ListQuery, ListSpec};
 use kernel::mailer::Mail;
 use kernel::rbac::Role;
 use kernel::{ApiError, FieldErrors};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::PgPool;
 
 use crate::members::{self, MemberRow};
 use crate::projects::GRANTS;
@@ -98,22 +98,18 @@ pub async fn list(
     query: &ListQuery,
 ) -> Result<(i64, Vec<InvitationRow>), ApiError> {
     scope.require("project.add_member", &GRANTS)?;
-    let mut count = QueryBuilder::new("SELECT count(*) FROM invitations WHERE project_id = ");
-    count.push_bind(scope.project_id());
-    query.push_where(&mut count, LIST.search);
-    let total: i64 = count.build_query_scalar().fetch_one(db).await?;
-    let (limit, offset, _) = query.window(total)?;
-    let mut rows = QueryBuilder::new(format!(
-        "SELECT {COLUMNS} FROM invitations WHERE project_id = "
-    ));
-    rows.push_bind(scope.project_id());
-    query.push_where(&mut rows, LIST.search);
-    query.push_order(&mut rows);
-    rows.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    Ok((total, rows.build_query_as().fetch_all(db).await?))
+    let project = scope.project_id();
+    fetch_page(
+        db,
+        COLUMNS,
+        "FROM invitations WHERE project_id = ",
+        |qb| {
+            qb.push_bind(project);
+        },
+        query,
+        LIST.search,
+    )
+    .await
 }
 
 pub struct NewInvitation {

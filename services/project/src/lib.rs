@@ -215,7 +215,6 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         "project",
         &["attachment.deleted"],
         Arc::new(attachments::ObjectCleaner {
-            pool: pool.clone(),
             storage: platform.storage().clone(),
         }),
     );

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use integration::project::{MemberAdded, MemberRemoved, MemberUpdated};
 use integration::users::{SharedUserDirectory, UserSummary};
 use kernel::auth::ProjectScope;
-use kernel::list::{Field, Kind, ListQuery, ListSpec};
+use kernel::list::{fetch_page, Field, Kind, ListQuery, ListSpec};
 use kernel::rbac::{role_allows, Role};
 use kernel::ApiError;
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgExecutor, PgPool, QueryBuilder};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use crate::projects::GRANTS;
 use crate::Ctx;
@@ -107,20 +107,18 @@ pub async fn list(
     query: &ListQuery,
 ) -> Result<(i64, Vec<MemberRow>), ApiError> {
     scope.require("project.view_member", &GRANTS)?;
-    let mut count = QueryBuilder::new(format!("SELECT count(*) {FROM} WHERE m.project_id = "));
-    count.push_bind(scope.project_id());
-    query.push_where(&mut count, LIST.search);
-    let total: i64 = count.build_query_scalar().fetch_one(db).await?;
-    let (limit, offset, _) = query.window(total)?;
-    let mut rows = QueryBuilder::new(format!("SELECT {COLUMNS} {FROM} WHERE m.project_id = "));
-    rows.push_bind(scope.project_id());
-    query.push_where(&mut rows, LIST.search);
-    query.push_order(&mut rows);
-    rows.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    Ok((total, rows.build_query_as().fetch_all(db).await?))
+    let project = scope.project_id();
+    fetch_page(
+        db,
+        COLUMNS,
+        &format!("{FROM} WHERE m.project_id = "),
+        |qb| {
+            qb.push_bind(project);
+        },
+        query,
+        LIST.search,
+    )
+    .await
 }
 
 pub async fn get(

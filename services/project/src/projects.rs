@@ -7,7 +7,7 @@ use integration::project::{
 };
 use kernel::auth::{Principal, ProjectScope};
 use kernel::db::{map_db_error, ConstraintField};
-use kernel::list::{Field, Kind, ListQuery, ListSpec};
+use kernel::list::{fetch_page, Field, Kind, ListQuery, ListSpec};
 use kernel::rbac::{Grants, Role};
 use kernel::{ApiError, FieldErrors};
 use once_cell::sync::Lazy;
@@ -232,25 +232,18 @@ pub async fn list(
     principal: &Principal,
     query: &ListQuery,
 ) -> Result<(i64, Vec<ProjectRow>), ApiError> {
-    let base = "FROM projects p JOIN memberships m ON m.project_id = p.id AND m.user_id = ";
-    let mut count = QueryBuilder::new(format!("SELECT count(*) {base}"));
-    count
-        .push_bind(principal.user_id())
-        .push(" WHERE p.deleted_at IS NULL");
-    query.push_where(&mut count, LIST.search);
-    let total: i64 = count.build_query_scalar().fetch_one(db).await?;
-    let (limit, offset, _) = query.window(total)?;
-    let mut rows = QueryBuilder::new(format!("SELECT {COLUMNS} {base}"));
-    rows.push_bind(principal.user_id())
-        .push(" WHERE p.deleted_at IS NULL");
-    query.push_where(&mut rows, LIST.search);
-    query.push_order(&mut rows);
-    rows.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    let rows = rows.build_query_as().fetch_all(db).await?;
-    Ok((total, rows))
+    let user = principal.user_id();
+    fetch_page(
+        db,
+        COLUMNS,
+        "FROM projects p JOIN memberships m ON m.project_id = p.id WHERE p.deleted_at IS NULL AND m.user_id = ",
+        |qb| {
+            qb.push_bind(user);
+        },
+        query,
+        LIST.search,
+    )
+    .await
 }
 
 /// A title given under any of its documented names.

@@ -4,12 +4,12 @@
 use chrono::{DateTime, Utc};
 use integration::project::SettingsChanged;
 use kernel::auth::ProjectScope;
-use kernel::list::{Field, Kind, ListQuery, ListSpec};
+use kernel::list::{fetch_page, Field, Kind, ListQuery, ListSpec};
 use kernel::ApiError;
 use once_cell::sync::Lazy;
 use regex::Regex;
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool, QueryBuilder};
+use sqlx::{PgConnection, PgPool};
 
 use crate::projects::{default_settings, GRANTS};
 use crate::Ctx;
@@ -119,14 +119,13 @@ async fn languages(db: &mut PgConnection, project_id: i64) -> Result<Vec<String>
         .unwrap_or_default())
 }
 
-fn check_value(key: &str, value: &Value) -> Result<(), ApiError> {
+fn check_value(value: &Value) -> Result<(), ApiError> {
     if value.is_null() {
         return Err(ApiError::field("value", "This field may not be null."));
     }
     if value.to_string().len() > MAX_VALUE_BYTES {
         return Err(ApiError::field("value", "Values are limited to 16 KB."));
     }
-    let _ = key;
     Ok(())
 }
 
@@ -136,22 +135,18 @@ pub async fn list(
     query: &ListQuery,
 ) -> Result<(i64, Vec<SettingRow>), ApiError> {
     scope.require("project.view_setting", &GRANTS)?;
-    let mut count = QueryBuilder::new("SELECT count(*) FROM project_settings WHERE project_id = ");
-    count.push_bind(scope.project_id());
-    query.push_where(&mut count, LIST.search);
-    let total: i64 = count.build_query_scalar().fetch_one(db).await?;
-    let (limit, offset, _) = query.window(total)?;
-    let mut rows = QueryBuilder::new(format!(
-        "SELECT {COLUMNS} FROM project_settings WHERE project_id = "
-    ));
-    rows.push_bind(scope.project_id());
-    query.push_where(&mut rows, LIST.search);
-    query.push_order(&mut rows);
-    rows.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    Ok((total, rows.build_query_as().fetch_all(db).await?))
+    let project = scope.project_id();
+    fetch_page(
+        db,
+        COLUMNS,
+        "FROM project_settings WHERE project_id = ",
+        |qb| {
+            qb.push_bind(project);
+        },
+        query,
+        LIST.search,
+    )
+    .await
 }
 
 /// `{id}` is the numeric id or the key.
@@ -190,7 +185,7 @@ pub async fn create(
             "Use lowercase letters, digits, '_' and '.', starting with a letter (≤100).",
         ));
     }
-    check_value(key, &value)?;
+    check_value(&value)?;
     let mut tx = ctx.pool.begin().await?;
     check_known(key, &value, &languages(&mut tx, scope.project_id()).await?)?;
     let count: i64 =
@@ -265,7 +260,7 @@ pub async fn update(
     let current = get(&mut *tx, scope, id).await?;
     scope.require("project.change_setting", &GRANTS)?;
     if let Some(v) = &value {
-        check_value(&current.key, v)?;
+        check_value(v)?;
         check_known(
             &current.key,
             v,
