@@ -677,3 +677,74 @@ pub async fn project_scope(
         .await
         .map_err(|e| to_graphql_error(&e))
 }
+
+/// `pageInfo` as a GraphQL object (conventions.md §7: one type for both edge shapes).
+#[derive(async_graphql::SimpleObject, Clone, Debug)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+    pub total_count: i64,
+}
+
+impl PageInfo {
+    pub fn of(window: Window, returned: i64, total: i64) -> Self {
+        Self {
+            has_next_page: window.offset + returned < total,
+            has_previous_page: window.offset > 0,
+            start_cursor: (returned > 0).then(|| encode_cursor(window.offset)),
+            end_cursor: (returned > 0).then(|| encode_cursor(window.offset + returned - 1)),
+            total_count: total,
+        }
+    }
+}
+
+/// The `pagination { offset limit }` input of §7.1.
+#[derive(async_graphql::InputObject, Clone, Debug, Default)]
+pub struct PaginationInput {
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Builds `{Thing}Edge` (`node`, `cursor` and every field of the node) and `{Thing}Connection`
+/// (`edges`, `pageInfo`, `totalCount`) for a GraphQL object type.
+#[macro_export]
+macro_rules! graphql_connection {
+    ($connection:ident, $edge:ident, $node:ty) => {
+        #[derive(async_graphql::SimpleObject, Clone)]
+        pub struct $edge {
+            #[graphql(flatten)]
+            pub fields: $node,
+            pub node: $node,
+            pub cursor: String,
+        }
+
+        #[derive(async_graphql::SimpleObject, Clone)]
+        pub struct $connection {
+            pub edges: Vec<$edge>,
+            pub page_info: $crate::graphql::PageInfo,
+            pub total_count: i64,
+        }
+
+        impl $connection {
+            pub fn new(window: $crate::graphql::Window, nodes: Vec<$node>, total: i64) -> Self {
+                let returned = nodes.len() as i64;
+                let edges = nodes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, node)| $edge {
+                        fields: node.clone(),
+                        node,
+                        cursor: $crate::graphql::encode_cursor(window.offset + i as i64),
+                    })
+                    .collect();
+                Self {
+                    edges,
+                    page_info: $crate::graphql::PageInfo::of(window, returned, total),
+                    total_count: total,
+                }
+            }
+        }
+    };
+}

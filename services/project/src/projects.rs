@@ -112,6 +112,11 @@ pub static LIST: ListSpec = ListSpec {
             kind: Kind::Text,
         },
         Field {
+            name: "title",
+            column: "p.title",
+            kind: Kind::Text,
+        },
+        Field {
             name: "is_active",
             column: "p.is_active",
             kind: Kind::Bool,

@@ -345,31 +345,74 @@ async fn graphql_adapts_the_same_functions() {
     let app = TestApp::spawn().await;
     let owner = owner_with_project(&app, "gina", "Gina Graph").await;
     let q = |query: &str| json!({"query": query});
+    // The quick-start query and both connection shapes.
     let (status, body, _) = app
         .post(
             "/graphql/project",
-            q("{ projects(pagination: {limit: 5}) }"),
+            q("{ projects(pagination: {limit: 5}) { totalCount edges { id name uniqueIdentifier role } pageInfo { hasNextPage totalCount } } }"),
             Some(&owner.access),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["data"]["projects"]["totalCount"], 1);
+    let projects = &body["data"]["projects"];
+    assert_eq!(projects["totalCount"], 1);
+    assert_eq!(projects["edges"][0]["name"], "Gina Graph");
     assert_eq!(
-        body["data"]["projects"]["results"][0]["uniqueIdentifier"],
+        projects["edges"][0]["uniqueIdentifier"],
         owner.project["unique_identifier"]
     );
+    assert_eq!(projects["edges"][0]["role"], "owner");
+    assert_eq!(projects["pageInfo"]["hasNextPage"], false);
     let (_, body, _) = app
         .post(
             "/graphql/project",
-            q(r#"mutation { createProject(title: "Second") }"#),
+            q(r#"mutation { createProject(title: "Second") { role name username } }"#),
             Some(&owner.access),
         )
         .await;
     assert_eq!(body["data"]["createProject"]["role"], "owner", "{body}");
+    assert_eq!(body["data"]["createProject"]["username"], "second");
+    let (_, body, _) = app
+        .post("/graphql/project", q("{ projects(first: 1) { edges { node { name } cursor } pageInfo { hasNextPage endCursor } } }"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        body["data"]["projects"]["pageInfo"]["hasNextPage"], true,
+        "{body}"
+    );
+    let after = s(&body["data"]["projects"]["pageInfo"]["endCursor"]);
+    let (_, next, _) = app
+        .post(
+            "/graphql/project",
+            q(&format!(
+                r#"{{ projects(first: 1, after: "{after}") {{ edges {{ node {{ name }} }} }} }}"#
+            )),
+            Some(&owner.access),
+        )
+        .await;
+    assert_ne!(
+        next["data"]["projects"]["edges"][0]["node"]["name"],
+        body["data"]["projects"]["edges"][0]["node"]["name"],
+        "{next}"
+    );
+    let (_, body, _) = app
+        .post("/graphql/project", q(r#"{ projects(filter: {title: {contains: "sec"}}, orderBy: "title") { totalCount } }"#), Some(&owner.access))
+        .await;
+    assert_eq!(body["data"]["projects"]["totalCount"], 1, "{body}");
     let (_, body, _) = app
         .post(
             "/graphql/project",
-            q(r#"mutation { setProjectSetting(key: "theme", value: "dark") }"#),
+            q(r#"{ projects(filter: {secret: {eq: 1}}) { totalCount } }"#),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "VALIDATION_ERROR",
+        "{body}"
+    );
+    let (_, body, _) = app
+        .post(
+            "/graphql/project",
+            q(r#"mutation { setProjectSetting(key: "theme", value: "dark") { key value } }"#),
             Some(&owner.access),
         )
         .await;
@@ -381,26 +424,17 @@ async fn graphql_adapts_the_same_functions() {
             Some(&owner.access),
         )
         .await;
-    assert!(
-        body["errors"].is_array(),
-        "projectSettings returns JSON, not an object: {body}"
-    );
-    let (_, body, _) = app
-        .post(
-            "/graphql/project",
-            q("{ projectSettings }"),
-            Some(&owner.access),
-        )
-        .await;
-    assert_eq!(body["data"]["projectSettings"]["totalCount"], 6);
+    assert_eq!(body["data"]["projectSettings"]["totalCount"], 6, "{body}");
     // The same rules: a viewer cannot write, anonymous is 401.
-    let (status, body, _) = app.post("/graphql/project", q("{ projects }"), None).await;
+    let (status, body, _) = app
+        .post("/graphql/project", q("{ projects { totalCount } }"), None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (_, viewer) = crate::projects::member(&app, &owner, "vic", "viewer").await;
     let (_, body, _) = app
         .post(
             "/graphql/project",
-            q(r#"mutation { updateProject(title: "Hijack") }"#),
+            q(r#"mutation { updateProject(title: "Hijack") { title } }"#),
             Some(&viewer),
         )
         .await;
@@ -409,7 +443,11 @@ async fn graphql_adapts_the_same_functions() {
         "{body}"
     );
     let (_, body, _) = app
-        .post("/graphql/project", q("{ members }"), Some(&viewer))
+        .post(
+            "/graphql/project",
+            q("{ members { totalCount edges { role user { username } } } }"),
+            Some(&viewer),
+        )
         .await;
-    assert_eq!(body["data"]["members"]["totalCount"], 2);
+    assert_eq!(body["data"]["members"]["totalCount"], 2, "{body}");
 }

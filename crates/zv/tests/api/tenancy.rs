@@ -431,7 +431,7 @@ async fn no_project_resource_crosses_tenants() {
     let (status, gql, _) = app
         .post(
             "/graphql/project",
-            json!({"query": format!("{{ attachment(id: {fid}) }}")}),
+            json!({"query": format!("{{ attachment(id: {fid}) {{ id }} }}")}),
             Some(&b.access),
         )
         .await;
