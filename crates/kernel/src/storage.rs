@@ -124,9 +124,10 @@ fn load_or_create_secret(dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Storage {
-    pub fn local(root: &std::path::Path) -> anyhow::Result<Self> {
+    /// Files under `root`; the signing secret in `keys` (outside what is served).
+    pub fn local(root: &std::path::Path, keys: &std::path::Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root)?;
-        let secret = load_or_create_secret(&root.join(".keys"))?;
+        let secret = load_or_create_secret(keys)?;
         Ok(Self {
             store: Arc::new(LocalFileSystem::new_with_prefix(root)?),
             mode: Arc::new(Mode::Local { secret }),
@@ -136,7 +137,10 @@ impl Storage {
     /// S3 when `s3_endpoint` is configured, else the local filesystem under `data_dir/files`.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let Some(endpoint) = &config.s3_endpoint else {
-            return Self::local(&config.data_dir.join("files"));
+            return Self::local(
+                &config.data_dir.join("files"),
+                &config.data_dir.join("keys"),
+            );
         };
         let access_key = config
             .s3_access_key_id
@@ -607,7 +611,7 @@ mod tests {
 
     fn temp_storage() -> anyhow::Result<(Storage, std::path::PathBuf)> {
         let dir = std::env::temp_dir().join(format!("zv-storage-{}", uuid::Uuid::new_v4()));
-        Ok((Storage::local(&dir)?, dir))
+        Ok((Storage::local(&dir.join("files"), &dir.join("keys"))?, dir))
     }
 
     #[tokio::test]
