@@ -329,6 +329,24 @@ async fn exercise_storage(app: &TestApp, owner: &Owner) {
         (StatusCode::OK, json!("Attachment deleted successfully"))
     );
 
+    let (_, spare) = upload(
+        app,
+        &owner.access,
+        "spare.png",
+        png(),
+        &[("entity_type", "general")],
+    )
+    .await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/project/attachment/{}/delete/", spare["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
     // Visibility change moves the object.
     let (_, secret) = upload(
         app,

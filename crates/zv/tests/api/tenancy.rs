@@ -65,6 +65,20 @@ async fn invitations_from_invite_to_membership() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the old token is dead");
 
+    app.user("nina2", false).await;
+    let (_, pending) = app
+        .call(
+            Method::POST,
+            &base,
+            json!({"email": "nina2@example.com"}),
+            &owner.access,
+        )
+        .await;
+    let (nina2, _) = app.login("nina2").await;
+    let (_, mine, _) = app
+        .get("/api/v1/project/invitations/mine/", Some(&nina2))
+        .await;
+    assert_eq!(mine[0]["id"], pending["id"], "{mine}");
     // Public view: masked email, project, inviter.
     let (status, public, _) = app
         .get(&format!("/api/v1/project/invitations/{token}/"), None)
@@ -98,6 +112,23 @@ async fn invitations_from_invite_to_membership() {
     assert_eq!(
         (status, body["code"].clone()),
         (StatusCode::CONFLICT, json!("invitation_not_pending"))
+    );
+    let (_, mine, _) = app
+        .get("/api/v1/project/invitations/mine/", Some(&nina_access))
+        .await;
+    assert_eq!(mine, json!([]), "nothing pending any more");
+    let (_, users, _) = app
+        .get(
+            &format!(
+                "/api/v1/project/{}/account/users/?search=nina",
+                owner.username()
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        (users["count"].clone(), users["results"][0]["id"].clone()),
+        (json!(1), json!(nina))
     );
     // Membership reached auth: she can switch into the project.
     let (nina_project, _) = switch(&app, &nina_access, owner.project_id()).await;
