@@ -377,7 +377,7 @@ pub static LIST: ListSpec = ListSpec {
     ],
     search: &["original_name"],
     default_ordering: "-created_at",
-    extra_params: &["ids"],
+    extra_params: &["ids", "project", "tenant_project_id"],
 };
 
 /// Where this request's clients reach files: configured CDN, or this platform's media route.

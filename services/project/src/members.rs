@@ -63,7 +63,7 @@ pub static LIST: ListSpec = ListSpec {
     ],
     search: &["m.username", "m.email"],
     default_ordering: "joined_at",
-    extra_params: &["project", "user"],
+    extra_params: &["project", "tenant_project_id", "user"],
 };
 
 impl MemberRow {

@@ -429,6 +429,8 @@ async fn no_project_resource_crosses_tenants() {
             lists: vec![
                 "/api/v1/project/attachment/".into(),
                 format!("/api/v1/project/attachment/?ids={fid}"),
+                format!("/api/v1/project/attachment/?project={pa}"),
+                format!("/api/v1/project/attachment/?tenant_project_id={pa}"),
             ],
             id: fid.clone(),
             items: vec![format!("/api/v1/project/attachment/{fid}/")],
@@ -458,6 +460,28 @@ async fn no_project_resource_crosses_tenants() {
         let (status, out) = app.call(method, &path, body, &b.access).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {out}");
     }
+    // `X-Project: <username>` names a project like `X-Project-ID`: members only.
+    let (alice_plain, _) = app.login("alice").await;
+    let named = |token: &str, project: &str| {
+        app.client
+            .get(app.url("/api/v1/project/attachment/"))
+            .bearer_auth(token)
+            .header("X-Project", project)
+    };
+    let (status, list, _) = app.send(named(&alice_plain, &au)).await;
+    assert_eq!((status, list["count"].clone()), (StatusCode::OK, json!(1)));
+    let (status, body, _) = app.send(named(&b.access, &au)).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("not_project_member"))
+    );
+    let (status, _, _) = app
+        .get(
+            &format!("/api/v1/project/attachment/?project={pa}"),
+            Some(&alice_plain),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // GraphQL reads go through the same scope.
     let (status, gql, _) = app
         .post(

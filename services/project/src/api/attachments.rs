@@ -9,13 +9,13 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
-use kernel::auth::{Principal, ProjectScope};
+use kernel::auth::Principal;
 use kernel::extract::Json as Body;
 use kernel::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{int_id, list_query, page, urls};
+use crate::api::{int_id, list_query, page, urls, Scoped};
 use crate::attachments::{self as svc, AttachmentChange, Placement, PresignRequest, LIST};
 use crate::Ctx;
 
@@ -32,7 +32,7 @@ fn text(v: Option<&Value>) -> Option<String> {
     responses((status = 200, description = "The project's attachments, paginated")))]
 pub async fn list(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
@@ -50,7 +50,7 @@ pub async fn list(
     params(("id" = i64, Path)), responses((status = 200), (status = 404)))]
 pub async fn retrieve(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
@@ -91,7 +91,7 @@ async fn text_field(field: axum::extract::multipart::Field<'_>) -> Result<String
     responses((status = 201), (status = 400), (status = 413), (status = 415), (status = 507)))]
 pub async fn direct_upload(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     principal: Principal,
     headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
@@ -196,7 +196,7 @@ fn placement(fields: &BTreeMap<String, String>) -> Placement {
     responses((status = 201), (status = 400), (status = 413), (status = 415), (status = 507)))]
 pub async fn presign(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     principal: Principal,
     headers: HeaderMap,
     Body(body): Body<Value>,
@@ -248,7 +248,7 @@ pub async fn presign(
     responses((status = 200), (status = 400), (status = 415)))]
 pub async fn confirm(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     headers: HeaderMap,
     Body(body): Body<Value>,
 ) -> Result<JsonOut<Value>, ApiError> {
@@ -293,7 +293,7 @@ fn nullable_text<'de, D: serde::Deserializer<'de>>(
     params(("id" = i64, Path)), responses((status = 200), (status = 403), (status = 404)))]
 pub async fn update(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(input): Body<ChangeInput>,
@@ -318,7 +318,7 @@ pub async fn update(
     params(("id" = i64, Path)), responses((status = 204), (status = 403), (status = 404)))]
 pub async fn destroy(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     svc::delete(&ctx, &scope, int_id(&id)?).await?;
@@ -328,7 +328,7 @@ pub async fn destroy(
 /// `POST …/{id}/delete/` (cdn.md): 200 with a message.
 pub async fn destroy_with_message(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     Path(id): Path<String>,
 ) -> Result<JsonOut<Value>, ApiError> {
     let row = svc::delete(&ctx, &scope, int_id(&id)?).await?;
@@ -343,7 +343,7 @@ pub async fn destroy_with_message(
     params(("id" = i64, Path)), responses((status = 200), (status = 400), (status = 404)))]
 pub async fn download_url(
     State(ctx): State<Ctx>,
-    scope: ProjectScope,
+    Scoped(scope): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
     Body(body): Body<Value>,

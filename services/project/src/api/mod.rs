@@ -6,6 +6,7 @@ pub mod members;
 pub mod projects;
 pub mod settings;
 
+use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, Uri};
 use kernel::auth::{scope_in, Principal, ProjectScope};
 use kernel::list::{page_body, ListQuery, ListSpec};
@@ -75,8 +76,9 @@ pub async fn key_scope(
     named_scope(ctx, principal, id).await
 }
 
-/// Routes with an optional `{username}`: the URL's project, else `?project=` (an alias of
-/// `X-Project-ID`, same membership rule), else the request's scope (header or token).
+/// Routes with an optional `{username}`: the URL's project (404 to outsiders), else the aliases
+/// of `X-Project-ID` with its membership rule (403 `not_project_member`): `X-Project:
+/// <username>`, `?project=` / `?tenant_project_id=`; else the request's scope (header or token).
 pub async fn flexible_scope(
     ctx: &Ctx,
     principal: &Principal,
@@ -89,16 +91,53 @@ pub async fn flexible_scope(
     }
     let param = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "project" || k == "tenant_project_id")
-        .map(|(_, v)| v.into_owned());
-    match param {
-        Some(raw) => {
-            let id = raw
-                .trim()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()));
+    let named = headers
+        .get("x-project")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned());
+    let id = match (param, named) {
+        (Some((field, raw)), _) => Some(
+            raw.trim()
                 .parse::<i64>()
-                .map_err(|_| ApiError::field("project", "A valid integer is required."))?;
-            named_scope(ctx, principal, Some(id)).await
-        }
+                .map_err(|_| ApiError::field(field, "A valid integer is required."))?,
+        ),
+        (None, Some(username)) => Some(
+            crate::projects::id_by_username(&ctx.pool, &username)
+                .await?
+                .ok_or_else(not_member)?,
+        ),
+        (None, None) => None,
+    };
+    match id {
+        Some(id) => scope_in(principal, id, &Directory(ctx.pool.clone()))
+            .await?
+            .ok_or_else(not_member),
         None => kernel::auth::resolve_scope(&ctx.platform, principal, headers).await,
+    }
+}
+
+fn not_member() -> ApiError {
+    ApiError::forbidden(
+        "not_project_member",
+        "You are not a member of this project.",
+    )
+}
+
+/// The project a request without `{username}` acts in (see [`flexible_scope`]).
+pub struct Scoped(pub ProjectScope);
+
+impl FromRequestParts<Ctx> for Scoped {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ctx: &Ctx,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, ctx).await?;
+        flexible_scope(ctx, &principal, None, &parts.uri, &parts.headers)
+            .await
+            .map(Scoped)
     }
 }
 
