@@ -3,7 +3,24 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use kernel::events::IntegrationEvent;
 use serde::{Deserialize, Serialize};
+
+/// A user changed their public identity (auth.md §9 `{user_id, changed}`, plus the new values so
+/// that consumers keeping snapshots need no call back).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserUpdated {
+    pub user_id: i64,
+    pub changed: Vec<String>,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+impl IntegrationEvent for UserUpdated {
+    const TYPE: &'static str = "user.updated";
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct UserSummary {

@@ -52,6 +52,8 @@ impl ServiceSpec {
 pub struct ServiceContext {
     pub platform: Platform,
     pub pool: PgPool,
+    /// Where the service's integration events go (same transaction as the change).
+    pub outbox: crate::events::Outbox,
 }
 
 /// A service ready to be mounted by the gateway (in-process) or served alone.

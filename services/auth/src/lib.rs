@@ -188,9 +188,12 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
             platform: platform.clone(),
         }),
     );
+    let outbox = kernel::events::Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
+    outbox.spawn_relay(std::time::Duration::from_secs(2));
     let ctx = ServiceContext {
         platform: platform.clone(),
         pool: pool.clone(),
+        outbox,
     };
     let router = routes()
         .route(

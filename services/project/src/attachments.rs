@@ -716,13 +716,15 @@ where
         storage.delete(&key).await?;
         return Err(ApiError::field("file", "The submitted file is empty."));
     }
+    let dims = dimensions(storage, &key, written.size, file_type).await;
     let stored: Result<AttachmentRow, ApiError> = async {
         let mut tx = ctx.pool.begin().await?;
         let row: AttachmentRow = sqlx::query_as(&format!(
             "INSERT INTO attachments (project_id, original_name, category, mime_type, size, storage_key, \
              upload_status, visibility, entity_type, entity_id, description, checksum_sha256, \
-             uploaded_by_id, uploaded_by_username, uploaded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'completed', $7, $8, $9, $10, $11, $12, $13, now()) RETURNING {COLUMNS}"
+             uploaded_by_id, uploaded_by_username, uploaded_at, width, height) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'completed', $7, $8, $9, $10, $11, $12, $13, now(), $14, $15) \
+             RETURNING {COLUMNS}"
         ))
         .bind(scope.project_id())
         .bind(&name)
@@ -737,6 +739,8 @@ where
         .bind(&written.sha256_hex)
         .bind(scope.user_id())
         .bind(username)
+        .bind(dims.map(|d| d.0))
+        .bind(dims.map(|d| d.1))
         .fetch_one(&mut *tx)
         .await?;
         settle(&mut *tx, scope.project_id(), reservation, written.size as i64).await?;
@@ -756,6 +760,25 @@ where
             Err(e)
         }
     }
+}
+
+/// Width and height of a stored raster image, read from its first 64 KiB (`None` when not an
+/// image or not readable).
+async fn dimensions(
+    storage: &Storage,
+    key: &str,
+    size: u64,
+    file_type: FileType,
+) -> Option<(i32, i32)> {
+    if file_type.category != "image" || file_type.ext == "svg" {
+        return None;
+    }
+    let head = storage.get_range(key, 0..size.min(64 * 1024)).await.ok()?;
+    let found = imagesize::blob_size(&head).ok()?;
+    Some((
+        i32::try_from(found.width).ok()?,
+        i32::try_from(found.height).ok()?,
+    ))
 }
 
 async fn record_uploaded(
@@ -959,12 +982,18 @@ pub async fn confirm(
         }
         None => None,
     };
+    let dims = match file_type {
+        Some(t) => dimensions(storage, &row.storage_key, size, t).await,
+        None => None,
+    };
     let row: AttachmentRow = sqlx::query_as(&format!(
         "UPDATE attachments SET upload_status = 'completed', uploaded_at = now(), updated_at = now(), \
-         checksum_sha256 = $2 WHERE id = $1 RETURNING {COLUMNS}"
+         checksum_sha256 = $2, width = $3, height = $4 WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(row.id)
     .bind(checksum)
+    .bind(dims.map(|d| d.0))
+    .bind(dims.map(|d| d.1))
     .fetch_one(&mut *tx)
     .await?;
     settle(&mut *tx, row.project_id, row.size, row.size).await?;

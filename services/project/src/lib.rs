@@ -218,6 +218,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
             storage: platform.storage().clone(),
         }),
     );
+    platform.events().subscribe(
+        "project",
+        &["user.updated"],
+        Arc::new(members::SnapshotUpdater { pool: pool.clone() }),
+    );
     let ctx = Ctx {
         platform: platform.clone(),
         pool: pool.clone(),

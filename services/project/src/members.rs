@@ -443,3 +443,35 @@ pub async fn groups(db: &PgPool, scope: &ProjectScope) -> Result<Vec<Value>, Api
         })
         .collect())
 }
+
+/// Consumes `user.updated`: members' snapshots follow the user's identity (once per event).
+pub struct SnapshotUpdater {
+    pub pool: PgPool,
+}
+
+#[async_trait::async_trait]
+impl kernel::events::EventHandler for SnapshotUpdater {
+    async fn handle(&self, envelope: &kernel::events::Envelope) -> anyhow::Result<()> {
+        let Some(event) = envelope.decode::<integration::users::UserUpdated>() else {
+            return Ok(());
+        };
+        let event = event?;
+        let Some(mut tx) = kernel::events::begin_once(&self.pool, "project", envelope).await?
+        else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE memberships SET username = $2, email = $3, first_name = $4, last_name = $5 \
+             WHERE user_id = $1",
+        )
+        .bind(event.user_id)
+        .bind(&event.username)
+        .bind(&event.email)
+        .bind(&event.first_name)
+        .bind(&event.last_name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -42,9 +42,22 @@ impl EventHandler for Flaky {
 #[tokio::test]
 async fn outbox_survives_a_failing_consumer_and_inbox_dedupes() {
     let app = TestApp::spawn().await;
-    // auth's outbox: installed, and no relay of the platform reads it (auth publishes nothing
-    // yet), so this test's relay is the only one.
-    let pool = crate::harness::service_pool(app.platform.config(), "auth").await;
+    // A schema of its own: no relay of the platform reads these outbox tables, so this
+    // test's relay is the only one.
+    let config = app.platform.config().clone();
+    sqlx::query("CREATE SCHEMA outbox_test")
+        .execute(&app.project_pool().await)
+        .await
+        .expect("schema");
+    let options = kernel::db::connect_options(&config, &config.database_name("project"))
+        .expect("options")
+        .options([("search_path", "outbox_test")]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    kernel::events::install(&pool).await.expect("tables");
     let bus = Arc::new(EventBus::default());
     let flaky = Arc::new(Flaky {
         failures: AtomicUsize::new(3),
@@ -131,6 +144,42 @@ async fn the_project_service_events_carry_the_contract_payloads() {
         &owner.access,
     )
     .await;
+    // auth's user.updated refreshes the member's snapshot in the project service.
+    let (bob_access, _) = app.login("bob").await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/api/v1/auth/auth/user/",
+            json!({"first_name": "Robert", "username": "rob"}),
+            &bob_access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, members, _) = app
+        .get(
+            &format!(
+                "/api/v1/project/{}/account/collaborators/?user_id={bob}",
+                owner.username()
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        members["results"][0]["user"]["first_name"], "Robert",
+        "{members}"
+    );
+    assert_eq!(members["results"][0]["user"]["username"], "rob");
+    let auth_pool = crate::harness::service_pool(app.platform.config(), "auth").await;
+    let user_event: Value =
+        sqlx::query_scalar("SELECT envelope FROM zv_outbox WHERE event_type = 'user.updated'")
+            .fetch_one(&auth_pool)
+            .await
+            .expect("user.updated");
+    assert_eq!(
+        user_event["data"]["changed"],
+        json!(["username", "first_name"])
+    );
+    assert_eq!(user_event["project_id"], Value::Null);
     app.call(
         Method::DELETE,
         &format!(

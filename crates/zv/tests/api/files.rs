@@ -150,6 +150,7 @@ async fn exercise_storage(app: &TestApp, owner: &Owner) {
     );
     assert_eq!(image["visibility"], "public");
     assert_eq!(image["mime_type"], "image/png");
+    assert_eq!(image["dimensions"], json!({"width": 1, "height": 1}));
     assert_eq!(image["file_info"]["size"], 600);
     assert_eq!(image["method"], "direct_upload");
     let key = s(&image["s3_key"]);
@@ -176,6 +177,7 @@ async fn exercise_storage(app: &TestApp, owner: &Owner) {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{doc}");
     assert_eq!(doc["visibility"], "private");
+    assert_eq!(doc["dimensions"], Value::Null);
     assert!(s(&doc["s3_key"]).starts_with(&format!("project/{pid}/private/contracts/2026/")));
     let url = s(&doc["file_url"]);
     let (status, bytes, _) = fetch(app, &url).await;

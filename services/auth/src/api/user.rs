@@ -76,7 +76,36 @@ pub async fn patch_user(
         first_name: input.first_name.as_deref(),
         last_name: input.last_name.as_deref(),
     };
-    users::update_profile(&ctx.pool, principal.user_id(), &change).await?;
+    let mut tx = ctx.pool.begin().await?;
+    let before = users::by_id(&mut *tx, principal.user_id())
+        .await?
+        .ok_or_else(ApiError::not_authenticated)?;
+    let after = users::update_profile(&mut *tx, principal.user_id(), &change).await?;
+    let changed: Vec<String> = [
+        ("username", before.username != after.username),
+        ("email", before.email != after.email),
+        ("first_name", before.first_name != after.first_name),
+        ("last_name", before.last_name != after.last_name),
+    ]
+    .into_iter()
+    .filter(|(_, differs)| *differs)
+    .map(|(name, _)| name.to_owned())
+    .collect();
+    if !changed.is_empty() {
+        let event = integration::users::UserUpdated {
+            user_id: after.id,
+            changed,
+            username: after.username.clone(),
+            email: after.email.clone(),
+            first_name: after.first_name.clone(),
+            last_name: after.last_name.clone(),
+        };
+        ctx.outbox
+            .record(&mut tx, None, Some(after.id), &event)
+            .await?;
+    }
+    tx.commit().await?;
+    ctx.outbox.flush().await;
     current_user(&ctx, &principal, &base).await.map(JsonOut)
 }
 
