@@ -208,6 +208,9 @@ impl kernel::auth::MembershipDirectory for Directory {
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
     kernel::events::install(&pool).await?;
+    // Alone (`zv serve project`), this service answers the kernel's membership check itself;
+    // beside auth, auth's projection (installed first) does.
+    platform.set_memberships(Arc::new(Directory(pool.clone())));
     let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
     outbox.spawn_relay(Duration::from_secs(2));
     // Removes deleted attachments' objects (retried by the relay until storage answers).

@@ -168,6 +168,15 @@ async fn project_lifecycle_and_public_lookups() {
         "language setting follows the project"
     );
 
+    let (status, openapi, _) = app.get("/api/v1/project/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/v1/project/projects/",
+        "/api/v1/project/attachment/direct-upload/",
+        "/api/v1/project/invitations/{token}/accept/",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} documented");
+    }
     // Public lookups.
     let username = owner.username();
     let (status, public, _) = app
