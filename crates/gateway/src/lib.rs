@@ -284,6 +284,9 @@ async fn forward(
         d.write_headers(response.headers_mut());
         return response;
     }
+    // Services see their own path; links they build (pagination) use the public one.
+    let original = axum::extract::OriginalUri(req.uri().clone());
+    req.extensions_mut().insert(original);
     let uri = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path,

@@ -413,6 +413,80 @@ impl<S: Send + Sync> FromRequestParts<S> for ProjectScope {
     }
 }
 
+/// Who may read a project's public data: a member (full view), or anyone naming the project
+/// with `X-Project-ID` on a public route (public rows and fields only).
+#[derive(Clone, Debug)]
+pub enum ReadScope {
+    Member(ProjectScope),
+    Public { project_id: i64 },
+}
+
+impl ReadScope {
+    pub fn project_id(&self) -> i64 {
+        match self {
+            ReadScope::Member(s) => s.project_id(),
+            ReadScope::Public { project_id } => *project_id,
+        }
+    }
+
+    pub fn member(&self) -> Option<&ProjectScope> {
+        match self {
+            ReadScope::Member(s) => Some(s),
+            ReadScope::Public { .. } => None,
+        }
+    }
+}
+
+/// A member's scope when the caller has one; otherwise the project named by `X-Project-ID`
+/// (which must exist), read publicly. No project at all → 400 `project_required`.
+pub async fn resolve_read_scope(
+    platform: &Platform,
+    principal: Option<&Principal>,
+    headers: &HeaderMap,
+) -> Result<ReadScope, ApiError> {
+    if let Some(principal) = principal {
+        match resolve_scope(platform, principal, headers).await {
+            Ok(scope) => return Ok(ReadScope::Member(scope)),
+            Err(e) if e.code() == "not_project_member" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match project_header(headers) {
+        Some(Ok(project_id)) => {
+            let directory = platform
+                .memberships()
+                .ok_or_else(|| ApiError::internal("no membership directory installed"))?;
+            if directory.project_exists(project_id).await? {
+                Ok(ReadScope::Public { project_id })
+            } else {
+                Err(ApiError::not_found())
+            }
+        }
+        Some(Err(())) => Err(ApiError::field(
+            "X-Project-ID",
+            "A valid integer is required.",
+        )),
+        None => Err(ApiError::bad_request(
+            "project_required",
+            "Project ID is required. Provide the X-Project-ID header or a project-scoped token.",
+        )),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReadScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let MaybePrincipal(principal) = MaybePrincipal::from_request_parts(parts, state).await?;
+        let platform = parts
+            .extensions
+            .get::<Platform>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("platform missing from the router"))?;
+        resolve_read_scope(&platform, principal.as_ref(), &parts.headers).await
+    }
+}
+
 /// Adds the caller to the response for the access log.
 pub fn tag_actor(
     mut response: Response,

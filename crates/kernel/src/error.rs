@@ -25,6 +25,11 @@ impl FieldErrors {
         self.0.entry(field.into()).or_default().push(message.into());
     }
 
+    /// The messages of one field.
+    pub fn get(&self, field: &str) -> Option<&Vec<String>> {
+        self.0.get(field)
+    }
+
     pub fn required(&mut self, field: &str) {
         self.add(field, "This field is required.");
     }

@@ -16,6 +16,7 @@ pub mod observe;
 pub mod platform;
 pub mod ratelimit;
 pub mod rbac;
+pub mod resource;
 pub mod service;
 pub mod storage;
 

@@ -128,6 +128,8 @@ pub struct ListQuery {
     pub search: Vec<String>,
     /// The resource's own convenience parameters, as given.
     pub extra: Vec<(String, String)>,
+    /// Whether the caller chose the ordering (else relevance may order search results).
+    pub explicit_ordering: bool,
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
@@ -338,6 +340,7 @@ impl ListQuery {
                 },
             },
         };
+        let explicit_ordering = get("ordering").is_some_and(|o| !o.trim().is_empty());
         let ordering = match get("ordering").filter(|o| !o.trim().is_empty()) {
             Some(raw) => parse_ordering(spec, raw, "ordering")?,
             None => parse_ordering(spec, spec.default_ordering, "ordering").unwrap_or_default(),
@@ -377,6 +380,7 @@ impl ListQuery {
             ordering,
             search,
             extra,
+            explicit_ordering,
         })
     }
 
@@ -973,6 +977,7 @@ mod tests {
             ordering: vec![],
             search: vec![],
             extra: vec![],
+            explicit_ordering: false,
         };
         let sql = sql(&list);
         assert!(sql.contains("NOT (("), "{sql}");

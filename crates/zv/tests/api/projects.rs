@@ -128,6 +128,21 @@ async fn project_lifecycle_and_public_lookups() {
         assert_eq!(detail["settings"]["language"], "en");
     }
     // Both mounts and the gateway alias.
+    // Page links are the public path and query.
+    let (_, first, _) = app
+        .get("/api/v1/project/projects/?page_size=1", Some(&owner.access))
+        .await;
+    assert_eq!(
+        first["next"],
+        "/api/v1/project/projects/?page_size=1&page=2"
+    );
+    let (_, second, _) = app
+        .get(s(&first["next"]).as_str(), Some(&owner.access))
+        .await;
+    assert_eq!(
+        second["previous"],
+        "/api/v1/project/projects/?page_size=1&page=1"
+    );
     for path in ["/api/v1/project/project/projects/", "/api/v1/projects/"] {
         let (status, list, _) = app.get(path, Some(&owner.access)).await;
         assert_eq!(status, StatusCode::OK, "{path}");

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::{Multipart, OriginalUri, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
 use kernel::auth::Principal;
@@ -33,7 +33,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 pub async fn list(
     State(ctx): State<Ctx>,
     Scoped(scope): Scoped,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
     let query = list_query(&LIST, &uri)?;

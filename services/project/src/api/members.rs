@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
 use kernel::auth::Principal;
@@ -28,7 +28,7 @@ pub async fn list(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(params): Params,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
     let scope = flexible_scope(&ctx, &principal, username(&params), &uri, &headers).await?;
@@ -49,7 +49,7 @@ pub async fn add(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(params): Params,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
@@ -83,7 +83,7 @@ pub async fn update(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(params): Params,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Body(body): Body<Value>,
 ) -> Result<JsonOut<Value>, ApiError> {
@@ -104,7 +104,7 @@ pub async fn remove(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(params): Params,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let scope = flexible_scope(&ctx, &principal, username(&params), &uri, &headers).await?;
@@ -119,7 +119,7 @@ pub async fn check_membership(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(params): Params,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
     let not_member = json!({"is_member": false, "role": null, "group": null, "joined_at": null});
@@ -158,7 +158,7 @@ pub async fn users(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(username): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<JsonOut<Value>, ApiError> {
     let scope = username_scope(&ctx, &principal, &username).await?;
     let query = list_query(&LIST, &uri)?;

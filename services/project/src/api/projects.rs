@@ -1,7 +1,7 @@
 //! `project/projects/…`, public lookups, languages and features.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
 use kernel::auth::Principal;
@@ -51,7 +51,7 @@ pub fn project_json(row: &ProjectRow, urls: &Urls) -> Value {
 pub async fn list(
     State(ctx): State<Ctx>,
     principal: Principal,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
     let query = list_query(&LIST, &uri)?;

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
 use kernel::auth::Principal;
@@ -44,7 +44,7 @@ pub async fn list(
     State(ctx): State<Ctx>,
     principal: Principal,
     Path(username): Path<String>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<JsonOut<Value>, ApiError> {
     let scope = username_scope(&ctx, &principal, &username).await?;
     let query = list_query(&LIST, &uri)?;

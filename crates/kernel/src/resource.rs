@@ -1,0 +1,1146 @@
+//! Simple resources (DESIGN §4): a resource is its fields, table, permissions and allow-lists;
+//! this module does the rest — list (DRF pages, filters, ordering, full-text search), retrieve,
+//! create, partial update, soft delete, trash and restore, audit fields, translations
+//! (`x`, `x_en`, `x_ar`, `x_fr`), tenant scope, public reads and permission checks.
+//!
+//! Every table of a resource has the standard columns `id, project_id, created_at, updated_at,
+//! created_by, updated_by, deleted_at, deleted_by`; a translated field `name` is stored as
+//! `name_en`, `name_ar`, `name_fr`. Rows are read as JSON (`to_jsonb`) with decimals as text and
+//! shaped here, so a resource needs no row struct.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+
+use crate::auth::{ProjectScope, ReadScope};
+use crate::db::{map_db_error, ConstraintField};
+use crate::error::{ApiError, FieldErrors};
+use crate::lang::SUPPORTED;
+use crate::list::{ListQuery, ListSpec};
+use crate::rbac::Grants;
+
+/// What a field holds and how input is checked.
+#[derive(Clone, Copy, Debug)]
+pub enum FieldKind {
+    Text {
+        max: usize,
+    },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    /// Money and other exact numbers: decimal strings on the wire, `NUMERIC` in SQL.
+    Decimal {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    /// A JSON number that is a measure, not money (weight, length).
+    Number {
+        min: Option<f64>,
+    },
+    Bool,
+    Json {
+        max_bytes: usize,
+    },
+    /// One of the given values (input case-insensitive, stored as given here).
+    Choice(&'static [&'static str]),
+    /// `#RRGGBB`.
+    Color,
+    /// A live row of `table` in the same project.
+    Ref {
+        table: &'static str,
+    },
+    DateTime,
+}
+
+/// One writable (or read-only) field of a resource.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    /// Stored as `{name}_en/_ar/_fr`.
+    pub translated: bool,
+    pub required: bool,
+    /// Other input spellings (`parent_id` for `parent`).
+    pub aliases: &'static [&'static str],
+    /// Null for anonymous readers and non-members.
+    pub members_only: bool,
+    /// Shown, never written by clients.
+    pub read_only: bool,
+}
+
+impl Field {
+    pub const fn new(name: &'static str, kind: FieldKind) -> Self {
+        Self {
+            name,
+            kind,
+            translated: false,
+            required: false,
+            aliases: &[],
+            members_only: false,
+            read_only: false,
+        }
+    }
+    pub const fn text(name: &'static str, max: usize) -> Self {
+        Self::new(name, FieldKind::Text { max })
+    }
+    pub const fn translated(mut self) -> Self {
+        self.translated = true;
+        self
+    }
+    pub const fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    pub const fn aliases(mut self, aliases: &'static [&'static str]) -> Self {
+        self.aliases = aliases;
+        self
+    }
+    pub const fn members_only(mut self) -> Self {
+        self.members_only = true;
+        self
+    }
+    pub const fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+}
+
+/// A value ready to bind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bind {
+    Null,
+    Text(String),
+    Int(i64),
+    Decimal(Decimal),
+    Float(f64),
+    Bool(bool),
+    Json(Value),
+    DateTime(DateTime<Utc>),
+}
+
+impl Bind {
+    fn push(self, qb: &mut QueryBuilder<'_, Postgres>) {
+        match self {
+            Bind::Null => qb.push("NULL"),
+            Bind::Text(v) => qb.push_bind(v),
+            Bind::Int(v) => qb.push_bind(v),
+            Bind::Decimal(v) => qb.push_bind(v),
+            Bind::Float(v) => qb.push_bind(v),
+            Bind::Bool(v) => qb.push_bind(v),
+            Bind::Json(v) => qb.push_bind(v),
+            Bind::DateTime(v) => qb.push_bind(v),
+        };
+    }
+}
+
+/// Column → value, as a write will store them (hooks may read and change them).
+pub type Values = BTreeMap<String, Bind>;
+
+/// What kind of write a hook sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    Create,
+    Update,
+    Delete,
+    Restore,
+}
+
+/// Resource-specific rules around the generic operations, inside their transaction.
+#[async_trait]
+pub trait Hooks: Send + Sync {
+    /// Checks and adjusts values before they are stored (`id` is `None` on create).
+    async fn before_write(
+        &self,
+        _tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        _id: Option<i64>,
+        _values: &mut Values,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// Refuses or prepares a delete (422 `protected` when something depends on the row).
+    async fn before_delete(
+        &self,
+        _tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        _id: i64,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// After the row is written (events go here, in the same transaction).
+    async fn after_write(
+        &self,
+        _tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        _write: Write,
+        _row: &Value,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// A resource: everything the generic operations need.
+pub struct Resource {
+    /// Codename prefix: `product`.
+    pub service: &'static str,
+    /// Codename model: `tag` → `product.view_tag`.
+    pub model: &'static str,
+    /// For messages: `Tag`.
+    pub label: &'static str,
+    pub table: &'static str,
+    pub fields: &'static [Field],
+    /// The (translated or plain) field a slug is made from; the table then has `slug`.
+    pub slug_from: Option<&'static str>,
+    /// Read-only values computed in SQL over the row alias `t`: (name, expression).
+    pub computed: &'static [(&'static str, &'static str)],
+    pub list: ListSpec,
+    /// A `tsvector` column for `search` (plus substring matches on `list.search`).
+    pub search_vector: Option<&'static str>,
+    /// Anonymous and non-member reads allowed (with `X-Project-ID`).
+    pub public_read: bool,
+    /// Rows the public may see (SQL over `t`), e.g. `t.is_active`.
+    pub public_filter: Option<&'static str>,
+    pub grants: Grants,
+    /// Unique constraints and the field error each stands for.
+    pub unique: &'static [ConstraintField],
+    pub hooks: Option<&'static dyn Hooks>,
+}
+
+const STANDARD: &[&str] = &[
+    "id",
+    "project_id",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "deleted_at",
+];
+
+fn columns_of(field: &Field) -> Vec<String> {
+    if field.translated {
+        SUPPORTED
+            .iter()
+            .map(|l| format!("{}_{l}", field.name))
+            .collect()
+    } else {
+        vec![field.name.to_owned()]
+    }
+}
+
+impl Resource {
+    pub fn codename(&self, action: &str) -> String {
+        format!("{}.{action}_{}", self.service, self.model)
+    }
+
+    /// The row as JSON: `to_jsonb(t)` with decimals as text and the computed values.
+    fn select(&self) -> String {
+        let mut extra: Vec<String> = Vec::new();
+        for f in self.fields {
+            if matches!(f.kind, FieldKind::Decimal { .. }) {
+                extra.push(format!("'{0}', t.{0}::text", f.name));
+            }
+        }
+        for (name, expr) in self.computed {
+            extra.push(format!("'{name}', {expr}"));
+        }
+        // jsonb_build_object takes at most 100 arguments: one object per 40 pairs.
+        let mut select = "to_jsonb(t)".to_owned();
+        for chunk in extra.chunks(40) {
+            select.push_str(&format!(" || jsonb_build_object({})", chunk.join(", ")));
+        }
+        select
+    }
+
+    fn from(&self) -> String {
+        format!("FROM {} t WHERE t.project_id = ", self.table)
+    }
+
+    fn is_member(scope: &ReadScope) -> bool {
+        matches!(scope, ReadScope::Member(_))
+    }
+
+    /// Output shape: standard fields, each field (translated ones resolved in `lang` plus their
+    /// `_en/_ar/_fr` twins), the slug and the computed values.
+    pub fn shape(&self, raw: &Value, lang: &str, member: bool) -> Value {
+        let mut out = Map::new();
+        let get = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
+        for k in STANDARD {
+            out.insert((*k).to_owned(), normalise_time(get(k)));
+        }
+        if self.slug_from.is_some() {
+            out.insert("slug".into(), get("slug"));
+        }
+        for f in self.fields {
+            let hidden = f.members_only && !member;
+            if f.translated {
+                let values: Vec<(&str, Value)> = SUPPORTED
+                    .iter()
+                    .map(|l| {
+                        let v = get(&format!("{}_{l}", f.name));
+                        let v = if v.as_str() == Some("") {
+                            Value::Null
+                        } else {
+                            v
+                        };
+                        (*l, v)
+                    })
+                    .collect();
+                let pick = |l: &str| {
+                    values
+                        .iter()
+                        .find(|(code, _)| *code == l)
+                        .map(|(_, v)| v.clone())
+                };
+                let resolved = pick(lang)
+                    .filter(|v| !v.is_null())
+                    .or_else(|| pick("en").filter(|v| !v.is_null()))
+                    .or_else(|| values.iter().map(|(_, v)| v.clone()).find(|v| !v.is_null()))
+                    .unwrap_or(Value::Null);
+                out.insert(
+                    f.name.to_owned(),
+                    if hidden { Value::Null } else { resolved },
+                );
+                for (l, v) in values {
+                    out.insert(
+                        format!("{}_{l}", f.name),
+                        if hidden { Value::Null } else { v },
+                    );
+                }
+            } else {
+                let v = get(f.name);
+                let v = match f.kind {
+                    FieldKind::DateTime => normalise_time(v),
+                    _ => v,
+                };
+                out.insert(f.name.to_owned(), if hidden { Value::Null } else { v });
+            }
+        }
+        for (name, _) in self.computed {
+            out.insert((*name).to_owned(), get(name));
+        }
+        Value::Object(out)
+    }
+
+    /// Parses and checks a body against the fields: `partial` (PATCH) skips absent required
+    /// fields. `lang` is where a plain translated field is written.
+    pub fn values(&self, body: &Value, partial: bool, lang: &str) -> Result<Values, ApiError> {
+        let map = body.as_object().ok_or_else(|| {
+            ApiError::field("non_field_errors", "Invalid data. Expected a dictionary.")
+        })?;
+        let mut errors = FieldErrors::new();
+        let mut values = Values::new();
+        fn find<'a>(
+            map: &'a Map<String, Value>,
+            names: &[&'static str],
+        ) -> Option<(&'static str, &'a Value)> {
+            names.iter().find_map(|n| map.get(*n).map(|v| (*n, v)))
+        }
+        for f in self.fields.iter().filter(|f| !f.read_only) {
+            if f.translated {
+                let mut any = false;
+                let mut names = vec![f.name];
+                names.extend_from_slice(f.aliases);
+                if let Some((name, v)) = find(map, &names) {
+                    match parse(f, name, v) {
+                        Ok(b) => {
+                            values.insert(format!("{}_{lang}", f.name), b);
+                            any = true;
+                        }
+                        Err(m) => errors.add(name, m),
+                    }
+                }
+                for l in SUPPORTED {
+                    let name = format!("{}_{l}", f.name);
+                    if let Some(v) = map.get(&name) {
+                        match parse(f, &name, v) {
+                            Ok(b) => {
+                                values.insert(name, b);
+                                any = true;
+                            }
+                            Err(m) => errors.add(name, m),
+                        }
+                    }
+                }
+                if !any && f.required && !partial {
+                    errors.required(f.name);
+                }
+                continue;
+            }
+            let mut names = vec![f.name];
+            names.extend_from_slice(f.aliases);
+            match find(map, &names) {
+                Some((name, v)) => match parse(f, name, v) {
+                    Ok(Bind::Null) if f.required => {
+                        errors.add(f.name, "This field may not be null.")
+                    }
+                    Ok(b) => {
+                        values.insert(f.name.to_owned(), b);
+                    }
+                    Err(m) => errors.add(f.name, m),
+                },
+                None if f.required && !partial => errors.required(f.name),
+                None => {}
+            }
+        }
+        if self.slug_from.is_some() {
+            if let Some(v) = map.get("slug") {
+                match v {
+                    Value::String(s) if !s.trim().is_empty() => {
+                        let slug = slugify(s);
+                        if slug.is_empty() {
+                            errors.add("slug", "Enter a valid slug.");
+                        } else {
+                            values.insert("slug".into(), Bind::Text(slug));
+                        }
+                    }
+                    Value::Null | Value::String(_) => {}
+                    _ => errors.add("slug", "Not a valid string."),
+                }
+            }
+        }
+        // A required translated field may not be emptied.
+        for f in self.fields.iter().filter(|f| f.translated && f.required) {
+            let cols = columns_of(f);
+            let given: Vec<&Bind> = cols.iter().filter_map(|c| values.get(c)).collect();
+            if !given.is_empty()
+                && given
+                    .iter()
+                    .all(|b| matches!(b, Bind::Null) || **b == Bind::Text(String::new()))
+                && (!partial || given.len() == cols.len())
+            {
+                errors.add(f.name, "This field may not be blank.");
+            }
+        }
+        errors.into_result()?;
+        Ok(values)
+    }
+}
+
+/// Timestamps in RFC 3339 UTC with `Z` (fraction only when non-zero).
+fn normalise_time(v: Value) -> Value {
+    match v
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    {
+        Some(t) => Value::String(
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        ),
+        None => v,
+    }
+}
+
+fn parse(f: &Field, name: &str, v: &Value) -> Result<Bind, String> {
+    if v.is_null() {
+        return Ok(Bind::Null);
+    }
+    let int = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| "A valid integer is required.".to_owned())
+    };
+    match f.kind {
+        FieldKind::Text { max } => match v {
+            Value::String(s) if s.chars().count() <= max => Ok(Bind::Text(s.trim().to_owned())),
+            Value::String(_) => Err(format!(
+                "Ensure this field has no more than {max} characters."
+            )),
+            _ => Err("Not a valid string.".into()),
+        },
+        FieldKind::Int { min, max } => {
+            let n = int(v)?;
+            if min.is_some_and(|m| n < m) {
+                return Err(format!(
+                    "Ensure this value is greater than or equal to {}.",
+                    min.unwrap_or(0)
+                ));
+            }
+            if max.is_some_and(|m| n > m) {
+                return Err(format!(
+                    "Ensure this value is less than or equal to {}.",
+                    max.unwrap_or(0)
+                ));
+            }
+            Ok(Bind::Int(n))
+        }
+        FieldKind::Decimal { min, max } => {
+            let text = match v {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Number(n) => n.to_string(),
+                _ => return Err("A valid number is required.".into()),
+            };
+            let d: Decimal = text
+                .parse()
+                .map_err(|_| "A valid number is required.".to_owned())?;
+            if d.scale() > 4 || d.abs() >= Decimal::from(1_000_000_000_000i64) {
+                return Err("Ensure that there are no more than 12 digits before and 4 after the decimal point.".into());
+            }
+            if min.is_some_and(|m| d < Decimal::from(m)) {
+                return Err(format!(
+                    "Ensure this value is greater than or equal to {}.",
+                    min.unwrap_or(0)
+                ));
+            }
+            if max.is_some_and(|m| d > Decimal::from(m)) {
+                return Err(format!(
+                    "Ensure this value is less than or equal to {}.",
+                    max.unwrap_or(0)
+                ));
+            }
+            Ok(Bind::Decimal(d))
+        }
+        FieldKind::Number { min } => {
+            let n = v
+                .as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| "A valid number is required.".to_owned())?;
+            if min.is_some_and(|m| n < m) {
+                return Err(format!(
+                    "Ensure this value is greater than or equal to {}.",
+                    min.unwrap_or(0.0)
+                ));
+            }
+            Ok(Bind::Float(n))
+        }
+        FieldKind::Bool => match v {
+            Value::Bool(b) => Ok(Bind::Bool(*b)),
+            Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Bind::Bool(true)),
+                "false" | "0" => Ok(Bind::Bool(false)),
+                _ => Err("Must be a valid boolean.".into()),
+            },
+            Value::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+                Ok(Bind::Bool(n.as_i64() == Some(1)))
+            }
+            _ => Err("Must be a valid boolean.".into()),
+        },
+        FieldKind::Json { max_bytes } => {
+            if v.to_string().len() > max_bytes {
+                Err(format!("Ensure this value has at most {max_bytes} bytes."))
+            } else {
+                Ok(Bind::Json(v.clone()))
+            }
+        }
+        FieldKind::Choice(options) => {
+            let s = v
+                .as_str()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            options
+                .iter()
+                .find(|o| o.eq_ignore_ascii_case(&s))
+                .map(|o| Bind::Text((*o).to_owned()))
+                .ok_or_else(|| {
+                    format!(
+                        "\"{}\" is not a valid choice.",
+                        v.as_str().unwrap_or(&v.to_string())
+                    )
+                })
+        }
+        FieldKind::Color => match v.as_str() {
+            Some(s)
+                if s.len() == 7
+                    && s.starts_with('#')
+                    && s[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Ok(Bind::Text(s.to_ascii_uppercase()))
+            }
+            _ => Err("Enter a color as #RRGGBB.".into()),
+        },
+        FieldKind::Ref { .. } => int(v).map(Bind::Int).map_err(|_| {
+            format!(
+                "Incorrect type. Expected pk value, received {}.",
+                json_type(v)
+            )
+        }),
+        FieldKind::DateTime => v
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())
+            .map(|t| Bind::DateTime(t.with_timezone(&Utc)))
+            .ok_or_else(|| {
+                let _ = name;
+                "Datetime has wrong format. Use RFC 3339.".to_owned()
+            }),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "str",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+        _ => "number",
+    }
+}
+
+/// A slug: lowercase letters and digits of any script, other runs become `-`.
+pub fn slugify(text: &str) -> String {
+    let mut slug = String::new();
+    for c in text.trim().to_lowercase().chars() {
+        if c.is_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    slug.trim_end_matches('-')
+        .chars()
+        .take(100)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+/// The list's conditions over the table alias and the caller's view (public rows, trash).
+fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, r: &Resource, scope: &ReadScope, trashed: bool) {
+    qb.push_bind(scope.project_id());
+    qb.push(if trashed {
+        " AND t.deleted_at IS NOT NULL"
+    } else {
+        " AND t.deleted_at IS NULL"
+    });
+    if !Resource::is_member(scope) {
+        if let Some(filter) = r.public_filter {
+            qb.push(format!(" AND ({filter})"));
+        }
+    }
+}
+
+fn check_read(r: &Resource, scope: &ReadScope) -> Result<(), ApiError> {
+    match scope {
+        ReadScope::Member(s) => s.require(&r.codename("view"), &r.grants),
+        ReadScope::Public { .. } if r.public_read => Ok(()),
+        ReadScope::Public { .. } => Err(ApiError::not_found()),
+    }
+}
+
+/// One page of the resource (or of its trash).
+pub async fn list(
+    db: &PgPool,
+    r: &Resource,
+    scope: &ReadScope,
+    query: &ListQuery,
+    lang: &str,
+    trashed: bool,
+) -> Result<(i64, Vec<Value>), ApiError> {
+    if trashed {
+        match scope {
+            ReadScope::Member(s) => s.require(&r.codename("delete"), &r.grants)?,
+            ReadScope::Public { .. } => return Err(ApiError::not_authenticated()),
+        }
+    } else {
+        check_read(r, scope)?;
+    }
+    let build = |select: &str| {
+        let mut qb = QueryBuilder::new(format!("SELECT {select} {}", r.from()));
+        push_scope(&mut qb, r, scope, trashed);
+        query.push_where(&mut qb, &[]);
+        push_search(&mut qb, r, query);
+        qb
+    };
+    let total: i64 = build("count(*)").build_query_scalar().fetch_one(db).await?;
+    let (limit, offset, _) = query.window(total)?;
+    let mut rows = build(&r.select());
+    match (
+        &r.search_vector,
+        query.search.is_empty(),
+        query.explicit_ordering,
+    ) {
+        (Some(vector), false, false) => {
+            rows.push(format!(" ORDER BY ts_rank(t.{vector}, "));
+            push_tsquery(&mut rows, &query.search.join(" "));
+            rows.push(") DESC, t.id");
+        }
+        _ => query.push_order(&mut rows),
+    }
+    rows.push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let raw: Vec<Value> = rows.build_query_scalar().fetch_all(db).await?;
+    let member = Resource::is_member(scope);
+    Ok((
+        total,
+        raw.iter().map(|v| r.shape(v, lang, member)).collect(),
+    ))
+}
+
+/// The search terms: every term must match the text vector (English, Arabic, French and
+/// unstemmed) or be a substring of a searchable column.
+fn push_search(qb: &mut QueryBuilder<'_, Postgres>, r: &Resource, query: &ListQuery) {
+    for term in &query.search {
+        qb.push(" AND (FALSE");
+        if let Some(vector) = r.search_vector {
+            qb.push(format!(" OR t.{vector} @@ "));
+            push_tsquery(qb, term);
+        }
+        let pattern = format!("%{}%", crate::list::escape_like(term));
+        for column in r.list.search {
+            qb.push(format!(" OR {column}::text ILIKE "));
+            qb.push_bind(pattern.clone());
+        }
+        qb.push(")");
+    }
+}
+
+fn push_tsquery(qb: &mut QueryBuilder<'_, Postgres>, text: &str) {
+    qb.push("(");
+    for (i, config) in ["simple", "english", "arabic", "french"].iter().enumerate() {
+        if i > 0 {
+            qb.push(" || ");
+        }
+        qb.push(format!("plainto_tsquery('{config}', "));
+        qb.push_bind(text.to_owned());
+        qb.push(")");
+    }
+    qb.push(")");
+}
+
+async fn fetch(
+    db: &mut PgConnection,
+    r: &Resource,
+    scope: &ReadScope,
+    id: i64,
+    trashed: bool,
+) -> Result<Value, ApiError> {
+    let mut qb = QueryBuilder::new(format!("SELECT {} {}", r.select(), r.from()));
+    push_scope(&mut qb, r, scope, trashed);
+    qb.push(" AND t.id = ").push_bind(id);
+    qb.build_query_scalar::<Value>()
+        .fetch_optional(&mut *db)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+pub async fn retrieve(
+    db: &PgPool,
+    r: &Resource,
+    scope: &ReadScope,
+    id: i64,
+    lang: &str,
+) -> Result<Value, ApiError> {
+    check_read(r, scope)?;
+    let mut conn = db.acquire().await?;
+    let raw = fetch(&mut conn, r, scope, id, false).await?;
+    Ok(r.shape(&raw, lang, Resource::is_member(scope)))
+}
+
+/// References must name live rows of the same project.
+async fn check_refs(
+    tx: &mut PgConnection,
+    r: &Resource,
+    scope: &ProjectScope,
+    values: &Values,
+) -> Result<(), ApiError> {
+    let mut errors = FieldErrors::new();
+    for f in r.fields {
+        let FieldKind::Ref { table } = f.kind else {
+            continue;
+        };
+        let Some(Bind::Int(id)) = values.get(f.name) else {
+            continue;
+        };
+        let exists: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL)"
+        ))
+        .bind(id)
+        .bind(scope.project_id())
+        .fetch_one(&mut *tx)
+        .await?;
+        if !exists {
+            errors.add(
+                f.name,
+                format!("Invalid pk \"{id}\" - object does not exist."),
+            );
+        }
+    }
+    errors.into_result()
+}
+
+/// A slug from the source field when none was given, `-2`, `-3`… on clashes with live rows.
+async fn fill_slug(
+    tx: &mut PgConnection,
+    r: &Resource,
+    scope: &ProjectScope,
+    id: Option<i64>,
+    values: &mut Values,
+) -> Result<(), ApiError> {
+    let Some(source) = r.slug_from else {
+        return Ok(());
+    };
+    if let Some(Bind::Text(slug)) = values.get("slug") {
+        let taken: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE project_id = $1 AND slug = $2 AND deleted_at IS NULL AND id IS DISTINCT FROM $3)",
+            r.table
+        ))
+        .bind(scope.project_id())
+        .bind(slug)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if taken {
+            return Err(ApiError::field(
+                "slug",
+                format!("{} with this slug already exists.", r.label),
+            ));
+        }
+        return Ok(());
+    }
+    if id.is_some() {
+        return Ok(());
+    }
+    let text = SUPPORTED
+        .iter()
+        .map(|l| format!("{source}_{l}"))
+        .chain([source.to_owned()])
+        .find_map(|c| match values.get(&c) {
+            Some(Bind::Text(t)) if !t.is_empty() => Some(t.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let base = match slugify(&text) {
+        s if s.is_empty() => r.model.to_owned(),
+        s => s,
+    };
+    let existing: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT slug FROM {} WHERE project_id = $1 AND deleted_at IS NULL AND (slug = $2 OR slug LIKE $3)",
+        r.table
+    ))
+    .bind(scope.project_id())
+    .bind(&base)
+    .bind(format!("{}-%", crate::list::escape_like(&base)))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut slug = base.clone();
+    let mut n = 2;
+    while existing.contains(&slug) {
+        slug = format!("{base}-{n}");
+        n += 1;
+    }
+    values.insert("slug".into(), Bind::Text(slug));
+    Ok(())
+}
+
+/// Serialises writes of one project's rows of a table, so slug and uniqueness checks and hooks
+/// see each other's results.
+async fn lock_table_for_project(
+    tx: &mut PgConnection,
+    r: &Resource,
+    scope: &ProjectScope,
+) -> Result<(), ApiError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), $2::int)")
+        .bind(r.table)
+        .bind((scope.project_id() % i64::from(i32::MAX)) as i32)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn create(
+    db: &PgPool,
+    r: &Resource,
+    scope: &ProjectScope,
+    body: &Value,
+    lang: &str,
+) -> Result<Value, ApiError> {
+    scope.require(&r.codename("add"), &r.grants)?;
+    let mut values = r.values(body, false, lang)?;
+    let mut tx = db.begin().await?;
+    lock_table_for_project(&mut tx, r, scope).await?;
+    check_refs(&mut tx, r, scope, &values).await?;
+    fill_slug(&mut tx, r, scope, None, &mut values).await?;
+    if let Some(h) = r.hooks {
+        h.before_write(&mut tx, scope, None, &mut values).await?;
+    }
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO {} (project_id, created_by, updated_by",
+        r.table
+    ));
+    for column in values.keys() {
+        qb.push(format!(", {column}"));
+    }
+    qb.push(") VALUES (").push_bind(scope.project_id());
+    qb.push(", ").push_bind(scope.user_id());
+    qb.push(", ").push_bind(scope.user_id());
+    for value in values.into_values() {
+        qb.push(", ");
+        value.push(&mut qb);
+    }
+    qb.push(") RETURNING id");
+    let id: i64 = qb
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| map_db_error(e, r.unique))?;
+    let view = ReadScope::Member(scope.clone());
+    let raw = fetch(&mut tx, r, &view, id, false).await?;
+    if let Some(h) = r.hooks {
+        h.after_write(&mut tx, scope, Write::Create, &raw).await?;
+    }
+    tx.commit().await?;
+    Ok(r.shape(&raw, lang, true))
+}
+
+/// PATCH (`partial`) or PUT: absent fields stay as they are; PUT needs the required ones.
+pub async fn update(
+    db: &PgPool,
+    r: &Resource,
+    scope: &ProjectScope,
+    id: i64,
+    body: &Value,
+    partial: bool,
+    lang: &str,
+) -> Result<Value, ApiError> {
+    let view = ReadScope::Member(scope.clone());
+    let mut tx = db.begin().await?;
+    lock_table_for_project(&mut tx, r, scope).await?;
+    fetch(&mut tx, r, &view, id, false).await?;
+    scope.require(&r.codename("change"), &r.grants)?;
+    let mut values = r.values(body, partial, lang)?;
+    check_refs(&mut tx, r, scope, &values).await?;
+    fill_slug(&mut tx, r, scope, Some(id), &mut values).await?;
+    if let Some(h) = r.hooks {
+        h.before_write(&mut tx, scope, Some(id), &mut values)
+            .await?;
+    }
+    let mut qb = QueryBuilder::new(format!(
+        "UPDATE {} SET updated_at = now(), updated_by = ",
+        r.table
+    ));
+    qb.push_bind(scope.user_id());
+    for (column, value) in values {
+        qb.push(format!(", {column} = "));
+        value.push(&mut qb);
+    }
+    qb.push(" WHERE id = ").push_bind(id);
+    qb.push(" AND project_id = ").push_bind(scope.project_id());
+    qb.build()
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_db_error(e, r.unique))?;
+    let raw = fetch(&mut tx, r, &view, id, false).await?;
+    if let Some(h) = r.hooks {
+        h.after_write(&mut tx, scope, Write::Update, &raw).await?;
+    }
+    tx.commit().await?;
+    Ok(r.shape(&raw, lang, true))
+}
+
+/// Soft delete: the row leaves lists, getters and uniqueness.
+pub async fn delete(
+    db: &PgPool,
+    r: &Resource,
+    scope: &ProjectScope,
+    id: i64,
+) -> Result<(), ApiError> {
+    let view = ReadScope::Member(scope.clone());
+    let mut tx = db.begin().await?;
+    fetch(&mut tx, r, &view, id, false).await?;
+    scope.require(&r.codename("delete"), &r.grants)?;
+    if let Some(h) = r.hooks {
+        h.before_delete(&mut tx, scope, id).await?;
+    }
+    let raw: Value = sqlx::query_scalar(&format!(
+        "UPDATE {} t SET deleted_at = now(), deleted_by = $3, updated_at = now() \
+         WHERE id = $1 AND project_id = $2 RETURNING to_jsonb(t)",
+        r.table
+    ))
+    .bind(id)
+    .bind(scope.project_id())
+    .bind(scope.user_id())
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(h) = r.hooks {
+        h.after_write(&mut tx, scope, Write::Delete, &raw).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Restore from the trash: a live row is a no-op 200; a uniqueness clash is 409.
+pub async fn restore(
+    db: &PgPool,
+    r: &Resource,
+    scope: &ProjectScope,
+    id: i64,
+    lang: &str,
+) -> Result<Value, ApiError> {
+    let view = ReadScope::Member(scope.clone());
+    scope.require(&r.codename("delete"), &r.grants)?;
+    let mut tx = db.begin().await?;
+    lock_table_for_project(&mut tx, r, scope).await?;
+    if let Ok(raw) = fetch(&mut tx, r, &view, id, false).await {
+        return Ok(r.shape(&raw, lang, true));
+    }
+    fetch(&mut tx, r, &view, id, true).await?;
+    if r.slug_from.is_some() {
+        let clash: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {0} a JOIN {0} b ON b.project_id = a.project_id AND b.slug = a.slug \
+             AND b.deleted_at IS NULL AND b.id <> a.id WHERE a.id = $1)",
+            r.table
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if clash {
+            return Err(restore_conflict(r));
+        }
+    }
+    sqlx::query(&format!(
+        "UPDATE {} SET deleted_at = NULL, deleted_by = NULL, updated_at = now() WHERE id = $1 AND project_id = $2",
+        r.table
+    ))
+    .bind(id)
+    .bind(scope.project_id())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => restore_conflict(r),
+        _ => map_db_error(e, r.unique),
+    })?;
+    let raw = fetch(&mut tx, r, &view, id, false).await?;
+    if let Some(h) = r.hooks {
+        h.after_write(&mut tx, scope, Write::Restore, &raw).await?;
+    }
+    tx.commit().await?;
+    Ok(r.shape(&raw, lang, true))
+}
+
+fn restore_conflict(r: &Resource) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "restore_conflict",
+        format!(
+            "A live {} has the same unique values; change it first.",
+            r.label.to_lowercase()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    static TAG: Resource = Resource {
+        service: "product",
+        model: "tag",
+        label: "Tag",
+        table: "tags",
+        fields: &[
+            Field::text("name", 100).translated().required(),
+            Field::new("color", FieldKind::Color),
+            Field::new(
+                "price",
+                FieldKind::Decimal {
+                    min: Some(0),
+                    max: None,
+                },
+            ),
+            Field::new("parent", FieldKind::Ref { table: "tags" }).aliases(&["parent_id"]),
+            Field::new(
+                "cost",
+                FieldKind::Decimal {
+                    min: Some(0),
+                    max: None,
+                },
+            )
+            .members_only(),
+        ],
+        slug_from: Some("name"),
+        computed: &[],
+        list: ListSpec {
+            filters: &[],
+            ordering: &[],
+            search: &[],
+            default_ordering: "-created_at",
+            extra_params: &[],
+        },
+        search_vector: None,
+        public_read: true,
+        public_filter: None,
+        grants: Grants {
+            editor_extra: &[],
+            editor_writes: None,
+        },
+        unique: &[],
+        hooks: None,
+    };
+
+    #[test]
+    fn input_is_checked_field_by_field() {
+        let v = TAG
+            .values(&json!({"name": "Sale", "name_ar": "تخفيض", "color": "#ff0000", "price": "9.90", "parent_id": "3"}), false, "fr")
+            .expect("valid");
+        assert_eq!(v.get("name_fr"), Some(&Bind::Text("Sale".into())));
+        assert_eq!(v.get("name_ar"), Some(&Bind::Text("تخفيض".into())));
+        assert_eq!(v.get("color"), Some(&Bind::Text("#FF0000".into())));
+        assert_eq!(
+            v.get("price"),
+            Some(&Bind::Decimal("9.90".parse().expect("dec")))
+        );
+        assert_eq!(v.get("parent"), Some(&Bind::Int(3)));
+        let err = TAG
+            .values(
+                &json!({"color": "red", "price": "-1", "parent": "x"}),
+                false,
+                "en",
+            )
+            .expect_err("invalid");
+        let fields = err.field_errors().expect("field map");
+        for f in ["name", "color", "price", "parent"] {
+            assert!(fields.get(f).is_some(), "{f}: {:?}", err.body());
+        }
+        assert!(TAG.values(&json!({"price": 1e300}), true, "en").is_err());
+        assert!(TAG
+            .values(&json!({"price": "0.123456"}), true, "en")
+            .is_err());
+        assert!(
+            TAG.values(&json!({"name": ""}), false, "en").is_err(),
+            "required may not be blank"
+        );
+        let cleared = json!({"name_en": "", "name_ar": null, "name_fr": ""});
+        assert!(
+            TAG.values(&cleared, true, "en").is_err(),
+            "nor emptied in every language"
+        );
+        assert!(
+            TAG.values(&json!({"name_fr": ""}), true, "en").is_ok(),
+            "one language may go"
+        );
+        assert!(TAG.values(&json!([1]), true, "en").is_err());
+    }
+
+    #[test]
+    fn output_resolves_the_language() {
+        let raw = json!({"id": 1, "name_en": "Laptop", "name_ar": "حاسوب", "name_fr": "", "cost": "5.00",
+                         "created_at": "2026-01-01T10:00:00+00:00", "slug": "laptop"});
+        let ar = TAG.shape(&raw, "ar", false);
+        assert_eq!(ar["name"], "حاسوب");
+        assert_eq!(ar["name_fr"], Value::Null);
+        assert_eq!(ar["cost"], Value::Null, "members only");
+        assert_eq!(ar["created_at"], "2026-01-01T10:00:00Z");
+        assert_eq!(
+            TAG.shape(&raw, "fr", true)["name"],
+            "Laptop",
+            "falls back to English"
+        );
+        assert_eq!(TAG.shape(&raw, "fr", true)["cost"], "5.00");
+    }
+
+    #[test]
+    fn slugs_keep_every_script() {
+        assert_eq!(slugify("Hello, World!"), "hello-world");
+        assert_eq!(slugify("حاسوب محمول"), "حاسوب-محمول");
+        assert_eq!(slugify("  --  "), "");
+    }
+}
