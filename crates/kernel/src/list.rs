@@ -403,10 +403,15 @@ impl ListQuery {
         }
     }
 
-    /// Appends ` AND (…)` for the filter and the search terms.
-    pub fn push_where(&self, qb: &mut QueryBuilder<'_, Postgres>, search_columns: &[&str]) {
+    /// Appends ` AND (…)` for the filter only (the caller handles `search`).
+    pub fn push_filters(&self, qb: &mut QueryBuilder<'_, Postgres>) {
         qb.push(" AND ");
         push_filter(qb, &self.filter);
+    }
+
+    /// Appends ` AND (…)` for the filter and the search terms.
+    pub fn push_where(&self, qb: &mut QueryBuilder<'_, Postgres>, search_columns: &[&str]) {
+        self.push_filters(qb);
         for term in &self.search {
             qb.push(" AND (FALSE");
             let pattern = format!("%{}%", escape_like(term));

@@ -244,7 +244,7 @@ impl Resource {
         let mut extra: Vec<String> = Vec::new();
         for f in self.fields {
             if matches!(f.kind, FieldKind::Decimal { .. }) {
-                extra.push(format!("'{0}', t.{0}::text", f.name));
+                extra.push(format!("'{0}', t.\"{0}\"::text", f.name));
             }
         }
         for (name, expr) in self.computed {
@@ -379,6 +379,9 @@ impl Resource {
                 Some((name, v)) => match parse(f, name, v) {
                     Ok(Bind::Null) if f.required => {
                         errors.add(f.name, "This field may not be null.")
+                    }
+                    Ok(Bind::Text(t)) if f.required && t.is_empty() => {
+                        errors.add(f.name, "This field may not be blank.")
                     }
                     Ok(b) => {
                         values.insert(f.name.to_owned(), b);
@@ -643,7 +646,7 @@ pub async fn list(
     let build = |select: &str| {
         let mut qb = QueryBuilder::new(format!("SELECT {select} {}", r.from()));
         push_scope(&mut qb, r, scope, trashed);
-        query.push_where(&mut qb, &[]);
+        query.push_filters(&mut qb);
         push_search(&mut qb, r, query);
         qb
     };
@@ -866,7 +869,7 @@ pub async fn create(
         r.table
     ));
     for column in values.keys() {
-        qb.push(format!(", {column}"));
+        qb.push(format!(", \"{column}\""));
     }
     qb.push(") VALUES (").push_bind(scope.project_id());
     qb.push(", ").push_bind(scope.user_id());
@@ -918,7 +921,7 @@ pub async fn update(
     ));
     qb.push_bind(scope.user_id());
     for (column, value) in values {
-        qb.push(format!(", {column} = "));
+        qb.push(format!(", \"{column}\" = "));
         value.push(&mut qb);
     }
     qb.push(" WHERE id = ").push_bind(id);
@@ -1142,5 +1145,138 @@ mod tests {
         assert_eq!(slugify("Hello, World!"), "hello-world");
         assert_eq!(slugify("حاسوب محمول"), "حاسوب-محمول");
         assert_eq!(slugify("  --  "), "");
+    }
+}
+
+/// REST adapter: `{path}/` (GET list, POST create), `{path}/trash/`, `{path}/{id}/` (GET, PATCH,
+/// PUT, DELETE) and `{path}/{id}/restore/`, registered bare and under `/{alias}/`.
+pub mod rest {
+    use axum::extract::{OriginalUri, Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use axum::{Json as JsonOut, Router};
+    use serde_json::Value;
+
+    use super::Resource;
+    use crate::auth::{ProjectScope, ReadScope};
+    use crate::extract::Json;
+    use crate::lang::Lang;
+    use crate::list::{page_body, ListQuery};
+    use crate::service::{at, ServiceContext};
+    use crate::ApiError;
+
+    /// Absolute page links from the public base URL (or the request's host).
+    fn base_url(ctx: &ServiceContext, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+        let origin = match &ctx.platform.config().public_base_url {
+            Some(base) => base.trim_end_matches('/').to_owned(),
+            None => format!(
+                "http://{}",
+                headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("localhost")
+            ),
+        };
+        format!("{origin}{}", uri.path())
+    }
+
+    fn id(raw: &str) -> Result<i64, ApiError> {
+        raw.parse().map_err(|_| ApiError::not_found())
+    }
+
+    async fn page(
+        ctx: ServiceContext,
+        r: &'static Resource,
+        scope: ReadScope,
+        lang: &str,
+        uri: axum::http::Uri,
+        headers: HeaderMap,
+        trashed: bool,
+    ) -> Result<JsonOut<Value>, ApiError> {
+        let query = ListQuery::from_query(&r.list, uri.query())?;
+        let (total, rows) = super::list(&ctx.pool, r, &scope, &query, lang, trashed).await?;
+        let base = base_url(&ctx, &headers, &uri);
+        Ok(JsonOut(page_body(&base, uri.query(), total, &query, rows)))
+    }
+
+    pub fn routes(
+        router: Router<ServiceContext>,
+        alias: &str,
+        path: &str,
+        r: &'static Resource,
+    ) -> Router<ServiceContext> {
+        let collection = get(
+            move |State(ctx): State<ServiceContext>,
+                  scope: ReadScope,
+                  Lang(lang): Lang,
+                  OriginalUri(uri): OriginalUri,
+                  headers: HeaderMap| async move {
+                page(ctx, r, scope, lang, uri, headers, false).await
+            },
+        )
+        .post(
+            move |State(ctx): State<ServiceContext>,
+                  scope: ProjectScope,
+                  Lang(lang): Lang,
+                  Json(body): Json<Value>| async move {
+                let created = super::create(&ctx.pool, r, &scope, &body, lang).await?;
+                Ok::<Response, ApiError>((StatusCode::CREATED, JsonOut(created)).into_response())
+            },
+        );
+        let trash = get(
+            move |State(ctx): State<ServiceContext>,
+                  scope: ProjectScope,
+                  Lang(lang): Lang,
+                  OriginalUri(uri): OriginalUri,
+                  headers: HeaderMap| async move {
+                page(ctx, r, ReadScope::Member(scope), lang, uri, headers, true).await
+            },
+        );
+        let update = move |partial: bool| {
+            move |State(ctx): State<ServiceContext>,
+                  scope: ProjectScope,
+                  Lang(lang): Lang,
+                  Path(raw): Path<String>,
+                  Json(body): Json<Value>| async move {
+                super::update(&ctx.pool, r, &scope, id(&raw)?, &body, partial, lang)
+                    .await
+                    .map(JsonOut)
+            }
+        };
+        let item = get(
+            move |State(ctx): State<ServiceContext>,
+                  scope: ReadScope,
+                  Lang(lang): Lang,
+                  Path(raw): Path<String>| async move {
+                super::retrieve(&ctx.pool, r, &scope, id(&raw)?, lang)
+                    .await
+                    .map(JsonOut)
+            },
+        )
+        .patch(update(true))
+        .put(update(false))
+        .delete(
+            move |State(ctx): State<ServiceContext>,
+                  scope: ProjectScope,
+                  Path(raw): Path<String>| async move {
+                super::delete(&ctx.pool, r, &scope, id(&raw)?).await?;
+                Ok::<StatusCode, ApiError>(StatusCode::NO_CONTENT)
+            },
+        );
+        let restore = post(
+            move |State(ctx): State<ServiceContext>,
+                  scope: ProjectScope,
+                  Lang(lang): Lang,
+                  Path(raw): Path<String>| async move {
+                super::restore(&ctx.pool, r, &scope, id(&raw)?, lang)
+                    .await
+                    .map(JsonOut)
+            },
+        );
+        let router = at(router, alias, &[path], collection);
+        let router = at(router, alias, &[&format!("{path}/trash")], trash);
+        let router = at(router, alias, &[&format!("{path}/{{id}}")], item);
+        at(router, alias, &[&format!("{path}/{{id}}/restore")], restore)
     }
 }

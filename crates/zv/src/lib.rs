@@ -16,6 +16,7 @@ pub async fn build_services(platform: &Platform) -> anyhow::Result<Vec<MountedSe
     Ok(vec![
         zv_auth::build(platform).await?,
         zv_project::build(platform).await?,
+        zv_product::build(platform).await?,
     ])
 }
 
@@ -23,6 +24,7 @@ pub async fn build_services(platform: &Platform) -> anyhow::Result<Vec<MountedSe
 pub const MIGRATIONS: &[(&str, &sqlx::migrate::Migrator)] = &[
     (zv_auth::SPEC.name, &zv_auth::MIGRATOR),
     (zv_project::SPEC.name, &zv_project::MIGRATOR),
+    (zv_product::SPEC.name, &zv_product::MIGRATOR),
 ];
 
 /// Everything `zv up` serves: the gateway over every service, in one process.

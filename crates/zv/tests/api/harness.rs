@@ -337,6 +337,9 @@ pub struct TenantResource {
     pub items: Vec<String>,
     /// Whether GET on the item paths is a route.
     pub readable: bool,
+    /// Public catalogue data: anyone naming project A in `X-Project-ID` may read its public
+    /// rows, so only the outsider's own scope must not show it.
+    pub public_read: bool,
     /// An update the outsider tries (method, body).
     pub update: Option<(reqwest::Method, Value)>,
     pub delete: bool,
@@ -405,6 +408,8 @@ impl CrossTenant<'_> {
                     "{}: GET {item}: {body}",
                     res.name
                 );
+            }
+            if res.readable && !res.public_read {
                 let req = app
                     .client
                     .get(app.url(item))

@@ -1,0 +1,51 @@
+//! The product service: a project's sellable catalogue (contract product.md). Built so far:
+//! the reference resources (categories, tags, brands, collections) on `kernel::resource`.
+
+pub mod catalogue;
+
+use std::time::Duration;
+
+use axum::Router;
+use kernel::events::Outbox;
+use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::Platform;
+use sqlx::migrate::Migrator;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "product",
+    health_name: "zv-product-eco-service",
+    // Catalogue reads are public (with X-Project-ID); every handler checks writes itself.
+    public_paths: &[
+        "/products",
+        "/categories",
+        "/tags",
+        "/brands",
+        "/collections",
+    ],
+    public_exact: &[],
+};
+
+fn routes() -> Router<ServiceContext> {
+    use kernel::resource::rest::routes as resource;
+    let r = Router::new();
+    let r = resource(r, "products", "categories", &catalogue::CATEGORY);
+    let r = resource(r, "products", "tags", &catalogue::TAG);
+    let r = resource(r, "products", "brands", &catalogue::BRAND);
+    resource(r, "products", "collections", &catalogue::COLLECTION)
+}
+
+pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
+    let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
+    kernel::events::install(&pool).await?;
+    let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
+    outbox.spawn_relay(Duration::from_secs(2));
+    let ctx = ServiceContext {
+        platform: platform.clone(),
+        pool: pool.clone(),
+        outbox,
+    };
+    let router = routes().with_state(ctx);
+    Ok(mount(&SPEC, "/api/v1/product", router, pool, None))
+}
