@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use crate::auth::{ProjectScope, ReadScope};
 use crate::db::{map_db_error, ConstraintField};
@@ -23,6 +23,7 @@ use crate::error::{ApiError, FieldErrors};
 use crate::lang::SUPPORTED;
 use crate::list::{ListQuery, ListSpec};
 use crate::rbac::Grants;
+use crate::service::ServiceContext;
 
 /// What a field holds and how input is checked.
 #[derive(Clone, Copy, Debug)]
@@ -151,15 +152,18 @@ pub enum Write {
     Restore,
 }
 
-/// Resource-specific rules around the generic operations, inside their transaction.
+/// Resource-specific rules around the generic operations, inside their transaction. `body` is
+/// the request body (for inputs that are not columns, like a product's tag names).
 #[async_trait]
 pub trait Hooks: Send + Sync {
     /// Checks and adjusts values before they are stored (`id` is `None` on create).
     async fn before_write(
         &self,
+        _ctx: &ServiceContext,
         _tx: &mut PgConnection,
         _scope: &ProjectScope,
         _id: Option<i64>,
+        _body: &Value,
         _values: &mut Values,
     ) -> Result<(), ApiError> {
         Ok(())
@@ -168,6 +172,7 @@ pub trait Hooks: Send + Sync {
     /// Refuses or prepares a delete (422 `protected` when something depends on the row).
     async fn before_delete(
         &self,
+        _ctx: &ServiceContext,
         _tx: &mut PgConnection,
         _scope: &ProjectScope,
         _id: i64,
@@ -175,12 +180,16 @@ pub trait Hooks: Send + Sync {
         Ok(())
     }
 
-    /// After the row is written (events go here, in the same transaction).
+    /// After the row is written (related rows and events go here, in the same transaction).
+    /// `before` is the row as it was (updates, deletes, restores).
     async fn after_write(
         &self,
+        _ctx: &ServiceContext,
         _tx: &mut PgConnection,
         _scope: &ProjectScope,
         _write: Write,
+        _body: &Value,
+        _before: Option<&Value>,
         _row: &Value,
     ) -> Result<(), ApiError> {
         Ok(())
@@ -628,7 +637,7 @@ fn check_read(r: &Resource, scope: &ReadScope) -> Result<(), ApiError> {
 
 /// One page of the resource (or of its trash).
 pub async fn list(
-    db: &PgPool,
+    ctx: &ServiceContext,
     r: &Resource,
     scope: &ReadScope,
     query: &ListQuery,
@@ -650,6 +659,7 @@ pub async fn list(
         push_search(&mut qb, r, query);
         qb
     };
+    let db = &ctx.pool;
     let total: i64 = build("count(*)").build_query_scalar().fetch_one(db).await?;
     let (limit, offset, _) = query.window(total)?;
     let mut rows = build(&r.select());
@@ -725,14 +735,14 @@ async fn fetch(
 }
 
 pub async fn retrieve(
-    db: &PgPool,
+    ctx: &ServiceContext,
     r: &Resource,
     scope: &ReadScope,
     id: i64,
     lang: &str,
 ) -> Result<Value, ApiError> {
     check_read(r, scope)?;
-    let mut conn = db.acquire().await?;
+    let mut conn = ctx.pool.acquire().await?;
     let raw = fetch(&mut conn, r, scope, id, false).await?;
     Ok(r.shape(&raw, lang, Resource::is_member(scope)))
 }
@@ -849,7 +859,7 @@ async fn lock_table_for_project(
 }
 
 pub async fn create(
-    db: &PgPool,
+    ctx: &ServiceContext,
     r: &Resource,
     scope: &ProjectScope,
     body: &Value,
@@ -857,12 +867,13 @@ pub async fn create(
 ) -> Result<Value, ApiError> {
     scope.require(&r.codename("add"), &r.grants)?;
     let mut values = r.values(body, false, lang)?;
-    let mut tx = db.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     lock_table_for_project(&mut tx, r, scope).await?;
     check_refs(&mut tx, r, scope, &values).await?;
     fill_slug(&mut tx, r, scope, None, &mut values).await?;
     if let Some(h) = r.hooks {
-        h.before_write(&mut tx, scope, None, &mut values).await?;
+        h.before_write(ctx, &mut tx, scope, None, body, &mut values)
+            .await?;
     }
     let mut qb = QueryBuilder::new(format!(
         "INSERT INTO {} (project_id, created_by, updated_by",
@@ -887,15 +898,17 @@ pub async fn create(
     let view = ReadScope::Member(scope.clone());
     let raw = fetch(&mut tx, r, &view, id, false).await?;
     if let Some(h) = r.hooks {
-        h.after_write(&mut tx, scope, Write::Create, &raw).await?;
+        h.after_write(ctx, &mut tx, scope, Write::Create, body, None, &raw)
+            .await?;
     }
     tx.commit().await?;
+    ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
 }
 
 /// PATCH (`partial`) or PUT: absent fields stay as they are; PUT needs the required ones.
 pub async fn update(
-    db: &PgPool,
+    ctx: &ServiceContext,
     r: &Resource,
     scope: &ProjectScope,
     id: i64,
@@ -904,15 +917,15 @@ pub async fn update(
     lang: &str,
 ) -> Result<Value, ApiError> {
     let view = ReadScope::Member(scope.clone());
-    let mut tx = db.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     lock_table_for_project(&mut tx, r, scope).await?;
-    fetch(&mut tx, r, &view, id, false).await?;
+    let before = fetch(&mut tx, r, &view, id, false).await?;
     scope.require(&r.codename("change"), &r.grants)?;
     let mut values = r.values(body, partial, lang)?;
     check_refs(&mut tx, r, scope, &values).await?;
     fill_slug(&mut tx, r, scope, Some(id), &mut values).await?;
     if let Some(h) = r.hooks {
-        h.before_write(&mut tx, scope, Some(id), &mut values)
+        h.before_write(ctx, &mut tx, scope, Some(id), body, &mut values)
             .await?;
     }
     let mut qb = QueryBuilder::new(format!(
@@ -932,25 +945,35 @@ pub async fn update(
         .map_err(|e| map_db_error(e, r.unique))?;
     let raw = fetch(&mut tx, r, &view, id, false).await?;
     if let Some(h) = r.hooks {
-        h.after_write(&mut tx, scope, Write::Update, &raw).await?;
+        h.after_write(
+            ctx,
+            &mut tx,
+            scope,
+            Write::Update,
+            body,
+            Some(&before),
+            &raw,
+        )
+        .await?;
     }
     tx.commit().await?;
+    ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
 }
 
 /// Soft delete: the row leaves lists, getters and uniqueness.
 pub async fn delete(
-    db: &PgPool,
+    ctx: &ServiceContext,
     r: &Resource,
     scope: &ProjectScope,
     id: i64,
 ) -> Result<(), ApiError> {
     let view = ReadScope::Member(scope.clone());
-    let mut tx = db.begin().await?;
-    fetch(&mut tx, r, &view, id, false).await?;
+    let mut tx = ctx.pool.begin().await?;
+    let before = fetch(&mut tx, r, &view, id, false).await?;
     scope.require(&r.codename("delete"), &r.grants)?;
     if let Some(h) = r.hooks {
-        h.before_delete(&mut tx, scope, id).await?;
+        h.before_delete(ctx, &mut tx, scope, id).await?;
     }
     let raw: Value = sqlx::query_scalar(&format!(
         "UPDATE {} t SET deleted_at = now(), deleted_by = $3, updated_at = now() \
@@ -963,15 +986,25 @@ pub async fn delete(
     .fetch_one(&mut *tx)
     .await?;
     if let Some(h) = r.hooks {
-        h.after_write(&mut tx, scope, Write::Delete, &raw).await?;
+        h.after_write(
+            ctx,
+            &mut tx,
+            scope,
+            Write::Delete,
+            &Value::Null,
+            Some(&before),
+            &raw,
+        )
+        .await?;
     }
     tx.commit().await?;
+    ctx.outbox.flush().await;
     Ok(())
 }
 
 /// Restore from the trash: a live row is a no-op 200; a uniqueness clash is 409.
 pub async fn restore(
-    db: &PgPool,
+    ctx: &ServiceContext,
     r: &Resource,
     scope: &ProjectScope,
     id: i64,
@@ -979,12 +1012,12 @@ pub async fn restore(
 ) -> Result<Value, ApiError> {
     let view = ReadScope::Member(scope.clone());
     scope.require(&r.codename("delete"), &r.grants)?;
-    let mut tx = db.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     lock_table_for_project(&mut tx, r, scope).await?;
     if let Ok(raw) = fetch(&mut tx, r, &view, id, false).await {
         return Ok(r.shape(&raw, lang, true));
     }
-    fetch(&mut tx, r, &view, id, true).await?;
+    let before = fetch(&mut tx, r, &view, id, true).await?;
     if r.slug_from.is_some() {
         let clash: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM {0} a JOIN {0} b ON b.project_id = a.project_id AND b.slug = a.slug \
@@ -1012,9 +1045,19 @@ pub async fn restore(
     })?;
     let raw = fetch(&mut tx, r, &view, id, false).await?;
     if let Some(h) = r.hooks {
-        h.after_write(&mut tx, scope, Write::Restore, &raw).await?;
+        h.after_write(
+            ctx,
+            &mut tx,
+            scope,
+            Write::Restore,
+            &Value::Null,
+            Some(&before),
+            &raw,
+        )
+        .await?;
     }
     tx.commit().await?;
+    ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
 }
 
@@ -1195,7 +1238,7 @@ pub mod rest {
         trashed: bool,
     ) -> Result<JsonOut<Value>, ApiError> {
         let query = ListQuery::from_query(&r.list, uri.query())?;
-        let (total, rows) = super::list(&ctx.pool, r, &scope, &query, lang, trashed).await?;
+        let (total, rows) = super::list(&ctx, r, &scope, &query, lang, trashed).await?;
         let base = base_url(&ctx, &headers, &uri);
         Ok(JsonOut(page_body(&base, uri.query(), total, &query, rows)))
     }
@@ -1220,7 +1263,7 @@ pub mod rest {
                   scope: ProjectScope,
                   Lang(lang): Lang,
                   Json(body): Json<Value>| async move {
-                let created = super::create(&ctx.pool, r, &scope, &body, lang).await?;
+                let created = super::create(&ctx, r, &scope, &body, lang).await?;
                 Ok::<Response, ApiError>((StatusCode::CREATED, JsonOut(created)).into_response())
             },
         );
@@ -1239,7 +1282,7 @@ pub mod rest {
                   Lang(lang): Lang,
                   Path(raw): Path<String>,
                   Json(body): Json<Value>| async move {
-                super::update(&ctx.pool, r, &scope, id(&raw)?, &body, partial, lang)
+                super::update(&ctx, r, &scope, id(&raw)?, &body, partial, lang)
                     .await
                     .map(JsonOut)
             }
@@ -1249,7 +1292,7 @@ pub mod rest {
                   scope: ReadScope,
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
-                super::retrieve(&ctx.pool, r, &scope, id(&raw)?, lang)
+                super::retrieve(&ctx, r, &scope, id(&raw)?, lang)
                     .await
                     .map(JsonOut)
             },
@@ -1260,7 +1303,7 @@ pub mod rest {
             move |State(ctx): State<ServiceContext>,
                   scope: ProjectScope,
                   Path(raw): Path<String>| async move {
-                super::delete(&ctx.pool, r, &scope, id(&raw)?).await?;
+                super::delete(&ctx, r, &scope, id(&raw)?).await?;
                 Ok::<StatusCode, ApiError>(StatusCode::NO_CONTENT)
             },
         );
@@ -1269,7 +1312,7 @@ pub mod rest {
                   scope: ProjectScope,
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
-                super::restore(&ctx.pool, r, &scope, id(&raw)?, lang)
+                super::restore(&ctx, r, &scope, id(&raw)?, lang)
                     .await
                     .map(JsonOut)
             },

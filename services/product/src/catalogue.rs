@@ -7,7 +7,9 @@ use kernel::db::ConstraintField;
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::rbac::Grants;
 use kernel::resource::{Bind, Field, FieldKind, Hooks, Resource, Values};
+use kernel::service::ServiceContext;
 use kernel::ApiError;
+use serde_json::Value;
 use sqlx::PgConnection;
 
 /// Owners and admins write the catalogue; editors and viewers read it (product.md §7).
@@ -292,9 +294,11 @@ pub struct CategoryTree;
 impl Hooks for CategoryTree {
     async fn before_write(
         &self,
+        _ctx: &ServiceContext,
         tx: &mut PgConnection,
         _scope: &ProjectScope,
         id: Option<i64>,
+        _body: &Value,
         values: &mut Values,
     ) -> Result<(), ApiError> {
         let Some(Bind::Int(parent)) = values.get("parent") else {
@@ -341,6 +345,7 @@ impl Hooks for CategoryTree {
 
     async fn before_delete(
         &self,
+        _ctx: &ServiceContext,
         tx: &mut PgConnection,
         _scope: &ProjectScope,
         id: i64,
