@@ -181,19 +181,24 @@ pub trait Hooks: Send + Sync {
     }
 
     /// After the row is written (related rows and events go here, in the same transaction).
-    /// `before` is the row as it was (updates, deletes, restores).
     async fn after_write(
         &self,
         _ctx: &ServiceContext,
         _tx: &mut PgConnection,
         _scope: &ProjectScope,
-        _write: Write,
-        _body: &Value,
-        _before: Option<&Value>,
-        _row: &Value,
+        _written: Written<'_>,
     ) -> Result<(), ApiError> {
         Ok(())
     }
+}
+
+/// What [`Hooks::after_write`] sees: the kind of write, the request body, the row as it was
+/// (updates, deletes, restores) and as it is now (raw, before shaping).
+pub struct Written<'a> {
+    pub write: Write,
+    pub body: &'a Value,
+    pub before: Option<&'a Value>,
+    pub row: &'a Value,
 }
 
 /// A resource: everything the generic operations need.
@@ -898,8 +903,18 @@ pub async fn create(
     let view = ReadScope::Member(scope.clone());
     let raw = fetch(&mut tx, r, &view, id, false).await?;
     if let Some(h) = r.hooks {
-        h.after_write(ctx, &mut tx, scope, Write::Create, body, None, &raw)
-            .await?;
+        h.after_write(
+            ctx,
+            &mut tx,
+            scope,
+            Written {
+                write: Write::Create,
+                body,
+                before: None,
+                row: &raw,
+            },
+        )
+        .await?;
     }
     tx.commit().await?;
     ctx.outbox.flush().await;
@@ -949,10 +964,12 @@ pub async fn update(
             ctx,
             &mut tx,
             scope,
-            Write::Update,
-            body,
-            Some(&before),
-            &raw,
+            Written {
+                write: Write::Update,
+                body,
+                before: Some(&before),
+                row: &raw,
+            },
         )
         .await?;
     }
@@ -990,10 +1007,12 @@ pub async fn delete(
             ctx,
             &mut tx,
             scope,
-            Write::Delete,
-            &Value::Null,
-            Some(&before),
-            &raw,
+            Written {
+                write: Write::Delete,
+                body: &Value::Null,
+                before: Some(&before),
+                row: &raw,
+            },
         )
         .await?;
     }
@@ -1049,10 +1068,12 @@ pub async fn restore(
             ctx,
             &mut tx,
             scope,
-            Write::Restore,
-            &Value::Null,
-            Some(&before),
-            &raw,
+            Written {
+                write: Write::Restore,
+                body: &Value::Null,
+                before: Some(&before),
+                row: &raw,
+            },
         )
         .await?;
     }
