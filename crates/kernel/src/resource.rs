@@ -35,10 +35,12 @@ pub enum FieldKind {
         min: Option<i64>,
         max: Option<i64>,
     },
-    /// Money and other exact numbers: decimal strings on the wire, `NUMERIC` in SQL.
+    /// Money and other exact numbers: decimal strings with `scale` digits after the point on
+    /// the wire (`"99.90"`), `NUMERIC` in SQL; more digits in input are refused.
     Decimal {
         min: Option<i64>,
         max: Option<i64>,
+        scale: u32,
     },
     /// A JSON number that is a measure, not money (weight, length).
     Number {
@@ -226,7 +228,13 @@ pub struct Resource {
     /// Unique constraints and the field error each stands for.
     pub unique: &'static [ConstraintField],
     pub hooks: Option<&'static dyn Hooks>,
+    /// Applies the convenience parameters of `list.extra_params` (`min_price=`, `tags=`…):
+    /// pushes ` AND (…)` with bound values, or refuses the value.
+    pub params: Option<ParamFilter>,
 }
+
+/// See [`Resource::params`]: (parameter, value, query being built).
+pub type ParamFilter = fn(&str, &str, &mut QueryBuilder<'_, Postgres>) -> Result<(), ApiError>;
 
 const STANDARD: &[&str] = &[
     "id",
@@ -257,8 +265,8 @@ impl Resource {
     fn select(&self) -> String {
         let mut extra: Vec<String> = Vec::new();
         for f in self.fields {
-            if matches!(f.kind, FieldKind::Decimal { .. }) {
-                extra.push(format!("'{0}', t.\"{0}\"::text", f.name));
+            if let FieldKind::Decimal { scale, .. } = f.kind {
+                extra.push(format!("'{0}', round(t.\"{0}\", {scale})::text", f.name));
             }
         }
         for (name, expr) in self.computed {
@@ -487,7 +495,7 @@ fn parse(f: &Field, name: &str, v: &Value) -> Result<Bind, String> {
             }
             Ok(Bind::Int(n))
         }
-        FieldKind::Decimal { min, max } => {
+        FieldKind::Decimal { min, max, scale } => {
             let text = match v {
                 Value::String(s) => s.trim().to_owned(),
                 Value::Number(n) => n.to_string(),
@@ -496,8 +504,11 @@ fn parse(f: &Field, name: &str, v: &Value) -> Result<Bind, String> {
             let d: Decimal = text
                 .parse()
                 .map_err(|_| "A valid number is required.".to_owned())?;
-            if d.scale() > 4 || d.abs() >= Decimal::from(1_000_000_000_000i64) {
-                return Err("Ensure that there are no more than 12 digits before and 4 after the decimal point.".into());
+            let d = d.normalize();
+            if d.scale() > scale || d.abs() >= Decimal::from(1_000_000_000_000i64) {
+                return Err(format!(
+                    "Ensure that there are no more than 12 digits before and {scale} after the decimal point."
+                ));
             }
             if min.is_some_and(|m| d < Decimal::from(m)) {
                 return Err(format!(
@@ -664,6 +675,23 @@ pub async fn list(
         push_search(&mut qb, r, query);
         qb
     };
+    // Convenience parameters are checked once, before any query runs.
+    if let Some(params) = r.params {
+        let mut probe = QueryBuilder::<Postgres>::new("");
+        for (k, v) in &query.extra {
+            params(k, v, &mut probe)?;
+        }
+    }
+    let build = |select: &str| {
+        let mut qb = build(select);
+        if let Some(params) = r.params {
+            for (k, v) in &query.extra {
+                // Checked above.
+                let _ = params(k, v, &mut qb);
+            }
+        }
+        qb
+    };
     let db = &ctx.pool;
     let total: i64 = build("count(*)").build_query_scalar().fetch_one(db).await?;
     let (limit, offset, _) = query.window(total)?;
@@ -784,6 +812,30 @@ async fn check_refs(
     errors.into_result()
 }
 
+/// `base`, or `base-2`, `base-3`… : the first slug no live row of the project's `table` uses.
+pub async fn free_slug(
+    tx: &mut PgConnection,
+    table: &str,
+    project_id: i64,
+    base: &str,
+) -> Result<String, ApiError> {
+    let existing: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT slug FROM {table} WHERE project_id = $1 AND deleted_at IS NULL AND (slug = $2 OR slug LIKE $3)"
+    ))
+    .bind(project_id)
+    .bind(base)
+    .bind(format!("{}-%", crate::list::escape_like(base)))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut slug = base.to_owned();
+    let mut n = 2;
+    while existing.contains(&slug) {
+        slug = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(slug)
+}
+
 /// A slug from the source field when none was given, `-2`, `-3`… on clashes with live rows.
 async fn fill_slug(
     tx: &mut PgConnection,
@@ -829,21 +881,7 @@ async fn fill_slug(
         s if s.is_empty() => r.model.to_owned(),
         s => s,
     };
-    let existing: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT slug FROM {} WHERE project_id = $1 AND deleted_at IS NULL AND (slug = $2 OR slug LIKE $3)",
-        r.table
-    ))
-    .bind(scope.project_id())
-    .bind(&base)
-    .bind(format!("{}-%", crate::list::escape_like(&base)))
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut slug = base.clone();
-    let mut n = 2;
-    while existing.contains(&slug) {
-        slug = format!("{base}-{n}");
-        n += 1;
-    }
+    let slug = free_slug(tx, r.table, scope.project_id(), &base).await?;
     values.insert("slug".into(), Bind::Text(slug));
     Ok(())
 }
@@ -855,9 +893,19 @@ async fn lock_table_for_project(
     r: &Resource,
     scope: &ProjectScope,
 ) -> Result<(), ApiError> {
+    lock_project_table(tx, r.table, scope.project_id()).await
+}
+
+/// The transaction-scoped lock the generic writes of `table` take for one project (take it
+/// too when writing such rows outside them, e.g. tags created from a product).
+pub async fn lock_project_table(
+    tx: &mut PgConnection,
+    table: &str,
+    project_id: i64,
+) -> Result<(), ApiError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), $2::int)")
-        .bind(r.table)
-        .bind((scope.project_id() % i64::from(i32::MAX)) as i32)
+        .bind(table)
+        .bind((project_id % i64::from(i32::MAX)) as i32)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -916,6 +964,11 @@ pub async fn create(
         )
         .await?;
     }
+    // Hooks may have written related rows the response shows (a product's tags).
+    let raw = match r.hooks {
+        Some(_) => fetch(&mut tx, r, &view, id, false).await?,
+        None => raw,
+    };
     tx.commit().await?;
     ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
@@ -973,6 +1026,11 @@ pub async fn update(
         )
         .await?;
     }
+    // Hooks may have written related rows the response shows (a product's tags).
+    let raw = match r.hooks {
+        Some(_) => fetch(&mut tx, r, &view, id, false).await?,
+        None => raw,
+    };
     tx.commit().await?;
     ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
@@ -1077,6 +1135,11 @@ pub async fn restore(
         )
         .await?;
     }
+    // Hooks may have written related rows the response shows (a product's tags).
+    let raw = match r.hooks {
+        Some(_) => fetch(&mut tx, r, &view, id, false).await?,
+        None => raw,
+    };
     tx.commit().await?;
     ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
@@ -1111,6 +1174,7 @@ mod tests {
                 FieldKind::Decimal {
                     min: Some(0),
                     max: None,
+                    scale: 2,
                 },
             ),
             Field::new("parent", FieldKind::Ref { table: "tags" }).aliases(&["parent_id"]),
@@ -1119,6 +1183,7 @@ mod tests {
                 FieldKind::Decimal {
                     min: Some(0),
                     max: None,
+                    scale: 2,
                 },
             )
             .members_only(),
@@ -1141,6 +1206,7 @@ mod tests {
         },
         unique: &[],
         hooks: None,
+        params: None,
     };
 
     #[test]
@@ -1168,9 +1234,11 @@ mod tests {
             assert!(fields.get(f).is_some(), "{f}: {:?}", err.body());
         }
         assert!(TAG.values(&json!({"price": 1e300}), true, "en").is_err());
-        assert!(TAG
-            .values(&json!({"price": "0.123456"}), true, "en")
-            .is_err());
+        assert!(TAG.values(&json!({"price": "0.123"}), true, "en").is_err());
+        assert!(
+            TAG.values(&json!({"price": "0.120"}), true, "en").is_ok(),
+            "trailing zeros are fine"
+        );
         assert!(
             TAG.values(&json!({"name": ""}), false, "en").is_err(),
             "required may not be blank"

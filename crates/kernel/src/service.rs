@@ -119,7 +119,12 @@ pub fn at<S: Clone + Send + Sync + 'static>(
     for path in paths {
         let base = path.trim_start_matches('/');
         let base = base.strip_prefix(&alias_prefix).unwrap_or(base);
-        for prefixed in [format!("/{base}"), format!("/{alias}/{base}")] {
+        let prefixes = if alias.is_empty() {
+            vec![format!("/{base}")]
+        } else {
+            vec![format!("/{base}"), format!("/{alias}/{base}")]
+        };
+        for prefixed in prefixes {
             for spelling in [
                 prefixed.clone(),
                 respell(&prefixed, '_', '-'),

@@ -77,6 +77,7 @@ pub static TAG: Resource = Resource {
         message: "Tag with this name already exists.",
     }],
     hooks: None,
+    params: None,
 };
 
 pub static BRAND: Resource = Resource {
@@ -134,6 +135,7 @@ pub static BRAND: Resource = Resource {
     grants: GRANTS,
     unique: &[],
     hooks: None,
+    params: None,
 };
 
 pub static COLLECTION: Resource = Resource {
@@ -191,6 +193,7 @@ pub static COLLECTION: Resource = Resource {
     grants: GRANTS,
     unique: &[],
     hooks: None,
+    params: None,
 };
 
 /// The tree: live children, depth (root = 0) and the path of ids from the root.
@@ -281,6 +284,7 @@ pub static CATEGORY: Resource = Resource {
     grants: GRANTS,
     unique: &[],
     hooks: Some(&CategoryTree),
+    params: None,
 };
 
 /// Deepest allowed level (root = 0).

@@ -1,7 +1,9 @@
 //! The product service: a project's sellable catalogue (contract product.md). Built so far:
-//! the reference resources (categories, tags, brands, collections) on `kernel::resource`.
+//! products and the reference resources (categories, tags, brands, collections), all on
+//! `kernel::resource`.
 
 pub mod catalogue;
+pub mod products;
 
 use std::time::Duration;
 
@@ -33,7 +35,8 @@ fn routes() -> Router<ServiceContext> {
     let r = resource(r, "products", "categories", &catalogue::CATEGORY);
     let r = resource(r, "products", "tags", &catalogue::TAG);
     let r = resource(r, "products", "brands", &catalogue::BRAND);
-    resource(r, "products", "collections", &catalogue::COLLECTION)
+    let r = resource(r, "products", "collections", &catalogue::COLLECTION);
+    resource(r, "", "products", &products::PRODUCT)
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {

@@ -484,3 +484,291 @@ async fn catalogue_resources_do_not_cross_tenants() {
         assert_eq!(trash["count"], 1, "{path}: still in A's trash");
     }
 }
+
+const PRODUCTS: &str = "/api/v1/product/products/";
+
+#[tokio::test]
+async fn products_price_tag_and_publish() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "pia", "Pia Phones").await;
+    let category = create(
+        &app,
+        &owner,
+        CATEGORIES,
+        json!({"name": "Phones", "name_ar": "هواتف"}),
+    )
+    .await;
+    let brand = create(
+        &app,
+        &owner,
+        "/api/v1/product/products/brands/",
+        json!({"name": "Zed"}),
+    )
+    .await;
+    let phone = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"title": "Zed Phone X", "name_ar": "هاتف زد", "content": "A phone", "price": "99.99",
+               "cost_price": 50, "sku": "ZED-X1", "category_id": category["id"], "brand": brand["id"],
+               "tags": ["Sale", "new", "sale"], "stock_quantity": 5, "status": "ACTIVE",
+               "metadata": {"color": "black"}}),
+    )
+    .await;
+    assert_eq!(phone["name"], "Zed Phone X");
+    assert_eq!(phone["description"], "A phone");
+    assert_eq!(
+        (
+            phone["price"].clone(),
+            phone["final_price"].clone(),
+            phone["cost_price"].clone()
+        ),
+        (json!("99.99"), json!("99.99"), json!("50.00"))
+    );
+    assert_eq!(
+        phone["category"],
+        json!({"id": category["id"], "name": "Phones", "slug": "phones"})
+    );
+    assert_eq!(phone["brand"]["name"], "Zed");
+    assert_eq!(phone["tags"], json!(["new", "Sale"]));
+    assert_eq!(
+        (phone["status"].clone(), phone["stock_status"].clone()),
+        (json!("active"), json!("low_stock"))
+    );
+    assert_eq!(phone["additional_data"], json!({"color": "black"}));
+    let id = phone["id"].clone();
+    let item = format!("{PRODUCTS}{id}/");
+    // The gateway alias and the public view (no cost, no internal data).
+    let (status, via_alias, _) = app
+        .get(&format!("/api/v1/products/{id}/"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (status, via_alias["sku"].clone()),
+        (StatusCode::OK, json!("ZED-X1"))
+    );
+    create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Secret draft", "price": "1", "status": "draft"}),
+    )
+    .await;
+    let anon = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .header("X-Project-ID", owner.project_id())
+    };
+    let (_, public, _) = app.send(anon(PRODUCTS)).await;
+    assert_eq!(public["count"], 1, "drafts are not public: {public}");
+    assert_eq!(
+        (
+            public["results"][0]["cost_price"].clone(),
+            public["results"][0]["additional_data"].clone()
+        ),
+        (Value::Null, Value::Null)
+    );
+    let req = anon(&item).header("Accept-Language", "ar");
+    let (_, arabic, _) = app.send(req).await;
+    assert_eq!(
+        (arabic["name"].clone(), arabic["category"]["name"].clone()),
+        (json!("هاتف زد"), json!("Phones"))
+    );
+
+    // SKU: unique per project, case-insensitive; a format.
+    for (sku, field) in [("zed-x1", "sku"), ("bad sku!", "sku")] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                PRODUCTS,
+                json!({"name": "Dup", "price": "1", "sku": sku}),
+                &owner.access,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body[field].is_array(), "{body}");
+    }
+    // Money is exact: more than two decimals, text, negatives and floats that are not numbers.
+    for price in [
+        json!("12.345"),
+        json!("abc"),
+        json!(-1),
+        json!("1e400"),
+        json!(null),
+        json!(true),
+    ] {
+        let (status, body) = app
+            .call(Method::PATCH, &item, json!({"price": price}), &owner.access)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{price}: {body}");
+    }
+    let (status, body) = app
+        .call(
+            Method::POST,
+            PRODUCTS,
+            json!({"name": "No price"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["price"][0].clone()),
+        (StatusCode::BAD_REQUEST, json!("This field is required."))
+    );
+
+    // A price change: history and price.changed; stock is read-only after create.
+    let (status, updated) = app
+        .call(
+            Method::PATCH,
+            &item,
+            json!({"price": 89.5, "stock_quantity": 999, "tags": "sale"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (updated["price"].clone(), updated["tags"].clone()),
+        (json!("89.50"), json!(["Sale"]))
+    );
+    let pool = crate::harness::service_pool(app.platform.config(), "product").await;
+    let history: (String, String) = sqlx::query_as(
+        "SELECT old_price::text, new_price::text FROM price_history WHERE product_id = $1",
+    )
+    .bind(id.as_i64())
+    .fetch_one(&pool)
+    .await
+    .expect("history");
+    assert_eq!(history, ("99.9900".to_owned(), "89.5000".to_owned()));
+    let events: Vec<(String, Value)> =
+        sqlx::query_as("SELECT event_type, envelope FROM zv_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("outbox");
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "product.created",
+            "product.created",
+            "price.changed",
+            "product.updated"
+        ]
+    );
+    let created = &events[0].1["data"];
+    assert_eq!(
+        (
+            created["productId"].clone(),
+            created["initialStock"].clone(),
+            created["price"].clone()
+        ),
+        (id.clone(), json!(5), json!("99.99"))
+    );
+    assert_eq!(created["categoryId"], category["id"]);
+    assert_eq!(
+        events[2].1["data"],
+        json!({"productId": id, "variantId": null, "oldPrice": "99.99", "newPrice": "89.50", "changedBy": owner.id})
+    );
+    let (_, stock, _) = app.get(&item, Some(&owner.access)).await;
+    assert_eq!(stock["stock_quantity"], 5);
+
+    // Filters, ordering, search.
+    create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Cheap Case", "price": "5", "tags": ["accessory"], "sku": "CASE-1"}),
+    )
+    .await;
+    for (query, expect) in [
+        ("?min_price=10", 1),
+        ("?max_price=10&status=created", 1),
+        ("?tags=SALE", 1),
+        ("?tags=accessory,sale", 2),
+        (&format!("?category={}", category["id"]) as &str, 1),
+        ("?search=case-1", 1),
+        ("?search=phone", 1),
+        (&format!("?ids={id}") as &str, 1),
+        ("?price__gte=5&ordering=price", 2),
+    ] {
+        let (status, found, _) = app
+            .get(&format!("{PRODUCTS}{query}"), Some(&owner.access))
+            .await;
+        assert_eq!(
+            (status, found["count"].clone()),
+            (StatusCode::OK, json!(expect)),
+            "{query}: {found}"
+        );
+    }
+    for query in ["?min_price=cheap", "?ids=1,x", "?color=red"] {
+        let (status, _, _) = app
+            .get(&format!("{PRODUCTS}{query}"), Some(&owner.access))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+    }
+
+    // Delete, trash, restore, with their events.
+    let (status, _) = app
+        .call(Method::DELETE, &item, Value::Null, &owner.access)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app.send(anon(&item)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{item}restore/"),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let last: Vec<String> =
+        sqlx::query_scalar("SELECT event_type FROM zv_outbox ORDER BY id DESC LIMIT 2")
+            .fetch_all(&pool)
+            .await
+            .expect("outbox");
+    assert_eq!(last, ["product.restored", "product.deleted"]);
+
+    // Tenancy.
+    let other = owner_with_project(&app, "omar", "Omar O").await;
+    CrossTenant {
+        app: &app,
+        owner: &owner.access,
+        owner_item: item.clone(),
+        outsider: &other.access,
+        project_a: owner.project_id(),
+    }
+    .check(&TenantResource {
+        name: "product",
+        lists: vec![
+            PRODUCTS.into(),
+            format!("{PRODUCTS}trash/"),
+            format!("{PRODUCTS}?ids={id}"),
+            "/api/v1/products/".into(),
+        ],
+        id: id.clone(),
+        items: vec![item.clone(), format!("/api/v1/products/{id}/")],
+        readable: true,
+        public_read: true,
+        update: Some((Method::PATCH, json!({"price": "0.01"}))),
+        delete: true,
+        restore: Some(format!("{item}restore/")),
+    })
+    .await;
+    // Relations of another project are invalid references.
+    let (_, foreign_category) = app
+        .call(
+            Method::POST,
+            CATEGORIES,
+            json!({"name": "Theirs"}),
+            &other.access,
+        )
+        .await;
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &item,
+            json!({"category": foreign_category["id"]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -1,0 +1,84 @@
+//! Events published by the product service (contract product.md §8). camelCase payloads.
+
+use kernel::events::IntegrationEvent;
+use serde::{Deserialize, Serialize};
+
+/// What order and inventory need of a product.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductSnapshot {
+    pub product_id: i64,
+    pub sku: Option<String>,
+    /// In the default language (English, else the first non-empty).
+    pub name: String,
+    /// Decimal string.
+    pub price: String,
+    pub cost_price: Option<String>,
+    pub is_active: bool,
+    pub status: String,
+    pub track_inventory: bool,
+    pub category_id: Option<i64>,
+    pub brand_id: Option<i64>,
+    pub low_stock_threshold: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductCreated {
+    #[serde(flatten)]
+    pub product: ProductSnapshot,
+    /// The create-time `stock_quantity` (inventory books it as an initial IN).
+    pub initial_stock: i64,
+}
+
+impl IntegrationEvent for ProductCreated {
+    const TYPE: &'static str = "product.created";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductUpdated {
+    #[serde(flatten)]
+    pub product: ProductSnapshot,
+    pub changed: Vec<String>,
+}
+
+impl IntegrationEvent for ProductUpdated {
+    const TYPE: &'static str = "product.updated";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductDeleted {
+    pub product_id: i64,
+    pub variant_ids: Vec<i64>,
+}
+
+impl IntegrationEvent for ProductDeleted {
+    const TYPE: &'static str = "product.deleted";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductRestored {
+    pub product_id: i64,
+    pub variant_ids: Vec<i64>,
+}
+
+impl IntegrationEvent for ProductRestored {
+    const TYPE: &'static str = "product.restored";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceChanged {
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub old_price: Option<String>,
+    pub new_price: String,
+    pub changed_by: Option<i64>,
+}
+
+impl IntegrationEvent for PriceChanged {
+    const TYPE: &'static str = "price.changed";
+}
