@@ -82,3 +82,38 @@ pub struct PriceChanged {
 impl IntegrationEvent for PriceChanged {
     const TYPE: &'static str = "price.changed";
 }
+
+/// What order, pos and inventory need of a variant.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantSnapshot {
+    pub variant_id: i64,
+    pub product_id: i64,
+    pub sku: Option<String>,
+    pub name: String,
+    pub selling_price: Option<String>,
+    pub cost_price: Option<String>,
+    pub is_active: bool,
+    pub attributes: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VariantCreated(pub VariantSnapshot);
+
+impl IntegrationEvent for VariantCreated {
+    const TYPE: &'static str = "variant.created";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VariantUpdated(pub VariantSnapshot);
+
+impl IntegrationEvent for VariantUpdated {
+    const TYPE: &'static str = "variant.updated";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VariantDeleted(pub VariantSnapshot);
+
+impl IntegrationEvent for VariantDeleted {
+    const TYPE: &'static str = "variant.deleted";
+}

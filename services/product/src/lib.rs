@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod products;
+pub mod variants;
 
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use sqlx::migrate::Migrator;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+mod nested;
+
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "product",
     health_name: "zv-product-eco-service",
@@ -25,6 +28,11 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         "/tags",
         "/brands",
         "/collections",
+        "/schemas",
+        "/variant-schemas",
+        "/variants",
+        "/barcodes",
+        "/shipping",
     ],
     public_exact: &[],
 };
@@ -36,7 +44,13 @@ fn routes() -> Router<ServiceContext> {
     let r = resource(r, "products", "tags", &catalogue::TAG);
     let r = resource(r, "products", "brands", &catalogue::BRAND);
     let r = resource(r, "products", "collections", &catalogue::COLLECTION);
-    resource(r, "", "products", &products::PRODUCT)
+    let r = resource(r, "products", "schemas", &variants::SCHEMA);
+    let r = resource(r, "products", "variant-schemas", &variants::SCHEMA);
+    let r = resource(r, "products", "variants", &variants::VARIANT);
+    let r = resource(r, "products", "barcodes", &variants::BARCODE);
+    let r = resource(r, "products", "shipping", &variants::SHIPPING);
+    let r = resource(r, "", "products", &products::PRODUCT);
+    nested::routes(r)
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {

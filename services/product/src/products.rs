@@ -19,6 +19,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use crate::catalogue::GRANTS;
+use crate::variants::{check_sku, valid_sku};
 
 const MONEY: FieldKind = FieldKind::Decimal {
     min: Some(0),
@@ -41,6 +42,8 @@ const STOCK_STATUS: &str = "CASE WHEN NOT t.track_inventory THEN 'untracked' \
     WHEN t.stock_quantity <= 0 THEN 'out_of_stock' \
     WHEN t.stock_quantity <= COALESCE(t.low_stock_threshold, 10) THEN 'low_stock' \
     ELSE 'in_stock' END";
+const VARIANTS_COUNT: &str =
+    "(SELECT count(*) FROM variants v WHERE v.product = t.id AND v.deleted_at IS NULL)";
 /// Discounts come with the merchandising work; until then the final price is the price.
 const FINAL_PRICE: &str = "round(t.price, 2)::text";
 
@@ -82,6 +85,14 @@ pub static PRODUCT: Resource = Resource {
         )
         .aliases(&["category_id"]),
         Field::new("brand", FieldKind::Ref { table: "brands" }).aliases(&["brand_id"]),
+        Field::new(
+            "schema",
+            FieldKind::Ref {
+                table: "variant_schemas",
+            },
+        )
+        .aliases(&["schema_id"]),
+        Field::new("shipping", FieldKind::Ref { table: "shipping" }).aliases(&["shipping_id"]),
         Field::new(
             "group_id",
             FieldKind::Int {
@@ -128,6 +139,7 @@ pub static PRODUCT: Resource = Resource {
         ("tags", TAGS),
         ("stock_status", STOCK_STATUS),
         ("final_price", FINAL_PRICE),
+        ("variants_count", VARIANTS_COUNT),
     ],
     list: ListSpec {
         filters: &[
@@ -290,14 +302,6 @@ fn params(name: &str, value: &str, qb: &mut QueryBuilder<'_, Postgres>) -> Resul
         _ => return Err(ApiError::field(name, "Unknown filter.")),
     }
     Ok(())
-}
-
-fn valid_sku(sku: &str) -> bool {
-    !sku.is_empty()
-        && sku.len() <= 64
-        && sku
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
 }
 
 /// The tag names a body gives: `tags` as a list or comma-separated text.
@@ -480,20 +484,21 @@ impl Hooks for ProductRules {
     async fn before_write(
         &self,
         _ctx: &ServiceContext,
-        _tx: &mut PgConnection,
-        _scope: &ProjectScope,
+        tx: &mut PgConnection,
+        scope: &ProjectScope,
         id: Option<i64>,
         body: &Value,
         values: &mut Values,
     ) -> Result<(), ApiError> {
         let mut errors = FieldErrors::new();
-        match values.get("sku") {
+        match values.get("sku").cloned() {
             Some(Bind::Text(s)) if s.is_empty() => {
                 values.insert("sku".into(), Bind::Null);
             }
-            Some(Bind::Text(s)) if !valid_sku(s) => {
+            Some(Bind::Text(s)) if !valid_sku(&s) => {
                 errors.add("sku", "Use 1–64 letters, digits, '.', '_', '/' or '-'.")
             }
+            Some(Bind::Text(s)) => check_sku(tx, scope.project_id(), &s, "products", id).await?,
             _ => {}
         }
         tag_names(body)?;
@@ -575,16 +580,38 @@ impl Hooks for ProductRules {
                 }
             }
             Write::Delete => {
+                // The variants go with the product, stamped with the same time.
+                let variant_ids: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE variants SET deleted_at = $2::timestamptz, deleted_by = $3, updated_at = now() \
+                     WHERE product = $1 AND deleted_at IS NULL RETURNING id",
+                )
+                .bind(id)
+                .bind(row["deleted_at"].as_str())
+                .bind(scope.user_id())
+                .fetch_all(&mut *tx)
+                .await?;
                 let event = ProductDeleted {
                     product_id: id,
-                    variant_ids: Vec::new(),
+                    variant_ids,
                 };
                 ctx.outbox.record(tx, project, actor, &event).await?;
             }
             Write::Restore => {
+                // Revives the variants deleted in the same cascade, not those deleted before.
+                let deleted_at = written
+                    .before
+                    .and_then(|b| b["deleted_at"].as_str().map(str::to_owned));
+                let variant_ids: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE variants SET deleted_at = NULL, deleted_by = NULL, updated_at = now() \
+                     WHERE product = $1 AND deleted_at = $2::timestamptz RETURNING id",
+                )
+                .bind(id)
+                .bind(deleted_at)
+                .fetch_all(&mut *tx)
+                .await?;
                 let event = ProductRestored {
                     product_id: id,
-                    variant_ids: Vec::new(),
+                    variant_ids,
                 };
                 ctx.outbox.record(tx, project, actor, &event).await?;
             }

@@ -772,3 +772,328 @@ async fn products_price_tag_and_publish() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn variants_barcodes_and_shipping() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "vic", "Vic Variants").await;
+    let schema = create(
+        &app,
+        &owner,
+        "/api/v1/product/products/schemas/",
+        json!({"name": "Phone", "attributes": [
+            {"key": "color", "type": "select", "options": ["Black", "White"], "required": true},
+            {"key": "storage", "type": "number"},
+            {"key": "warranty", "type": "text", "variant": false}]}),
+    )
+    .await;
+    let (status, bad) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/variant-schemas/",
+            json!({"name": "x", "attributes": [{"key": "Bad Key"}]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let phone = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Phone", "price": "100", "sku": "PH-1", "schema_id": schema["id"]}),
+    )
+    .await;
+    let pid = phone["id"].clone();
+    let nested = format!("{PRODUCTS}{pid}/variants/");
+    let black = create(&app, &owner, &nested, json!({"sku": "PH-1-BLK", "name": "Black", "price": "110", "attributes": {"color": "Black", "storage": 128}})).await;
+    assert_eq!(
+        (black["product"].clone(), black["selling_price"].clone()),
+        (pid.clone(), json!("110.00"))
+    );
+    // Schema rules, twins, SKUs shared with products.
+    for (body, field) in [
+        (json!({"attributes": {"color": "Red"}}), "attributes"),
+        (json!({"attributes": {"storage": 64}}), "attributes"),
+        (
+            json!({"attributes": {"color": "Black", "warranty": "2y"}}),
+            "attributes",
+        ),
+        (
+            json!({"attributes": {"color": "White", "storage": "big"}}),
+            "attributes",
+        ),
+        (
+            json!({"attributes": {"color": "Black", "storage": 128}}),
+            "non_field_errors",
+        ),
+        (
+            json!({"sku": "ph-1", "attributes": {"color": "White"}}),
+            "sku",
+        ),
+        (
+            json!({"sku": "PH-1-blk", "attributes": {"color": "White"}}),
+            "sku",
+        ),
+    ] {
+        let (status, out) = app
+            .call(Method::POST, &nested, body.clone(), &owner.access)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {out}");
+        assert!(out[field].is_array(), "{body}: {out}");
+    }
+    let (status, out) = app
+        .call(
+            Method::POST,
+            PRODUCTS,
+            json!({"name": "Other", "price": "1", "sku": "ph-1-BLK"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, out["sku"][0].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("A product with this SKU already exists.")
+        )
+    );
+    let white = create(
+        &app,
+        &owner,
+        &nested,
+        json!({"name": "White", "attributes": {"color": "White"}}),
+    )
+    .await;
+    let (_, listed, _) = app.get(&nested, Some(&owner.access)).await;
+    assert_eq!(listed["count"], 2);
+    let (_, product, _) = app
+        .get(&format!("{PRODUCTS}{pid}/"), Some(&owner.access))
+        .await;
+    assert_eq!(product["variants_count"], 2);
+    // A variant price change is history too.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/product/products/variants/{}/", white["id"]),
+            json!({"selling_price": "95"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Barcodes: check digits, inferred types, uniqueness, the variant must belong to the product.
+    let barcodes = "/api/v1/product/products/barcodes/";
+    let code = create(&app, &owner, barcodes, json!({"product_id": pid, "variant": black["id"], "barcode": "4006381333931", "is_primary": true})).await;
+    assert_eq!(code["barcode_type"], "EAN13");
+    for body in [
+        json!({"product": pid, "barcode": "4006381333932"}),
+        json!({"product": pid, "barcode": "4006381333931"}),
+        json!({"product": pid, "barcode": "123", "barcode_type": "ean8"}),
+        json!({"product": pid, "barcode": "X", "barcode_type": "PDF417"}),
+    ] {
+        let (status, out) = app
+            .call(Method::POST, barcodes, body.clone(), &owner.access)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {out}");
+        assert!(out["barcode"].is_array(), "{out}");
+    }
+    let other = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Case", "price": "5"}),
+    )
+    .await;
+    let (status, out) = app
+        .call(
+            Method::POST,
+            barcodes,
+            json!({"product": other["id"], "variant": black["id"], "barcode": "ABC-1"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, out["variant"].is_array()),
+        (StatusCode::BAD_REQUEST, true),
+        "{out}"
+    );
+    let second = create(
+        &app,
+        &owner,
+        barcodes,
+        json!({"product": pid, "barcode": "96385074", "is_primary": true}),
+    )
+    .await;
+    assert_eq!(second["barcode_type"], "EAN8");
+    let (_, first, _) = app
+        .get(&format!("{barcodes}{}/", code["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(first["is_primary"], false, "one primary per product");
+    let (_, scan, _) = app
+        .get(
+            &format!("{barcodes}?barcode=4006381333931"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(scan["count"], 1);
+    let (_, variant, _) = app
+        .get(
+            &format!("/api/v1/product/products/variants/{}/", black["id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(variant["barcodes"], json!(["4006381333931"]));
+
+    // Shipping is for members; a product-specific profile becomes the product's.
+    let ship = create(
+        &app,
+        &owner,
+        "/api/v1/product/products/shipping/",
+        json!({"product": pid, "length": 10, "weight": 0.2, "weight_unit": "KG"}),
+    )
+    .await;
+    let (_, product, _) = app
+        .get(&format!("{PRODUCTS}{pid}/"), Some(&owner.access))
+        .await;
+    assert_eq!(product["shipping"], ship["id"]);
+    let (status, _, _) = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/product/products/shipping/"))
+                .header("X-Project-ID", owner.project_id()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not public");
+    let (_, for_product, _) = app
+        .get(
+            &format!("/api/v1/product/products/shipping/?product={pid}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(for_product["count"], 1);
+    // The schema is protected while used.
+    let (status, out) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/product/products/schemas/{}/", schema["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, out["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("protected"))
+    );
+
+    // Deleting the product takes its live variants; restoring brings them back.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/product/products/variants/{}/", white["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{PRODUCTS}{pid}/"),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app
+        .get(
+            &format!("/api/v1/product/products/variants/{}/", black["id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{PRODUCTS}{pid}/restore/"),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed, _) = app.get(&nested, Some(&owner.access)).await;
+    assert_eq!(
+        listed["results"]
+            .as_array()
+            .map(|r| r.iter().map(|v| v["id"].clone()).collect::<Vec<_>>()),
+        Some(vec![black["id"].clone()]),
+        "only the cascade comes back"
+    );
+    let pool = crate::harness::service_pool(app.platform.config(), "product").await;
+    let restored: Value =
+        sqlx::query_scalar("SELECT envelope FROM zv_outbox WHERE event_type = 'product.restored'")
+            .fetch_one(&pool)
+            .await
+            .expect("event");
+    assert_eq!(restored["data"]["variantIds"], json!([black["id"]]));
+
+    // Tenancy on each.
+    let b = owner_with_project(&app, "bo", "Bo B").await;
+    for (path, id, update) in [
+        (
+            "/api/v1/product/products/variants/",
+            black["id"].clone(),
+            json!({"name": "Mine"}),
+        ),
+        (
+            "/api/v1/product/products/barcodes/",
+            second["id"].clone(),
+            json!({"is_primary": false}),
+        ),
+        (
+            "/api/v1/product/products/schemas/",
+            schema["id"].clone(),
+            json!({"name": "Mine"}),
+        ),
+        (
+            "/api/v1/product/products/shipping/",
+            ship["id"].clone(),
+            json!({"length": 1}),
+        ),
+    ] {
+        CrossTenant {
+            app: &app,
+            owner: &owner.access,
+            owner_item: format!("{path}{id}/"),
+            outsider: &b.access,
+            project_a: owner.project_id(),
+        }
+        .check(&TenantResource {
+            name: path,
+            lists: vec![path.to_owned(), format!("{path}trash/")],
+            id: id.clone(),
+            items: vec![format!("{path}{id}/")],
+            readable: true,
+            public_read: path != "/api/v1/product/products/shipping/",
+            update: Some((Method::PATCH, update)),
+            delete: true,
+            restore: None,
+        })
+        .await;
+    }
+    let (status, _, _) = app
+        .get(&format!("{PRODUCTS}{pid}/variants/"), Some(&b.access))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{PRODUCTS}{pid}/variants/"),
+            json!({"name": "x"}),
+            &b.access,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "another project's product is not a valid reference"
+    );
+}
