@@ -970,6 +970,7 @@ pub async fn create(
         None => raw,
     };
     tx.commit().await?;
+    public_cache::invalidate(ctx, r.service, scope.project_id()).await;
     ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
 }
@@ -1032,6 +1033,7 @@ pub async fn update(
         None => raw,
     };
     tx.commit().await?;
+    public_cache::invalidate(ctx, r.service, scope.project_id()).await;
     ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
 }
@@ -1075,6 +1077,7 @@ pub async fn delete(
         .await?;
     }
     tx.commit().await?;
+    public_cache::invalidate(ctx, r.service, scope.project_id()).await;
     ctx.outbox.flush().await;
     Ok(())
 }
@@ -1141,6 +1144,7 @@ pub async fn restore(
         None => raw,
     };
     tx.commit().await?;
+    public_cache::invalidate(ctx, r.service, scope.project_id()).await;
     ctx.outbox.flush().await;
     Ok(r.shape(&raw, lang, true))
 }
@@ -1280,6 +1284,74 @@ mod tests {
     }
 }
 
+/// Public catalogue reads are cached (in-process, or Redis when configured) under a version
+/// per (service, project); every write through this module moves the version after its commit,
+/// so the next read misses and a write is always visible to the next read.
+pub mod public_cache {
+    use std::time::Duration;
+
+    use crate::service::ServiceContext;
+
+    const ENTRY_TTL: Duration = Duration::from_secs(60);
+    const VERSION_TTL: Duration = Duration::from_secs(3600);
+
+    fn version_key(service: &str, project_id: i64) -> String {
+        format!("rcv:{service}:{project_id}")
+    }
+
+    /// The key of a public read, or `None` when the cache cannot be read (then: no caching).
+    pub async fn key(
+        ctx: &ServiceContext,
+        service: &str,
+        project_id: i64,
+        request: &str,
+    ) -> Option<String> {
+        let version = match ctx
+            .platform
+            .cache()
+            .get(&version_key(service, project_id))
+            .await
+        {
+            Ok(v) => v.unwrap_or_else(|| "0".into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "public cache unavailable");
+                return None;
+            }
+        };
+        Some(format!("rc:{service}:{project_id}:{version}:{request}"))
+    }
+
+    pub async fn get(ctx: &ServiceContext, key: &str) -> Option<serde_json::Value> {
+        let raw = ctx.platform.cache().get(key).await.ok()??;
+        serde_json::from_str(&raw).ok()
+    }
+
+    pub async fn put(ctx: &ServiceContext, key: &str, value: &serde_json::Value) {
+        if let Err(e) = ctx
+            .platform
+            .cache()
+            .set(key, &value.to_string(), ENTRY_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "public cache write failed");
+        }
+    }
+
+    /// After a committed write: every cached public read of the project's service is stale.
+    pub async fn invalidate(ctx: &ServiceContext, service: &str, project_id: i64) {
+        let version = uuid::Uuid::new_v4().simple().to_string();
+        if let Err(e) = ctx
+            .platform
+            .cache()
+            .set(&version_key(service, project_id), &version, VERSION_TTL)
+            .await
+        {
+            // Entries live one minute at most, so a failed bump is stale for that long.
+            tracing::error!(error = %e, "public cache invalidation failed");
+        }
+    }
+}
+
 /// REST adapter: `{path}/` (GET list, POST create), `{path}/trash/`, `{path}/{id}/` (GET, PATCH,
 /// PUT, DELETE) and `{path}/{id}/restore/`, registered bare and under `/{alias}/`.
 pub mod rest {
@@ -1290,7 +1362,7 @@ pub mod rest {
     use axum::{Json as JsonOut, Router};
     use serde_json::Value;
 
-    use super::Resource;
+    use super::{public_cache, Resource};
     use crate::auth::{ProjectScope, ReadScope};
     use crate::extract::Json;
     use crate::lang::Lang;
@@ -1326,10 +1398,27 @@ pub mod rest {
         headers: HeaderMap,
         trashed: bool,
     ) -> Result<JsonOut<Value>, ApiError> {
+        let base = base_url(&ctx, &headers, &uri);
+        let key = match (&scope, trashed) {
+            (ReadScope::Public { project_id }, false) => {
+                let request = format!("{lang}:{base}?{}", uri.query().unwrap_or(""));
+                public_cache::key(&ctx, r.service, *project_id, &request).await
+            }
+            _ => None,
+        };
+        if let Some(hit) = match &key {
+            Some(k) => public_cache::get(&ctx, k).await,
+            None => None,
+        } {
+            return Ok(JsonOut(hit));
+        }
         let query = ListQuery::from_query(&r.list, uri.query())?;
         let (total, rows) = super::list(&ctx, r, &scope, &query, lang, trashed).await?;
-        let base = base_url(&ctx, &headers, &uri);
-        Ok(JsonOut(page_body(&base, uri.query(), total, &query, rows)))
+        let body = page_body(&base, uri.query(), total, &query, rows);
+        if let Some(k) = &key {
+            public_cache::put(&ctx, k, &body).await;
+        }
+        Ok(JsonOut(body))
     }
 
     pub fn routes(
@@ -1381,9 +1470,25 @@ pub mod rest {
                   scope: ReadScope,
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
-                super::retrieve(&ctx, r, &scope, id(&raw)?, lang)
-                    .await
-                    .map(JsonOut)
+                let id = id(&raw)?;
+                let key = match &scope {
+                    ReadScope::Public { project_id } => {
+                        let request = format!("{lang}:{}/{id}", r.table);
+                        public_cache::key(&ctx, r.service, *project_id, &request).await
+                    }
+                    ReadScope::Member(_) => None,
+                };
+                if let Some(hit) = match &key {
+                    Some(k) => public_cache::get(&ctx, k).await,
+                    None => None,
+                } {
+                    return Ok(JsonOut(hit));
+                }
+                let body = super::retrieve(&ctx, r, &scope, id, lang).await?;
+                if let Some(k) = &key {
+                    public_cache::put(&ctx, k, &body).await;
+                }
+                Ok::<_, ApiError>(JsonOut(body))
             },
         )
         .patch(update(true))

@@ -1097,3 +1097,88 @@ async fn variants_barcodes_and_shipping() {
         "another project's product is not a valid reference"
     );
 }
+
+#[tokio::test]
+async fn public_reads_are_cached_and_every_write_invalidates() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "cara", "Cara Cache").await;
+    let shirt = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Shirt", "price": "10"}),
+    )
+    .await;
+    let item = format!("{PRODUCTS}{}/", shirt["id"]);
+    let anon = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .header("X-Project-ID", owner.project_id())
+    };
+    let (_, first, _) = app.send(anon(PRODUCTS)).await;
+    let (_, detail, _) = app.send(anon(&item)).await;
+    assert_eq!(
+        (first["results"][0]["name"].clone(), detail["name"].clone()),
+        (json!("Shirt"), json!("Shirt"))
+    );
+    // Behind the API's back: the cached public answers do not change…
+    let pool = crate::harness::service_pool(app.platform.config(), "product").await;
+    sqlx::query("UPDATE products SET name_en = 'Changed behind' WHERE id = $1")
+        .bind(shirt["id"].as_i64())
+        .execute(&pool)
+        .await
+        .expect("update");
+    let (_, cached, _) = app.send(anon(PRODUCTS)).await;
+    let (_, cached_item, _) = app.send(anon(&item)).await;
+    assert_eq!(
+        (
+            cached["results"][0]["name"].clone(),
+            cached_item["name"].clone()
+        ),
+        (json!("Shirt"), json!("Shirt"))
+    );
+    // …members read live data, and other languages are other entries.
+    let (_, live, _) = app.get(&item, Some(&owner.access)).await;
+    assert_eq!(live["name"], "Changed behind");
+    // A write through the API is visible to the very next public read.
+    let (status, _) = app
+        .call(Method::PATCH, &item, json!({"name": "Polo"}), &owner.access)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, fresh, _) = app.send(anon(PRODUCTS)).await;
+    let (_, fresh_item, _) = app.send(anon(&item)).await;
+    assert_eq!(
+        (
+            fresh["results"][0]["name"].clone(),
+            fresh_item["name"].clone()
+        ),
+        (json!("Polo"), json!("Polo"))
+    );
+    // Writes to related resources invalidate too (the product shows its category's name).
+    let category = create(&app, &owner, CATEGORIES, json!({"name": "Tops"})).await;
+    app.call(
+        Method::PATCH,
+        &item,
+        json!({"category": category["id"]}),
+        &owner.access,
+    )
+    .await;
+    let (_, with_category, _) = app.send(anon(&item)).await;
+    assert_eq!(with_category["category"]["name"], "Tops");
+    app.call(
+        Method::PATCH,
+        &format!("{CATEGORIES}{}/", category["id"]),
+        json!({"name": "Shirts & Tops"}),
+        &owner.access,
+    )
+    .await;
+    let (_, renamed, _) = app.send(anon(&item)).await;
+    assert_eq!(renamed["category"]["name"], "Shirts & Tops");
+    // Deleting is visible at once.
+    app.call(Method::DELETE, &item, Value::Null, &owner.access)
+        .await;
+    let (status, _, _) = app.send(anon(&item)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, empty, _) = app.send(anon(PRODUCTS)).await;
+    assert_eq!(empty["count"], 0);
+}
