@@ -27,6 +27,14 @@ const fn int(min: i64) -> FieldKind {
     }
 }
 
+const TAG_PRODUCTS: &str =
+    "(SELECT count(*) FROM product_tags pt JOIN products p ON p.id = pt.product_id \
+    WHERE pt.tag_id = t.id AND p.deleted_at IS NULL)";
+const CATEGORY_PRODUCTS: &str =
+    "(SELECT count(*) FROM products p WHERE p.category = t.id AND p.deleted_at IS NULL)";
+const COLLECTION_PRODUCTS: &str = "(SELECT count(*) FROM product_collections pc JOIN products p \
+    ON p.id = pc.product WHERE pc.collection = t.id AND pc.deleted_at IS NULL AND p.deleted_at IS NULL)";
+
 pub static TAG: Resource = Resource {
     service: "product",
     model: "tag",
@@ -37,7 +45,7 @@ pub static TAG: Resource = Resource {
         Field::new("color", FieldKind::Color),
     ],
     slug_from: Some("name"),
-    computed: &[],
+    computed: &[("product_count", TAG_PRODUCTS)],
     list: ListSpec {
         filters: &[
             Col {
@@ -152,7 +160,7 @@ pub static COLLECTION: Resource = Resource {
         Field::new("order", int(0)),
     ],
     slug_from: Some("name"),
-    computed: &[],
+    computed: &[("product_count", COLLECTION_PRODUCTS)],
     list: ListSpec {
         filters: &[
             Col {
@@ -228,7 +236,12 @@ pub static CATEGORY: Resource = Resource {
         Field::new("is_active", FieldKind::Bool),
     ],
     slug_from: Some("name"),
-    computed: &[("children", CHILDREN), ("path", PATH), ("level", LEVEL)],
+    computed: &[
+        ("children", CHILDREN),
+        ("path", PATH),
+        ("level", LEVEL),
+        ("product_count", CATEGORY_PRODUCTS),
+    ],
     list: ListSpec {
         filters: &[
             Col {

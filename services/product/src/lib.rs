@@ -2,7 +2,9 @@
 //! products and the reference resources (categories, tags, brands, collections), all on
 //! `kernel::resource`.
 
+pub mod actions;
 pub mod catalogue;
+pub mod merch;
 pub mod products;
 pub mod variants;
 
@@ -33,6 +35,10 @@ pub static SPEC: ServiceSpec = ServiceSpec {
         "/variants",
         "/barcodes",
         "/shipping",
+        "/discounts",
+        "/product-discounts",
+        "/product-collections",
+        "/price-history",
     ],
     public_exact: &[],
 };
@@ -49,6 +55,15 @@ fn routes() -> Router<ServiceContext> {
     let r = resource(r, "products", "variants", &variants::VARIANT);
     let r = resource(r, "products", "barcodes", &variants::BARCODE);
     let r = resource(r, "products", "shipping", &variants::SHIPPING);
+    let r = resource(r, "products", "discounts", &merch::DISCOUNT);
+    let r = resource(r, "products", "product-discounts", &merch::PRODUCT_DISCOUNT);
+    let r = resource(
+        r,
+        "products",
+        "product-collections",
+        &merch::PRODUCT_COLLECTION,
+    );
+    let r = actions::routes(r);
     let r = resource(r, "", "products", &products::PRODUCT);
     nested::routes(r)
 }

@@ -44,8 +44,9 @@ const STOCK_STATUS: &str = "CASE WHEN NOT t.track_inventory THEN 'untracked' \
     ELSE 'in_stock' END";
 const VARIANTS_COUNT: &str =
     "(SELECT count(*) FROM variants v WHERE v.product = t.id AND v.deleted_at IS NULL)";
-/// Discounts come with the merchandising work; until then the final price is the price.
-const FINAL_PRICE: &str = "round(t.price, 2)::text";
+/// The price after the best active discount (product.md §2.3, `product_best_discount`).
+const FINAL_PRICE: &str = "(SELECT round(COALESCE(f.final, t.price), 2)::text \
+    FROM product_best_discount(t.id, t.price) f)";
 
 pub static PRODUCT: Resource = Resource {
     service: "product",

@@ -1182,3 +1182,318 @@ async fn public_reads_are_cached_and_every_write_invalidates() {
     let (_, empty, _) = app.send(anon(PRODUCTS)).await;
     assert_eq!(empty["count"], 0);
 }
+
+#[tokio::test]
+async fn discounts_collections_pricing_and_bulk_updates() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "dina", "Dina Deals").await;
+    let discounts = "/api/v1/product/products/discounts/";
+    let electronics = create(&app, &owner, CATEGORIES, json!({"name": "Electronics"})).await;
+    let tvs = create(
+        &app,
+        &owner,
+        CATEGORIES,
+        json!({"name": "TVs", "parent": electronics["id"]}),
+    )
+    .await;
+    let tv = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "TV", "price": "200", "category": tvs["id"], "sku": "TV-1"}),
+    )
+    .await;
+    let mug = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Mug", "price": "10"}),
+    )
+    .await;
+    assert_eq!(tv["final_price"], "200.00");
+
+    // Rules of a discount.
+    for body in [
+        json!({"name": "x", "discount_type": "percentage", "value": "150"}),
+        json!({"name": "x", "discount_type": "fixed", "value": "0"}),
+        json!({"name": "x", "discount_type": "bogus", "value": "5"}),
+        json!({"name": "x", "discount_type": "fixed", "value": "5", "starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z"}),
+        json!({"name": "x", "discount_type": "fixed", "value": "5", "applies_to": "categories", "category_ids": [999_999]}),
+        json!({"name": "x", "discount_type": "fixed", "value": "5", "category_ids": "all"}),
+    ] {
+        let (status, out) = app
+            .call(Method::POST, discounts, body.clone(), &owner.access)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {out}");
+    }
+    // 10% on the category tree (the TV's parent category), 15 off the TV itself: the larger wins.
+    let tenth = create(&app, &owner, discounts, json!({"name": "Ten", "discount_type": "percentage", "value": 10, "applies_to": "categories", "category_ids": [electronics["id"]]})).await;
+    assert_eq!(tenth["status"], "active");
+    let (_, tv_now, _) = app
+        .get(&format!("{PRODUCTS}{}/", tv["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(
+        tv_now["final_price"], "180.00",
+        "descendant categories included"
+    );
+    let fifteen = create(
+        &app,
+        &owner,
+        discounts,
+        json!({"name": "Fifteen", "discount_type": "fixed_amount", "value": "25"}),
+    )
+    .await;
+    assert_eq!(fifteen["discount_type"], "fixed");
+    let (status, linked) = app
+        .call(
+            Method::POST,
+            &format!("{discounts}{}/products/", fifteen["id"]),
+            json!({"product_ids": [tv["id"], mug["id"]]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, linked["product_ids"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(2))
+    );
+    let (_, tv_now, _) = app
+        .get(&format!("{PRODUCTS}{}/", tv["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(tv_now["final_price"], "175.00");
+    let (_, mug_now, _) = app
+        .get(&format!("{PRODUCTS}{}/", mug["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(mug_now["final_price"], "0.00", "never below zero");
+    // Expired and scheduled discounts do not apply; unlinking removes one.
+    create(&app, &owner, discounts, json!({"name": "Old", "discount_type": "percentage", "value": 90, "applies_to": "all", "ends_at": "2020-01-01T00:00:00Z"})).await;
+    create(&app, &owner, discounts, json!({"name": "Soon", "discount_type": "percentage", "value": 90, "applies_to": "all", "starts_at": "2999-01-01T00:00:00Z"})).await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{discounts}{}/products/", fifteen["id"]),
+            json!({"product_ids": [mug["id"]]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mug_now, _) = app
+        .get(&format!("{PRODUCTS}{}/", mug["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(mug_now["final_price"], "10.00");
+    let (_, statuses, _) = app
+        .get(&format!("{discounts}?status=expired"), Some(&owner.access))
+        .await;
+    assert_eq!(statuses["count"], 1);
+
+    // Pricing: what order and pos charge; unknown and hidden products are unavailable.
+    let draft = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Draft", "price": "1", "status": "draft"}),
+    )
+    .await;
+    let body = json!({"items": [{"product_id": tv["id"], "quantity": 1}, {"product_id": 999_999, "quantity": 1}, {"product_id": draft["id"], "quantity": 2}]});
+    let req = app
+        .client
+        .post(app.url("/api/v1/product/products/pricing/"))
+        .header("X-Project-ID", owner.project_id())
+        .json(&body);
+    let (status, priced, _) = app.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{priced}");
+    let items = &priced["items"];
+    assert_eq!(
+        (
+            items[0]["unit_price"].clone(),
+            items[0]["list_price"].clone(),
+            items[0]["discount_id"].clone()
+        ),
+        (json!("175.00"), json!("200.00"), fifteen["id"].clone())
+    );
+    assert_eq!(
+        (items[0]["is_available"].clone(), items[0]["sku"].clone()),
+        (json!(true), json!("TV-1"))
+    );
+    assert_eq!(
+        (
+            items[1]["is_available"].clone(),
+            items[2]["is_available"].clone()
+        ),
+        (json!(false), json!(false))
+    );
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/pricing/",
+            json!({"items": []}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Collections keep products in order.
+    let summer = create(
+        &app,
+        &owner,
+        "/api/v1/product/products/collections/",
+        json!({"name": "Summer"}),
+    )
+    .await;
+    let path = format!(
+        "/api/v1/product/products/collections/{}/products/",
+        summer["id"]
+    );
+    app.call(
+        Method::POST,
+        &path,
+        json!({"product_ids": [mug["id"]], "position": 2}),
+        &owner.access,
+    )
+    .await;
+    app.call(
+        Method::POST,
+        &path,
+        json!({"product_ids": [tv["id"]], "position": 1}),
+        &owner.access,
+    )
+    .await;
+    let (_, members, _) = app.get(&path, Some(&owner.access)).await;
+    let ids: Vec<Value> = members["results"]
+        .as_array()
+        .map(|r| r.iter().map(|p| p["id"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, vec![tv["id"].clone(), mug["id"].clone()]);
+    let (_, collection, _) = app
+        .get(
+            &format!("/api/v1/product/products/collections/{}/", summer["id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(collection["product_count"], 2);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &path,
+            json!({"product_ids": [123_456]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["product_ids"].is_array()),
+        (StatusCode::BAD_REQUEST, true)
+    );
+
+    // Bulk updates: each item alone.
+    let (status, bulk) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/bulk_update/",
+            json!({"updates": [{"id": tv["id"], "price": "210"}, {"id": mug["id"], "price": "-1"}, {"id": 999_999, "price": "1"}, {"price": "1"}]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bulk}");
+    assert_eq!(
+        (bulk["updated"].clone(), bulk["failed"].clone()),
+        (json!(1), json!(3))
+    );
+    assert!(bulk["errors"][0]["errors"]["price"].is_array(), "{bulk}");
+    let (_, history, _) = app
+        .get(
+            &format!(
+                "/api/v1/product/products/price-history/?product={}",
+                tv["id"]
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        (
+            history["count"].clone(),
+            history["results"][0]["new_price"].clone()
+        ),
+        (json!(1), json!("210.00"))
+    );
+    let (status, _, _) = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/product/products/price-history/"))
+                .header("X-Project-ID", owner.project_id()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "members only");
+    let (_, tag_counts, _) = app
+        .get("/api/v1/product/products/tags/", Some(&owner.access))
+        .await;
+    assert_eq!(tag_counts["count"], 0);
+
+    // Tenancy: another project cannot link, price or bulk-update these.
+    let other = owner_with_project(&app, "odin", "Odin O").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{discounts}{}/products/", fifteen["id"]),
+            json!({"product_ids": [tv["id"]]}),
+            &other.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, theirs) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/pricing/",
+            json!({"items": [{"product_id": tv["id"], "quantity": 1}]}),
+            &other.access,
+        )
+        .await;
+    assert_eq!(theirs["items"][0]["is_available"], false);
+    let (_, bulk) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/bulk_update/",
+            json!({"updates": [{"id": tv["id"], "price": "1"}]}),
+            &other.access,
+        )
+        .await;
+    assert_eq!(bulk["updated"], 0);
+    let (_, links, _) = app
+        .get(
+            &format!(
+                "/api/v1/product/products/product-collections/?collection={}",
+                summer["id"]
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(links["count"], 2, "the membership rows are a resource too");
+    let (_, links, _) = app
+        .get(
+            &format!(
+                "/api/v1/product/product-collections/?collection={}",
+                summer["id"]
+            ),
+            Some(&other.access),
+        )
+        .await;
+    assert_eq!(links["count"], 0);
+    let id = tenth["id"].clone();
+    CrossTenant {
+        app: &app,
+        owner: &owner.access,
+        owner_item: format!("{discounts}{id}/"),
+        outsider: &other.access,
+        project_a: owner.project_id(),
+    }
+    .check(&TenantResource {
+        name: "discount",
+        lists: vec![discounts.to_owned(), format!("{discounts}trash/")],
+        id: id.clone(),
+        items: vec![format!("{discounts}{id}/")],
+        readable: true,
+        public_read: true,
+        update: Some((Method::PATCH, json!({"value": "1"}))),
+        delete: true,
+        restore: None,
+    })
+    .await;
+}

@@ -1,0 +1,385 @@
+//! Product actions beyond CRUD: collection and discount membership by product ids, the
+//! pricing snapshot order and pos take, bulk updates, and the price history.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::routing::{get, post};
+use axum::{Json as JsonOut, Router};
+use kernel::auth::{ProjectScope, ReadScope};
+use kernel::extract::Json;
+use kernel::lang::Lang;
+use kernel::list::{fetch_page, page_body, Field as Col, Kind, ListQuery, ListSpec};
+use kernel::resource::public_cache;
+use kernel::service::{at, ServiceContext};
+use kernel::ApiError;
+use serde_json::{json, Value};
+
+use crate::catalogue::GRANTS;
+use crate::products::PRODUCT;
+
+fn int_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+/// `{product_ids: [..]}`: live products of the project (400 naming the first that is not).
+async fn product_ids(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    body: &Value,
+) -> Result<Vec<i64>, ApiError> {
+    let ids: Vec<i64> = body
+        .get("product_ids")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+        .filter(|ids| !ids.is_empty() && ids.len() <= 100)
+        .ok_or_else(|| ApiError::field("product_ids", "Give a list of 1 to 100 product ids."))?;
+    let live: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM products WHERE project_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+    )
+    .bind(scope.project_id())
+    .bind(&ids)
+    .fetch_all(&ctx.pool)
+    .await?;
+    if let Some(missing) = ids.iter().find(|id| !live.contains(id)) {
+        return Err(ApiError::field(
+            "product_ids",
+            format!("Invalid pk \"{missing}\" - object does not exist."),
+        ));
+    }
+    Ok(ids)
+}
+
+/// The owner row (collection or discount) must be a live row of the project.
+async fn owner_exists(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    table: &str,
+    id: i64,
+) -> Result<(), ApiError> {
+    let found: bool = sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL)"
+    ))
+    .bind(id)
+    .bind(scope.project_id())
+    .fetch_one(&ctx.pool)
+    .await?;
+    found.then_some(()).ok_or_else(ApiError::not_found)
+}
+
+/// POST adds the missing links (existing ones stay), DELETE removes them; both answer the
+/// owner's product ids in order.
+async fn link(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    (table, column, owner_table): (&str, &str, &str),
+    owner: i64,
+    body: &Value,
+    add: bool,
+) -> Result<Value, ApiError> {
+    let model = if owner_table == "collections" {
+        "collection"
+    } else {
+        "discount"
+    };
+    scope.require(&format!("product.change_{model}"), &GRANTS)?;
+    owner_exists(ctx, scope, owner_table, owner).await?;
+    let ids = product_ids(ctx, scope, body).await?;
+    let mut tx = ctx.pool.begin().await?;
+    if add {
+        let position = body.get("position").and_then(Value::as_i64).unwrap_or(0);
+        let positioned = if table == "product_collections" {
+            ", position"
+        } else {
+            ""
+        };
+        let position_value = if table == "product_collections" {
+            ", $4"
+        } else {
+            ""
+        };
+        sqlx::query(&format!(
+            "INSERT INTO {table} (project_id, product, {column}{positioned}, created_by, updated_by) \
+             SELECT $1, p, $2{position_value}, $3, $3 FROM unnest($5::bigint[]) AS p \
+             WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.product = p AND x.{column} = $2 AND x.deleted_at IS NULL)"
+        ))
+        .bind(scope.project_id())
+        .bind(owner)
+        .bind(scope.user_id())
+        .bind(position as i32)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        sqlx::query(&format!(
+            "UPDATE {table} SET deleted_at = now(), deleted_by = $3 \
+             WHERE {column} = $1 AND product = ANY($2) AND deleted_at IS NULL"
+        ))
+        .bind(owner)
+        .bind(&ids)
+        .bind(scope.user_id())
+        .execute(&mut *tx)
+        .await?;
+    }
+    let order = if table == "product_collections" {
+        "position, id"
+    } else {
+        "id"
+    };
+    let now: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT product FROM {table} WHERE {column} = $1 AND deleted_at IS NULL ORDER BY {order}"
+    ))
+    .bind(owner)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    public_cache::invalidate(ctx, "product", scope.project_id()).await;
+    Ok(json!({"product_ids": now}))
+}
+
+/// The collection's products in position order (public like the collection).
+async fn collection_products(
+    State(ctx): State<ServiceContext>,
+    scope: ReadScope,
+    Lang(lang): Lang,
+    Path(raw): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<JsonOut<Value>, ApiError> {
+    let id = int_id(&raw)?;
+    kernel::resource::retrieve(&ctx, &crate::catalogue::COLLECTION, &scope, id, lang).await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT product FROM product_collections WHERE collection = $1 AND deleted_at IS NULL ORDER BY position, id",
+    )
+    .bind(id)
+    .fetch_all(&ctx.pool)
+    .await?;
+    let csv: Vec<String> = ids.iter().map(i64::to_string).take(100).collect();
+    let query = ListQuery::from_query(
+        &PRODUCT.list,
+        Some(&format!("ids={}&page_size=100", csv.join(","))),
+    )?;
+    let (_, mut rows) = if ids.is_empty() {
+        (0, Vec::new())
+    } else {
+        kernel::resource::list(&ctx, &PRODUCT, &scope, &query, lang, false).await?
+    };
+    rows.sort_by_key(|r| ids.iter().position(|id| r["id"].as_i64() == Some(*id)));
+    let _ = uri;
+    Ok(JsonOut(json!({"count": rows.len(), "results": rows})))
+}
+
+/// `products/pricing/`: unit prices as order and pos must charge them (never from clients).
+async fn pricing(
+    State(ctx): State<ServiceContext>,
+    scope: ReadScope,
+    Lang(lang): Lang,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    let items = body
+        .get("items")
+        .and_then(Value::as_array)
+        .filter(|i| !i.is_empty() && i.len() <= 100)
+        .ok_or_else(|| ApiError::field("items", "Give 1 to 100 items."))?;
+    let mut products = Vec::new();
+    let mut variants = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let product = item["product_id"].as_i64().ok_or_else(|| {
+            ApiError::field("items", format!("Item {n}: product_id is required."))
+        })?;
+        products.push(product);
+        variants.push(item["variant_id"].as_i64());
+    }
+    let member = matches!(scope, ReadScope::Member(_));
+    let rows: Vec<Value> = sqlx::query_scalar(&format!(
+        "SELECT jsonb_build_object( \
+           'product_id', i.product_id, 'variant_id', i.variant_id, \
+           'name', COALESCE(NULLIF(CASE $4 WHEN 'ar' THEN p.name_ar WHEN 'fr' THEN p.name_fr ELSE p.name_en END, ''), \
+                            NULLIF(p.name_en, ''), NULLIF(p.name_ar, ''), p.name_fr), \
+           'variant_name', CASE WHEN v.id IS NULL THEN NULL ELSE COALESCE(NULLIF(v.name_en, ''), NULLIF(v.name_ar, ''), v.name_fr) END, \
+           'sku', COALESCE(v.sku, p.sku), \
+           'unit_price', round(COALESCE(f.final, v.selling_price, p.price), 2)::text, \
+           'list_price', round(COALESCE(v.selling_price, p.price), 2)::text, \
+           'discount_id', f.discount_id, \
+           'is_available', p.id IS NOT NULL AND p.is_active AND p.status NOT IN ('draft', 'inactive', 'archived') \
+                           AND (i.variant_id IS NULL OR (v.id IS NOT NULL AND v.is_active)), \
+           'track_inventory', p.track_inventory, \
+           'image_url', NULL) \
+         FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS i(product_id, variant_id, n) \
+         LEFT JOIN products p ON p.id = i.product_id AND p.project_id = $3 AND p.deleted_at IS NULL {} \
+         LEFT JOIN variants v ON v.id = i.variant_id AND v.product = p.id AND v.deleted_at IS NULL \
+         LEFT JOIN LATERAL product_best_discount(p.id, COALESCE(v.selling_price, p.price)) f ON p.id IS NOT NULL \
+         ORDER BY i.n",
+        if member { "" } else { "AND p.is_active AND p.status NOT IN ('draft', 'inactive', 'archived')" }
+    ))
+    .bind(&products)
+    .bind(&variants)
+    .bind(scope.project_id())
+    .bind(lang)
+    .fetch_all(&ctx.pool)
+    .await?;
+    Ok(JsonOut(json!({"currency": "USD", "items": rows})))
+}
+
+/// `{updates: [{id, …fields}]}`: each item in its own transaction.
+async fn bulk_update(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Lang(lang): Lang,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    scope.require("product.change_product", &GRANTS)?;
+    let updates = body
+        .get("updates")
+        .and_then(Value::as_array)
+        .filter(|u| u.len() <= 100)
+        .ok_or_else(|| ApiError::field("updates", "Give a list of at most 100 updates."))?;
+    let (mut updated, mut errors) = (0, Vec::new());
+    for update in updates {
+        let id = update["id"].as_i64();
+        let outcome = match id {
+            Some(id) => kernel::resource::update(&ctx, &PRODUCT, &scope, id, update, true, lang)
+                .await
+                .map(|_| ()),
+            None => Err(ApiError::field("id", "This field is required.")),
+        };
+        match outcome {
+            Ok(()) => updated += 1,
+            Err(e) => {
+                let detail = e
+                    .field_errors()
+                    .map_or_else(|| json!({"non_field_errors": [e.detail()]}), |_| e.body());
+                errors.push(json!({"id": id, "errors": detail}));
+            }
+        }
+    }
+    Ok(JsonOut(
+        json!({"updated": updated, "failed": errors.len(), "errors": errors}),
+    ))
+}
+
+#[derive(sqlx::FromRow)]
+struct PriceRow {
+    id: i64,
+    product_id: i64,
+    variant_id: Option<i64>,
+    old_price: Option<String>,
+    new_price: String,
+    changed_at: chrono::DateTime<chrono::Utc>,
+    changed_by: Option<i64>,
+}
+
+static HISTORY: ListSpec = ListSpec {
+    filters: &[
+        Col {
+            name: "product",
+            column: "product_id",
+            kind: Kind::Int,
+        },
+        Col {
+            name: "variant",
+            column: "variant_id",
+            kind: Kind::Int,
+        },
+    ],
+    ordering: &[Col {
+        name: "changed_at",
+        column: "changed_at",
+        kind: Kind::DateTime,
+    }],
+    search: &[],
+    default_ordering: "-changed_at",
+    extra_params: &[],
+};
+
+/// Members only: who changed which price when.
+async fn price_history(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    OriginalUri(uri): OriginalUri,
+) -> Result<JsonOut<Value>, ApiError> {
+    scope.require("product.view_product", &GRANTS)?;
+    let query = ListQuery::from_query(&HISTORY, uri.query())?;
+    let project = scope.project_id();
+    let (total, rows): (i64, Vec<PriceRow>) = fetch_page(
+        &ctx.pool,
+        "id, product_id, variant_id, round(old_price, 2)::text AS old_price, round(new_price, 2)::text AS new_price, changed_at, changed_by",
+        "FROM price_history WHERE project_id = ",
+        |qb| {
+            qb.push_bind(project);
+        },
+        &query,
+        &[],
+    )
+    .await?;
+    let results = rows
+        .into_iter()
+        .map(|r| json!({"id": r.id, "product": r.product_id, "variant": r.variant_id, "old_price": r.old_price,
+                        "new_price": r.new_price, "changed_at": r.changed_at, "changed_by": r.changed_by}))
+        .collect();
+    Ok(JsonOut(page_body(
+        uri.path(),
+        uri.query(),
+        total,
+        &query,
+        results,
+    )))
+}
+
+pub fn routes(router: Router<ServiceContext>) -> Router<ServiceContext> {
+    let collection = |add: bool| {
+        move |State(ctx): State<ServiceContext>,
+              scope: ProjectScope,
+              Path(raw): Path<String>,
+              Json(body): Json<Value>| async move {
+            let id = int_id(&raw)?;
+            link(
+                &ctx,
+                &scope,
+                ("product_collections", "collection", "collections"),
+                id,
+                &body,
+                add,
+            )
+            .await
+            .map(JsonOut)
+        }
+    };
+    let discount = |add: bool| {
+        move |State(ctx): State<ServiceContext>,
+              scope: ProjectScope,
+              Path(raw): Path<String>,
+              Json(body): Json<Value>| async move {
+            let id = int_id(&raw)?;
+            link(
+                &ctx,
+                &scope,
+                ("product_discounts", "discount", "discounts"),
+                id,
+                &body,
+                add,
+            )
+            .await
+            .map(JsonOut)
+        }
+    };
+    let r = at(
+        router,
+        "products",
+        &["collections/{id}/products"],
+        get(collection_products)
+            .post(collection(true))
+            .delete(collection(false)),
+    );
+    let r = at(
+        r,
+        "products",
+        &["discounts/{id}/products"],
+        post(discount(true)).delete(discount(false)),
+    );
+    let r = at(r, "", &["products/pricing"], post(pricing));
+    let r = at(
+        r,
+        "",
+        &["products/bulk_update", "products/bulk-update"],
+        post(bulk_update),
+    );
+    at(r, "products", &["price-history"], get(price_history))
+}
