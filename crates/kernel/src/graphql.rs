@@ -57,9 +57,10 @@ fn is_mutation(query: &str, operation: Option<&str>) -> bool {
     }
 }
 
-/// HTTP status for a response: 400 for document errors (no data), else the status of the
-/// first error that carries a 401 or 429, else 200.
-fn http_status(response: &async_graphql::Response) -> StatusCode {
+/// HTTP status for a response: 400 for document errors (no data), 401 when the request carried
+/// an invalid bearer, 429 when throttled, else 200 (an anonymous caller's UNAUTHENTICATED
+/// errors travel in the body, conventions §8).
+fn http_status(response: &async_graphql::Response, invalid_bearer: bool) -> StatusCode {
     if response.errors.is_empty() {
         return StatusCode::OK;
     }
@@ -72,7 +73,7 @@ fn http_status(response: &async_graphql::Response) -> StatusCode {
         if let Some(ext) = &error.extensions {
             if let Some(async_graphql::Value::Number(n)) = ext.get("status") {
                 match n.as_u64() {
-                    Some(401) => return StatusCode::UNAUTHORIZED,
+                    Some(401) if invalid_bearer => return StatusCode::UNAUTHORIZED,
                     Some(429) => return StatusCode::TOO_MANY_REQUESTS,
                     _ => {}
                 }
@@ -82,27 +83,35 @@ fn http_status(response: &async_graphql::Response) -> StatusCode {
     StatusCode::OK
 }
 
-/// `/graphql` routes serving `schema`; `public_path` is where GraphiQL should post.
-pub fn routes<Q, M, S>(schema: Schema<Q, M, S>, public_path: &'static str) -> Router
+/// What runs a GraphQL request: a derived schema, or a dynamic one built from resources.
+#[async_trait::async_trait]
+pub trait Executor: Clone + Send + Sync + 'static {
+    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response;
+}
+
+#[async_trait::async_trait]
+impl<Q, M, S> Executor for Schema<Q, M, S>
 where
     Q: ObjectType + 'static,
     M: ObjectType + 'static,
     S: SubscriptionType + 'static,
 {
+    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.execute(request).await
+    }
+}
+
+/// `/graphql` routes serving `schema`; `public_path` is where GraphiQL should post.
+pub fn routes<E: Executor>(schema: E, public_path: &'static str) -> Router {
     Router::new()
-        .route("/graphql", get(handle::<Q, M, S>).post(handle::<Q, M, S>))
+        .route("/graphql", get(handle::<E>).post(handle::<E>))
         .with_state((schema, public_path))
 }
 
-async fn handle<Q, M, S>(
-    State((schema, public_path)): State<(Schema<Q, M, S>, &'static str)>,
+async fn handle<E: Executor>(
+    State((schema, public_path)): State<(E, &'static str)>,
     req: Request,
-) -> Response
-where
-    Q: ObjectType + 'static,
-    M: ObjectType + 'static,
-    S: SubscriptionType + 'static,
-{
+) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -157,8 +166,12 @@ where
     if let Some(platform) = parts.extensions.get::<crate::platform::Platform>() {
         request = request.data(platform.clone());
     }
-    let response = schema.execute(request).await;
-    let status = http_status(&response);
+    let response = schema.run(request).await;
+    let invalid_bearer = matches!(
+        parts.extensions.get::<AuthState>(),
+        Some(AuthState::Invalid)
+    );
+    let status = http_status(&response, invalid_bearer);
     let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
     if status == StatusCode::BAD_REQUEST {
         if let Some(map) = body.as_object_mut() {

@@ -17,6 +17,7 @@ pub mod platform;
 pub mod ratelimit;
 pub mod rbac;
 pub mod resource;
+pub mod resource_graphql;
 pub mod service;
 pub mod storage;
 

@@ -720,6 +720,36 @@ pub async fn list(
     ))
 }
 
+/// Rows of `r` whose `foreign_key` column is one of `ids` (has-many relations of a page), in
+/// the resource's default order, as (parent id, shaped row); the reader's view applies.
+pub async fn rows_of(
+    ctx: &ServiceContext,
+    r: &Resource,
+    scope: &ReadScope,
+    foreign_key: &str,
+    ids: &[i64],
+    query: &ListQuery,
+    lang: &str,
+) -> Result<Vec<(i64, Value)>, ApiError> {
+    check_read(r, scope)?;
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT t.\"{foreign_key}\", {} {}",
+        r.select(),
+        r.from()
+    ));
+    push_scope(&mut qb, r, scope, false);
+    qb.push(format!(" AND t.\"{foreign_key}\" = ANY("))
+        .push_bind(ids.to_vec())
+        .push(")");
+    query.push_order(&mut qb);
+    let rows: Vec<(i64, Value)> = qb.build_query_as().fetch_all(&ctx.pool).await?;
+    let member = Resource::is_member(scope);
+    Ok(rows
+        .into_iter()
+        .map(|(parent, raw)| (parent, r.shape(&raw, lang, member)))
+        .collect())
+}
+
 /// The search terms: every term must match the text vector (English, Arabic, French and
 /// unstemmed) or be a substring of a searchable column.
 fn push_search(qb: &mut QueryBuilder<'_, Postgres>, r: &Resource, query: &ListQuery) {

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod catalogue;
+pub mod graphql;
 pub mod merch;
 pub mod products;
 pub mod variants;
@@ -78,6 +79,9 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         pool: pool.clone(),
         outbox,
     };
-    let router = routes().with_state(ctx);
+    let schema = kernel::resource_graphql::ResourceSchema::new(graphql::RESOURCES, ctx.clone())?;
+    let router = routes()
+        .with_state(ctx)
+        .merge(kernel::graphql::routes(schema, "/graphql/product"));
     Ok(mount(&SPEC, "/api/v1/product", router, pool, None))
 }

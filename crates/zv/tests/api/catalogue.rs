@@ -1497,3 +1497,312 @@ async fn discounts_collections_pricing_and_bulk_updates() {
     })
     .await;
 }
+
+/// Counts the SQL statements sqlx runs (each test is its own process under nextest).
+fn count_queries() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use tracing_subscriber::layer::SubscriberExt;
+    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counter {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() == "sqlx::query" {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(Counter(count.clone()));
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test process");
+    count
+}
+
+#[tokio::test]
+async fn graphql_product_queries_shapes_and_batching() {
+    let queries = count_queries();
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "gil", "Gil Gadgets").await;
+    let gql = |query: &str| json!({"query": query});
+    let category = create(&app, &owner, CATEGORIES, json!({"name": "Audio"})).await;
+    let laptop = create(&app, &owner, PRODUCTS, json!({"name": "Laptop", "name_ar": "حاسوب", "price": "99.99", "status": "active", "category": category["id"], "tags": ["pro"]})).await;
+    for i in 0..4 {
+        create(
+            &app,
+            &owner,
+            PRODUCTS,
+            json!({"name": format!("Thing {i}"), "price": "1"}),
+        )
+        .await;
+    }
+    create(
+        &app,
+        &owner,
+        &format!("{PRODUCTS}{}/variants/", laptop["id"]),
+        json!({"name": "16GB", "sku": "LT-16"}),
+    )
+    .await;
+
+    // Anonymous liveness and introspection.
+    let (status, body, _) = app
+        .post("/graphql/product", gql("{ __typename }"), None)
+        .await;
+    assert_eq!(
+        (status, body["data"]["__typename"].clone()),
+        (StatusCode::OK, json!("Query"))
+    );
+    let (_, types, _) = app
+        .post(
+            "/graphql/product",
+            gql("{ __schema { types { name } } }"),
+            None,
+        )
+        .await;
+    assert!(types["data"]["__schema"]["types"]
+        .as_array()
+        .is_some_and(|t| t.len() > 10));
+
+    // Flat shape: prices are decimal strings.
+    let (status, flat, _) = app
+        .post(
+            "/graphql/product",
+            gql("{ products { id name title price } }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{flat}");
+    let products = flat["data"]["products"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(products.len(), 5);
+    let lt = products
+        .iter()
+        .find(|p| p["title"] == "Laptop")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (lt["price"].clone(), lt["name"].clone(), lt["id"].clone()),
+        (
+            json!("99.99"),
+            json!("Laptop"),
+            json!(laptop["id"].to_string())
+        )
+    );
+    // Edges-as-nodes with the documented arguments.
+    let q = r#"{ products(filter: {status: "active"}, pagination: {offset: 0, limit: 20}, orderBy: "created_at:DESC") { edges { id title slug status createdAt } pageInfo { totalCount hasNextPage hasPreviousPage } } }"#;
+    let (_, edges, _) = app
+        .post("/graphql/product", gql(q), Some(&owner.access))
+        .await;
+    assert_eq!(
+        edges["data"]["products"]["pageInfo"]["totalCount"], 1,
+        "{edges}"
+    );
+    assert_eq!(edges["data"]["products"]["edges"][0]["slug"], "laptop");
+    // Relay: pages do not overlap; the documented {"id"} cursor is accepted.
+    let (_, page1, _) = app
+        .post("/graphql/product", gql("{ products(first: 2) { edges { node { id } cursor } pageInfo { hasNextPage endCursor } totalCount } }"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (
+            page1["data"]["products"]["totalCount"].clone(),
+            page1["data"]["products"]["pageInfo"]["hasNextPage"].clone()
+        ),
+        (json!(5), json!(true))
+    );
+    let after = s(&page1["data"]["products"]["pageInfo"]["endCursor"]);
+    let (_, page2, _) = app
+        .post(
+            "/graphql/product",
+            gql(&format!(
+                r#"{{ products(first: 2, after: "{after}") {{ edges {{ node {{ id }} }} }} }}"#
+            )),
+            Some(&owner.access),
+        )
+        .await;
+    let ids = |p: &Value| -> Vec<Value> {
+        p["data"]["products"]["edges"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["node"]["id"].clone()).collect())
+            .unwrap_or_default()
+    };
+    assert!(
+        ids(&page1).iter().all(|id| !ids(&page2).contains(id)),
+        "{page1} {page2}"
+    );
+    // Translations through the language of the request.
+    let q = format!(
+        "{{ product(id: {}) {{ title title_en title_ar titleAr category tags }} }}",
+        laptop["id"]
+    );
+    let req = app
+        .client
+        .post(app.url("/graphql/product"))
+        .bearer_auth(&owner.access)
+        .header("Accept-Language", "ar")
+        .json(&gql(&q));
+    let (_, ar, _) = app.send(req).await;
+    let p = &ar["data"]["product"];
+    assert_eq!(
+        (
+            p["title"].clone(),
+            p["title_en"].clone(),
+            p["titleAr"].clone()
+        ),
+        (json!("حاسوب"), json!("Laptop"), json!("حاسوب")),
+        "{ar}"
+    );
+    assert_eq!(
+        (p["category"]["name"].clone(), p["tags"].clone()),
+        (json!("Audio"), json!(["pro"]))
+    );
+
+    // Errors: anonymous writes, unknown fields, missing rows.
+    let (status, anon, _) = app
+        .post(
+            "/graphql/product",
+            gql(r#"mutation { createProduct(input: {title: "Test", price: "1"}) { id } }"#),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{anon}");
+    assert_eq!(
+        (
+            anon["data"]["createProduct"].clone(),
+            anon["errors"][0]["extensions"]["code"].clone()
+        ),
+        (Value::Null, json!("UNAUTHENTICATED"))
+    );
+    let (status, bad, _) = app
+        .post(
+            "/graphql/product",
+            gql("{ products { xyz } }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(s(&bad["errors"][0]["message"]).contains("xyz"), "{bad}");
+    assert!(bad.get("data").is_none());
+    let (_, invalid, _) = app
+        .post(
+            "/graphql/product",
+            gql(r#"mutation { createProduct(input: {title: ""}) { id } }"#),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        invalid["errors"][0]["extensions"]["code"], "VALIDATION_ERROR",
+        "{invalid}"
+    );
+
+    // Create, delete, trash, restore.
+    let (_, made, _) = app
+        .post("/graphql/product", gql(r#"mutation { createProduct(input: {title: "Speaker", price: 25, categoryId: 999999}) { id } }"#), Some(&owner.access))
+        .await;
+    assert_eq!(
+        made["errors"][0]["extensions"]["code"], "VALIDATION_ERROR",
+        "foreign keys are checked: {made}"
+    );
+    let (_, made, _) = app
+        .post("/graphql/product", gql(r#"mutation { createProduct(input: {title: "Speaker", price: 25}) { id price finalPrice } }"#), Some(&owner.access))
+        .await;
+    let id = s(&made["data"]["createProduct"]["id"]);
+    assert_eq!(made["data"]["createProduct"]["finalPrice"], "25.00");
+    let (_, deleted, _) = app
+        .post(
+            "/graphql/product",
+            gql(&format!("mutation {{ deleteProduct(id: {id}) }}")),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(deleted["data"]["deleteProduct"], true);
+    let (_, gone, _) = app
+        .post(
+            "/graphql/product",
+            gql(&format!("{{ product(id: {id}) {{ id }} }}")),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        (
+            gone["data"]["product"].clone(),
+            gone["errors"][0]["extensions"]["code"].clone()
+        ),
+        (Value::Null, json!("NOT_FOUND"))
+    );
+    let (_, trash, _) = app
+        .post(
+            "/graphql/product",
+            gql("{ products(trashed: true) { id } }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(trash["data"]["products"][0]["id"], id);
+    let (_, back, _) = app
+        .post(
+            "/graphql/product",
+            gql(&format!(
+                "mutation {{ restoreProduct(id: {id}) {{ deleted_at deletedAt }} }}"
+            )),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        back["data"]["restoreProduct"]["deletedAt"],
+        Value::Null,
+        "{back}"
+    );
+    let (_, meta, _) = app
+        .post(
+            "/graphql/product",
+            gql("{ _productsMeta { count } }"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(meta["data"]["_productsMeta"]["count"], 6);
+
+    // No N+1: the statements a page costs do not grow with its size.
+    let page = r#"{ products(limit: LIMIT, orderBy: "created_at:ASC") { id title category brand tags variants { id sku } } }"#;
+    let run = |limit: usize| {
+        let app = &app;
+        let access = owner.access.clone();
+        let queries = queries.clone();
+        async move {
+            let before = queries.load(std::sync::atomic::Ordering::SeqCst);
+            let (status, body, _) = app
+                .post(
+                    "/graphql/product",
+                    gql(&page.replace("LIMIT", &limit.to_string())),
+                    Some(&access),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(body["errors"].is_null(), "{body}");
+            (
+                queries.load(std::sync::atomic::Ordering::SeqCst) - before,
+                body,
+            )
+        }
+    };
+    for i in 0..45 {
+        create(&app, &owner, PRODUCTS, json!({"name": format!("Bulk {i}"), "price": "2", "tags": ["bulk"], "category": category["id"]})).await;
+    }
+    let (small, _) = run(2).await;
+    let (large, body) = run(50).await;
+    assert_eq!(body["data"]["products"].as_array().map(Vec::len), Some(50));
+    assert!(small > 0, "the counter sees queries");
+    assert_eq!(
+        small, large,
+        "statements per page: {small} for 2 rows, {large} for 50"
+    );
+    assert!(
+        large <= 4,
+        "count, page, variants (+ tx bookkeeping): {large}"
+    );
+    let laptop_row = body["data"]["products"]
+        .as_array()
+        .and_then(|p| p.iter().find(|x| x["title"] == "Laptop").cloned())
+        .unwrap_or_default();
+    assert_eq!(laptop_row["variants"][0]["sku"], "LT-16");
+}

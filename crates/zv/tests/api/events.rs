@@ -478,7 +478,23 @@ async fn graphql_adapts_the_same_functions() {
     let (status, body, _) = app
         .post("/graphql/project", q("{ projects { totalCount } }"), None)
         .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "anonymous: the error is in the body: {body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    let req = app
+        .client
+        .post(app.url("/graphql/project"))
+        .bearer_auth("not-a-jwt")
+        .json(&q("{ projects { totalCount } }"));
+    let (status, _, _) = app.send(req).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an invalid bearer is HTTP 401"
+    );
     let (_, viewer) = crate::projects::member(&app, &owner, "vic", "viewer").await;
     let (_, body, _) = app
         .post(

@@ -1,0 +1,763 @@
+//! GraphQL adapter of `kernel::resource` (conventions.md §7): a dynamic schema generated from
+//! the resources — `thing(id)`, `things(filter, where, search, orderBy, pagination, limit,
+//! offset, first, after, last, before, trashed)`, `_thingsMeta`, and `createThing`,
+//! `updateThing`, `deleteThing`, `restoreThing` — over the same functions as REST.
+//!
+//! List fields answer both documented shapes: a request whose selection uses `edges`,
+//! `pageInfo` or `totalCount` runs against the connection variant of the schema, any other
+//! against the flat variant (`things { id name }` → an array). Outputs are camelCase with
+//! snake_case twins; translated fields add `xEn/xAr/xFr` (and `x_en`…). Has-many relations
+//! (a product's variants) are loaded for a whole page in one query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Scalar, Schema, TypeRef,
+};
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use crate::auth::{resolve_read_scope, AuthState, Principal, ReadScope};
+use crate::error::ApiError;
+use crate::graphql::{to_graphql_error, window, Executor, PageInfo, RequestLanguage, WindowArgs};
+use crate::lang::SUPPORTED;
+use crate::list::{parse_graphql_filter, parse_graphql_order, snake_case, ListQuery, Page};
+use crate::platform::Platform;
+use crate::resource::{self, FieldKind, Resource};
+use crate::service::ServiceContext;
+
+/// A child list of a resource, loaded for all parents of a page at once.
+pub struct HasMany {
+    pub field: &'static str,
+    pub target: &'static GraphqlResource,
+    /// The child's column naming its parent.
+    pub foreign_key: &'static str,
+}
+
+/// How a resource appears in GraphQL.
+pub struct GraphqlResource {
+    pub resource: &'static Resource,
+    /// `Product`.
+    pub type_name: &'static str,
+    /// `product` / `products`.
+    pub single: &'static str,
+    pub plural: &'static str,
+    /// GraphQL names of REST fields (`name` → `title`); both are served.
+    pub renames: &'static [(&'static str, &'static str)],
+    pub has_many: &'static [HasMany],
+}
+
+fn camel(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' && !out.is_empty() {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn gql(e: ApiError) -> async_graphql::Error {
+    to_graphql_error(&e)
+}
+
+/// (GraphQL name, JSON key of the shaped row, type) of every output field.
+fn outputs(g: &GraphqlResource) -> Vec<(String, String, TypeRef)> {
+    let r = g.resource;
+    let mut out: Vec<(String, String, TypeRef)> = Vec::new();
+    let mut push = |name: String, key: &str, ty: TypeRef| {
+        for n in [camel(&name), name.clone()] {
+            if !out.iter().any(|(existing, _, _)| *existing == n) {
+                out.push((n, key.to_owned(), ty.clone()));
+            }
+        }
+    };
+    push("id".into(), "id", TypeRef::named_nn(TypeRef::ID));
+    push(
+        "project_id".into(),
+        "project_id",
+        TypeRef::named(TypeRef::INT),
+    );
+    for k in ["created_at", "updated_at", "deleted_at"] {
+        push(k.into(), k, TypeRef::named("DateTime"));
+    }
+    push(
+        "created_by".into(),
+        "created_by",
+        TypeRef::named(TypeRef::INT),
+    );
+    if r.slug_from.is_some() {
+        push("slug".into(), "slug", TypeRef::named(TypeRef::STRING));
+    }
+    for f in r.fields {
+        let ty = match f.kind {
+            FieldKind::Int { .. } | FieldKind::Ref { .. } => TypeRef::named(TypeRef::INT),
+            FieldKind::Number { .. } => TypeRef::named(TypeRef::FLOAT),
+            FieldKind::Bool => TypeRef::named(TypeRef::BOOLEAN),
+            FieldKind::Json { .. } => TypeRef::named("JSON"),
+            FieldKind::DateTime => TypeRef::named("DateTime"),
+            FieldKind::Decimal { .. } => TypeRef::named("Decimal"),
+            _ => TypeRef::named(TypeRef::STRING),
+        };
+        let mut names = vec![f.name.to_owned()];
+        if let Some((_, gql_name)) = g.renames.iter().find(|(rest, _)| *rest == f.name) {
+            names.insert(0, (*gql_name).to_owned());
+        }
+        for name in names {
+            push(name.clone(), f.name, ty.clone());
+            if f.translated {
+                for l in SUPPORTED {
+                    push(
+                        format!("{name}_{l}"),
+                        &format!("{}_{l}", f.name),
+                        ty.clone(),
+                    );
+                }
+            }
+        }
+    }
+    for (name, _) in r.computed {
+        push((*name).to_owned(), name, TypeRef::named("JSON"));
+    }
+    out
+}
+
+/// A root field's error nulls only that field (conventions §7): recorded with its path.
+fn soft<'a>(
+    ctx: &ResolverContext<'_>,
+    out: async_graphql::Result<Option<FieldValue<'a>>>,
+) -> Option<FieldValue<'a>> {
+    match out {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.add_error(ctx.set_error_path(e.into_server_error(ctx.item.pos)));
+            None
+        }
+    }
+}
+
+fn json_value(v: Value) -> async_graphql::Result<Option<FieldValue<'static>>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(FieldValue::value(async_graphql::Value::from_json(v)?)))
+}
+
+/// The object type of a resource, with its has-many fields.
+fn object(g: &'static GraphqlResource, name: &str) -> Object {
+    let mut obj = Object::new(name);
+    for (field, key, ty) in outputs(g) {
+        let is_id = field == "id";
+        obj = obj.field(Field::new(field, ty, move |ctx| {
+            let key = key.clone();
+            FieldFuture::new(async move {
+                let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let v = parent.get(&key).cloned().unwrap_or(Value::Null);
+                match (is_id, v) {
+                    (true, Value::Number(n)) => json_value(Value::String(n.to_string())),
+                    (_, v) => json_value(v),
+                }
+            })
+        }));
+    }
+    for rel in g.has_many {
+        let child_type = rel.target.type_name;
+        obj = obj.field(Field::new(
+            rel.field,
+            TypeRef::named_nn_list_nn(child_type),
+            move |ctx| {
+                FieldFuture::new(async move {
+                    let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    let rows = match parent.get(format!("__{}", rel.field)) {
+                        Some(Value::Array(rows)) => rows.clone(),
+                        _ => {
+                            // Not prefetched (a single object): one query for it.
+                            let id = parent["id"].as_i64().unwrap_or_default();
+                            let (svc, scope, lang) = request(&ctx).await?;
+                            let mut map = children(&svc, rel, &scope, &[id], lang)
+                                .await
+                                .map_err(gql)?;
+                            map.remove(&id).unwrap_or_default()
+                        }
+                    };
+                    Ok(Some(FieldValue::list(
+                        rows.into_iter().map(FieldValue::owned_any),
+                    )))
+                })
+            },
+        ));
+    }
+    obj
+}
+
+/// The child rows of `ids`, grouped by parent, in one query.
+async fn children(
+    svc: &ServiceContext,
+    rel: &HasMany,
+    scope: &ReadScope,
+    ids: &[i64],
+    lang: &str,
+) -> Result<HashMap<i64, Vec<Value>>, ApiError> {
+    let r = rel.target.resource;
+    let mut query = ListQuery::from_query(&r.list, None)?;
+    query.page = Page::Offset {
+        limit: i64::MAX,
+        offset: 0,
+    };
+    let rows = resource::rows_of(svc, r, scope, rel.foreign_key, ids, &query, lang).await?;
+    let mut map: HashMap<i64, Vec<Value>> = HashMap::new();
+    for (parent, row) in rows {
+        map.entry(parent).or_default().push(row);
+    }
+    Ok(map)
+}
+
+/// The service, the caller's read scope and the language of a GraphQL request.
+async fn request(
+    ctx: &ResolverContext<'_>,
+) -> async_graphql::Result<(ServiceContext, ReadScope, &'static str)> {
+    let svc = ctx.data::<ServiceContext>()?.clone();
+    let platform = ctx.data::<Platform>()?;
+    let headers = ctx.data_opt::<HeaderMap>().cloned().unwrap_or_default();
+    let principal = match ctx.data_opt::<AuthState>() {
+        Some(AuthState::Authenticated(c)) => Some(Principal(c.clone())),
+        Some(AuthState::Invalid) => return Err(gql(ApiError::token_not_valid())),
+        _ => None,
+    };
+    let scope = resolve_read_scope(platform, principal.as_ref(), &headers)
+        .await
+        .map_err(gql)?;
+    let lang = ctx.data_opt::<RequestLanguage>().map_or("en", |l| l.0);
+    Ok((svc, scope, lang))
+}
+
+async fn member(
+    ctx: &ResolverContext<'_>,
+) -> async_graphql::Result<(ServiceContext, crate::auth::ProjectScope, &'static str)> {
+    if !matches!(
+        ctx.data_opt::<AuthState>(),
+        Some(AuthState::Authenticated(_))
+    ) {
+        return Err(gql(ApiError::not_authenticated()));
+    }
+    let (svc, scope, lang) = request(ctx).await?;
+    match scope {
+        ReadScope::Member(s) => Ok((svc, s, lang)),
+        ReadScope::Public { .. } => Err(gql(match ctx.data_opt::<AuthState>() {
+            Some(AuthState::Authenticated(_)) => ApiError::forbidden(
+                "not_project_member",
+                "You are not a member of this project.",
+            ),
+            _ => ApiError::not_authenticated(),
+        })),
+    }
+}
+
+fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> async_graphql::Result<Option<Value>> {
+    match ctx.args.get(name) {
+        Some(v) if !v.is_null() => Ok(Some(v.deserialize::<Value>()?)),
+        _ => Ok(None),
+    }
+}
+
+fn int_arg(ctx: &ResolverContext<'_>, name: &str) -> async_graphql::Result<Option<i64>> {
+    match ctx.args.get(name) {
+        Some(v) if !v.is_null() => Ok(Some(v.i64()?)),
+        _ => Ok(None),
+    }
+}
+
+fn id_arg(ctx: &ResolverContext<'_>) -> async_graphql::Result<i64> {
+    let raw = ctx.args.try_get("id")?;
+    raw.string()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| raw.i64().ok())
+        .ok_or_else(|| gql(ApiError::field("id", "A valid id is required.")))
+}
+
+/// The list arguments of §7.1 → a list query and its window.
+fn list_args(
+    ctx: &ResolverContext<'_>,
+    r: &Resource,
+) -> async_graphql::Result<(ListQuery, crate::graphql::Window)> {
+    let mut query = ListQuery::from_query(&r.list, None).map_err(gql)?;
+    if let Some(filter) = json_arg(ctx, "filter")?.or(json_arg(ctx, "where")?) {
+        query.filter = parse_graphql_filter(&r.list, &filter).map_err(gql)?;
+    }
+    if let Some(order) = json_arg(ctx, "orderBy")? {
+        query.ordering = parse_graphql_order(&r.list, &order).map_err(gql)?;
+        query.explicit_ordering = true;
+    }
+    if let Some(search) = ctx
+        .args
+        .get("search")
+        .and_then(|s| s.string().ok().map(str::to_owned))
+    {
+        query.search = search.split_whitespace().map(str::to_owned).collect();
+    }
+    let pagination = json_arg(ctx, "pagination")?.unwrap_or(Value::Null);
+    let args = WindowArgs {
+        pagination_offset: pagination["offset"].as_i64(),
+        pagination_limit: pagination["limit"].as_i64(),
+        limit: int_arg(ctx, "limit")?,
+        offset: int_arg(ctx, "offset")?,
+        first: int_arg(ctx, "first")?,
+        after: ctx
+            .args
+            .get("after")
+            .and_then(|s| s.string().ok().map(str::to_owned)),
+        last: int_arg(ctx, "last")?,
+        before: ctx
+            .args
+            .get("before")
+            .and_then(|s| s.string().ok().map(str::to_owned)),
+    };
+    let w = window(&args, 20, |_| None).map_err(gql)?;
+    query.page = Page::Offset {
+        limit: w.limit,
+        offset: w.offset,
+    };
+    Ok((query, w))
+}
+
+fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
+    let ty = if connection {
+        TypeRef::named(format!("{}Connection", g.type_name))
+    } else {
+        TypeRef::named_nn_list(g.type_name)
+    };
+    let field = Field::new(g.plural, ty, move |ctx| {
+        FieldFuture::new(async move {
+            let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                let (svc, scope, lang) = request(&ctx).await?;
+                let (query, w) = list_args(&ctx, g.resource)?;
+                let trashed = ctx
+                    .args
+                    .get("trashed")
+                    .and_then(|t| t.boolean().ok())
+                    .unwrap_or(false);
+                let (total, mut rows) =
+                    resource::list(&svc, g.resource, &scope, &query, lang, trashed)
+                        .await
+                        .map_err(gql)?;
+                // Has-many relations of the page in one query each, when selected.
+                let look = ctx.look_ahead();
+                for rel in g.has_many {
+                    let selected = look.field(rel.field).exists()
+                        || look.field("edges").field(rel.field).exists()
+                        || look.field("edges").field("node").field(rel.field).exists();
+                    if !selected {
+                        continue;
+                    }
+                    let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
+                    let mut map = children(&svc, rel, &scope, &ids, lang).await.map_err(gql)?;
+                    for row in &mut rows {
+                        let id = row["id"].as_i64().unwrap_or_default();
+                        row[format!("__{}", rel.field)] =
+                            Value::Array(map.remove(&id).unwrap_or_default());
+                    }
+                }
+                if connection {
+                    Ok(Some(FieldValue::owned_any(Page2 {
+                        rows,
+                        window: w,
+                        total,
+                    })))
+                } else {
+                    Ok(Some(FieldValue::list(
+                        rows.into_iter().map(FieldValue::owned_any),
+                    )))
+                }
+            }
+            .await;
+            Ok(soft(&ctx, out))
+        })
+    });
+    let field = field
+        .argument(InputValue::new("filter", TypeRef::named("JSON")))
+        .argument(InputValue::new("where", TypeRef::named("JSON")))
+        .argument(InputValue::new("search", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("orderBy", TypeRef::named("JSON")))
+        .argument(InputValue::new("pagination", TypeRef::named("JSON")))
+        .argument(InputValue::new("trashed", TypeRef::named(TypeRef::BOOLEAN)));
+    ["limit", "offset", "first", "last"]
+        .into_iter()
+        .fold(field, |f, a| {
+            f.argument(InputValue::new(a, TypeRef::named(TypeRef::INT)))
+        })
+        .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("before", TypeRef::named(TypeRef::STRING)))
+}
+
+/// One page for the connection types.
+struct Page2 {
+    rows: Vec<Value>,
+    window: crate::graphql::Window,
+    total: i64,
+}
+
+fn connection_types(g: &'static GraphqlResource) -> (Object, Object) {
+    let edge_name = format!("{}Edge", g.type_name);
+    let mut edge = object(g, &edge_name);
+    edge = edge
+        .field(Field::new("node", TypeRef::named_nn(g.type_name), |ctx| {
+            FieldFuture::new(async move {
+                let row = ctx.parent_value.try_downcast_ref::<Value>()?;
+                Ok(Some(FieldValue::owned_any(row.clone())))
+            })
+        }))
+        .field(Field::new(
+            "cursor",
+            TypeRef::named_nn(TypeRef::STRING),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let row = ctx.parent_value.try_downcast_ref::<Value>()?;
+                    json_value(row.get("__cursor").cloned().unwrap_or(Value::Null))
+                })
+            },
+        ));
+    let conn = Object::new(format!("{}Connection", g.type_name))
+        .field(Field::new(
+            "edges",
+            TypeRef::named_nn_list_nn(edge_name),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let page = ctx.parent_value.try_downcast_ref::<Page2>()?;
+                    let edges = page.rows.iter().enumerate().map(|(i, row)| {
+                        let mut row = row.clone();
+                        row["__cursor"] = Value::String(crate::graphql::encode_cursor(
+                            page.window.offset + i as i64,
+                        ));
+                        FieldValue::owned_any(row)
+                    });
+                    Ok(Some(FieldValue::list(edges)))
+                })
+            },
+        ))
+        .field(Field::new(
+            "pageInfo",
+            TypeRef::named_nn("PageInfo"),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let page = ctx.parent_value.try_downcast_ref::<Page2>()?;
+                    let info = PageInfo::of(page.window, page.rows.len() as i64, page.total);
+                    Ok(Some(FieldValue::owned_any(info)))
+                })
+            },
+        ))
+        .field(Field::new(
+            "totalCount",
+            TypeRef::named_nn(TypeRef::INT),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let page = ctx.parent_value.try_downcast_ref::<Page2>()?;
+                    Ok(Some(FieldValue::value(page.total)))
+                })
+            },
+        ));
+    (edge, conn)
+}
+
+fn page_info_type() -> Object {
+    let field = |name: &'static str, ty: TypeRef, get: fn(&PageInfo) -> async_graphql::Value| {
+        Field::new(name, ty, move |ctx| {
+            FieldFuture::new(async move {
+                let info = ctx.parent_value.try_downcast_ref::<PageInfo>()?;
+                let v = get(info);
+                Ok(if v == async_graphql::Value::Null {
+                    None
+                } else {
+                    Some(FieldValue::value(v))
+                })
+            })
+        })
+    };
+    Object::new("PageInfo")
+        .field(field(
+            "hasNextPage",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            |i| i.has_next_page.into(),
+        ))
+        .field(field(
+            "hasPreviousPage",
+            TypeRef::named_nn(TypeRef::BOOLEAN),
+            |i| i.has_previous_page.into(),
+        ))
+        .field(field("startCursor", TypeRef::named(TypeRef::STRING), |i| {
+            i.start_cursor.clone().into()
+        }))
+        .field(field("endCursor", TypeRef::named(TypeRef::STRING), |i| {
+            i.end_cursor.clone().into()
+        }))
+        .field(field("totalCount", TypeRef::named_nn(TypeRef::INT), |i| {
+            i.total_count.into()
+        }))
+}
+
+/// camelCase input → the snake_case body the resource reads.
+fn input_body(ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
+    let input = json_arg(ctx, "input")?.unwrap_or(Value::Null);
+    let Value::Object(map) = input else {
+        return Err(gql(ApiError::field("input", "Give an input object.")));
+    };
+    Ok(Value::Object(
+        map.into_iter().map(|(k, v)| (snake_case(&k), v)).collect(),
+    ))
+}
+
+fn build(
+    resources: &'static [&'static GraphqlResource],
+    svc: ServiceContext,
+    connection: bool,
+) -> anyhow::Result<Schema> {
+    let mut query = Object::new("Query");
+    let mut mutation = Object::new("Mutation");
+    let mut schema = Schema::build("Query", Some("Mutation"), None)
+        .register(Scalar::new("JSON"))
+        .register(Scalar::new("DateTime"))
+        .register(Scalar::new("Decimal"))
+        .register(page_info_type())
+        .register(Object::new("ListMeta").field(Field::new(
+            "count",
+            TypeRef::named_nn(TypeRef::INT),
+            |ctx| {
+                FieldFuture::new(async move {
+                    let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                        Ok(Some(FieldValue::value(
+                            *ctx.parent_value.try_downcast_ref::<i64>()?,
+                        )))
+                    }
+                    .await;
+                    Ok(soft(&ctx, out))
+                })
+            },
+        )));
+    for &g in resources {
+        schema = schema.register(object(g, g.type_name));
+        let (edge, conn) = connection_types(g);
+        schema = schema.register(edge).register(conn);
+        query = query.field(list_field(g, connection));
+        query = query.field(
+            Field::new(g.single, TypeRef::named(g.type_name), move |ctx| {
+                FieldFuture::new(async move {
+                    let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                        let (svc, scope, lang) = request(&ctx).await?;
+                        let row = resource::retrieve(&svc, g.resource, &scope, id_arg(&ctx)?, lang)
+                            .await
+                            .map_err(gql)?;
+                        Ok(Some(FieldValue::owned_any(row)))
+                    }
+                    .await;
+                    Ok(soft(&ctx, out))
+                })
+            })
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
+        );
+        query = query.field(
+            Field::new(
+                format!("_{}Meta", g.plural),
+                TypeRef::named("ListMeta"),
+                move |ctx| {
+                    FieldFuture::new(async move {
+                        let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                            let (svc, scope, lang) = request(&ctx).await?;
+                            let (mut q, _) = list_args(&ctx, g.resource)?;
+                            q.page = Page::Offset {
+                                limit: 1,
+                                offset: 0,
+                            };
+                            let (total, _) =
+                                resource::list(&svc, g.resource, &scope, &q, lang, false)
+                                    .await
+                                    .map_err(gql)?;
+                            Ok(Some(FieldValue::owned_any(total)))
+                        }
+                        .await;
+                        Ok(soft(&ctx, out))
+                    })
+                },
+            )
+            .argument(InputValue::new("filter", TypeRef::named("JSON")))
+            .argument(InputValue::new("where", TypeRef::named("JSON")))
+            .argument(InputValue::new("search", TypeRef::named(TypeRef::STRING))),
+        );
+        let t = g.type_name;
+        mutation = mutation
+            .field(
+                Field::new(format!("create{t}"), TypeRef::named(t), move |ctx| {
+                    FieldFuture::new(async move {
+                        let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                            let (svc, scope, lang) = member(&ctx).await?;
+                            let row = resource::create(
+                                &svc,
+                                g.resource,
+                                &scope,
+                                &input_body(&ctx)?,
+                                lang,
+                            )
+                            .await
+                            .map_err(gql)?;
+                            Ok(Some(FieldValue::owned_any(row)))
+                        }
+                        .await;
+                        Ok(soft(&ctx, out))
+                    })
+                })
+                .argument(InputValue::new("input", TypeRef::named_nn("JSON"))),
+            )
+            .field(
+                Field::new(format!("update{t}"), TypeRef::named(t), move |ctx| {
+                    FieldFuture::new(async move {
+                        let (svc, scope, lang) = member(&ctx).await?;
+                        let row = resource::update(
+                            &svc,
+                            g.resource,
+                            &scope,
+                            id_arg(&ctx)?,
+                            &input_body(&ctx)?,
+                            true,
+                            lang,
+                        )
+                        .await
+                        .map_err(gql)?;
+                        Ok(Some(FieldValue::owned_any(row)))
+                    })
+                })
+                .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+                .argument(InputValue::new("input", TypeRef::named_nn("JSON"))),
+            )
+            .field(
+                Field::new(
+                    format!("delete{t}"),
+                    TypeRef::named(TypeRef::BOOLEAN),
+                    move |ctx| {
+                        FieldFuture::new(async move {
+                            let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                                let (svc, scope, _) = member(&ctx).await?;
+                                resource::delete(&svc, g.resource, &scope, id_arg(&ctx)?)
+                                    .await
+                                    .map_err(gql)?;
+                                Ok(Some(FieldValue::value(true)))
+                            }
+                            .await;
+                            Ok(soft(&ctx, out))
+                        })
+                    },
+                )
+                .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
+            )
+            .field(
+                Field::new(format!("restore{t}"), TypeRef::named(t), move |ctx| {
+                    FieldFuture::new(async move {
+                        let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                            let (svc, scope, lang) = member(&ctx).await?;
+                            let row =
+                                resource::restore(&svc, g.resource, &scope, id_arg(&ctx)?, lang)
+                                    .await
+                                    .map_err(gql)?;
+                            Ok(Some(FieldValue::owned_any(row)))
+                        }
+                        .await;
+                        Ok(soft(&ctx, out))
+                    })
+                })
+                .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
+            );
+    }
+    Ok(schema
+        .register(query)
+        .register(mutation)
+        .data(svc)
+        .limit_depth(15)
+        .limit_complexity(10_000)
+        .finish()?)
+}
+
+/// Both shapes of the schema; each request runs against the one its selection asks for.
+#[derive(Clone)]
+pub struct ResourceSchema {
+    flat: Arc<Schema>,
+    connection: Arc<Schema>,
+}
+
+impl ResourceSchema {
+    pub fn new(
+        resources: &'static [&'static GraphqlResource],
+        svc: ServiceContext,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            flat: Arc::new(build(resources, svc.clone(), false)?),
+            connection: Arc::new(build(resources, svc, true)?),
+        })
+    }
+
+    /// The schema's SDL (connection variant), for clients and tests.
+    pub fn sdl(&self) -> String {
+        self.connection.sdl()
+    }
+}
+
+/// Whether a document selects `edges`, `pageInfo` or `totalCount` anywhere.
+fn wants_connection(query: &str) -> bool {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn walk(set: &SelectionSet, doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(f) => {
+                let name = f.node.name.node.as_str();
+                matches!(name, "edges" | "pageInfo" | "totalCount")
+                    || walk(&f.node.selection_set.node, doc)
+            }
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .is_some_and(|frag| walk(&frag.node.selection_set.node, doc)),
+            Selection::InlineFragment(i) => walk(&i.node.selection_set.node, doc),
+        })
+    }
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    doc.operations
+        .iter()
+        .any(|(_, op)| walk(&op.node.selection_set.node, &doc))
+}
+
+#[async_trait::async_trait]
+impl Executor for ResourceSchema {
+    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response {
+        let schema = if wants_connection(&request.query) {
+            &self.connection
+        } else {
+            &self.flat
+        };
+        schema.execute(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selection_chooses_the_shape() {
+        assert!(!wants_connection("{ products { id name price } }"));
+        assert!(wants_connection(
+            "{ products { edges { id } pageInfo { totalCount } } }"
+        ));
+        assert!(wants_connection(
+            "query { products(first: 2) { totalCount } }"
+        ));
+        assert!(wants_connection(
+            "{ products { ...F } } fragment F on ProductConnection { edges { id } }"
+        ));
+        assert_eq!(camel("created_at"), "createdAt");
+    }
+}
