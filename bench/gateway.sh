@@ -27,8 +27,10 @@ PASSWORD="Bench-pass-123"
 cleanup() {
   kill "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  psql "${ZV_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -qc \
-    "DROP DATABASE IF EXISTS \"${ZV_DATABASE_PREFIX}zv_auth_db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  for service in auth project product; do
+    psql "${ZV_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -qc \
+      "DROP DATABASE IF EXISTS \"${ZV_DATABASE_PREFIX}zv_${service}_db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   rm -rf "$ZV_DATA_DIR"
 }
 PIDS=()
