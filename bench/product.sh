@@ -31,6 +31,7 @@ PRODUCT_DB="${ZV_DATABASE_PREFIX}zv_product_db"
 WORK=$(mktemp -d)
 
 cleanup() {
+  restore_pg 2>/dev/null || true
   kill "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   for service in auth project product; do
@@ -42,11 +43,18 @@ PIDS=()
 trap cleanup EXIT
 
 $BIN user create --username bench --email bench@example.com --password "$PASSWORD" >/dev/null
+# The database gets the same CPU in every row: PostgreSQL is pinned to core 0 (when this user may
+# pin it), the server and the load generators share the other core(s). Otherwise pgbench would
+# leave the database two cores while the REST rows split them with the server.
 CORES=$(nproc)
 PIN_SERVER=(); PIN_LOAD=()
+PG_PIDS=$(pgrep -x postgres || pgrep -f 'postgres:' || true)
 if command -v taskset >/dev/null && [ "$CORES" -ge 2 ]; then
-  PIN_SERVER=(taskset -c "$((CORES - 1))"); PIN_LOAD=(taskset -c 0)
+  OTHERS="1-$((CORES - 1))"
+  PIN_SERVER=(taskset -c "$OTHERS"); PIN_LOAD=(taskset -c "$OTHERS")
+  for pid in $PG_PIDS; do taskset -a -cp 0 "$pid" >/dev/null 2>&1 || true; done
 fi
+restore_pg() { for pid in $(pgrep -x postgres || true); do taskset -a -cp "0-$((CORES - 1))" "$pid" >/dev/null 2>&1 || true; done; }
 ZV_LISTEN=$ADDR "${PIN_SERVER[@]}" $BIN up 2>/dev/null & PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://$ADDR/health/" >/dev/null && break; sleep 0.2; done
 
