@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Product list throughput, side by side in one run (issue: product service benchmark):
+# Product list throughput, side by side in one run:
 #   pgbench       the SQL a member's first page runs (count + rows), prepared: the physical limit
 #   REST          GET /api/v1/product/products/?page_size=20 as a member (uncached)
 #   REST cached   the same page read publicly (X-Project-ID, no token): the public cache

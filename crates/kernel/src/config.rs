@@ -74,7 +74,7 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub redis_namespace: String,
-    /// Optional RabbitMQ (events; used from the events issue on).
+    /// Optional RabbitMQ for events (the broker bus is not built yet; events run in-process).
     pub amqp_url: Option<Secret>,
     /// Public base URL used for absolute links (pagination `next`); defaults to the request's host.
     pub public_base_url: Option<String>,
