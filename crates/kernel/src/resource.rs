@@ -1016,29 +1016,39 @@ pub async fn create(
         .map_err(|e| map_db_error(e, r.unique))?;
     let view = ReadScope::Member(scope.clone());
     let raw = fetch(&mut tx, r, &view, id, false).await?;
-    if let Some(h) = r.hooks {
-        h.after_write(
-            ctx,
-            &mut tx,
-            scope,
-            Written {
-                write: Write::Create,
-                body,
-                before: None,
-                row: &raw,
-            },
-        )
-        .await?;
-    }
-    // Hooks may have written related rows the response shows (a product's tags).
+    let written = Written {
+        write: Write::Create,
+        body,
+        before: None,
+        row: &raw,
+    };
+    let raw = finish(ctx, r, scope, tx, id, written).await?;
+    Ok(r.shape(&raw, lang, true))
+}
+
+/// The end of a create, update or restore: the hooks' `after_write`, the row as the response
+/// shows it (read again when hooks ran: they may write related rows, like a product's tags),
+/// commit, then the public cache's invalidation and the delivery of the events.
+async fn finish(
+    ctx: &ServiceContext,
+    r: &Resource,
+    scope: &ProjectScope,
+    mut tx: sqlx::Transaction<'_, Postgres>,
+    id: i64,
+    written: Written<'_>,
+) -> Result<Value, ApiError> {
     let raw = match r.hooks {
-        Some(_) => fetch(&mut tx, r, &view, id, false).await?,
-        None => raw,
+        Some(h) => {
+            h.after_write(ctx, &mut tx, scope, written).await?;
+            let view = ReadScope::Member(scope.clone());
+            fetch(&mut tx, r, &view, id, false).await?
+        }
+        None => written.row.clone(),
     };
     tx.commit().await?;
     public_cache::invalidate(ctx, r.service, scope.project_id()).await;
     ctx.outbox.flush().await;
-    Ok(r.shape(&raw, lang, true))
+    Ok(raw)
 }
 
 /// PATCH (`partial`) or PUT: absent fields stay as they are; PUT needs the required ones.
@@ -1079,28 +1089,13 @@ pub async fn update(
         .await
         .map_err(|e| map_db_error(e, r.unique))?;
     let raw = fetch(&mut tx, r, &view, id, false).await?;
-    if let Some(h) = r.hooks {
-        h.after_write(
-            ctx,
-            &mut tx,
-            scope,
-            Written {
-                write: Write::Update,
-                body,
-                before: Some(&before),
-                row: &raw,
-            },
-        )
-        .await?;
-    }
-    // Hooks may have written related rows the response shows (a product's tags).
-    let raw = match r.hooks {
-        Some(_) => fetch(&mut tx, r, &view, id, false).await?,
-        None => raw,
+    let written = Written {
+        write: Write::Update,
+        body,
+        before: Some(&before),
+        row: &raw,
     };
-    tx.commit().await?;
-    public_cache::invalidate(ctx, r.service, scope.project_id()).await;
-    ctx.outbox.flush().await;
+    let raw = finish(ctx, r, scope, tx, id, written).await?;
     Ok(r.shape(&raw, lang, true))
 }
 
@@ -1190,28 +1185,13 @@ pub async fn restore(
         _ => map_db_error(e, r.unique),
     })?;
     let raw = fetch(&mut tx, r, &view, id, false).await?;
-    if let Some(h) = r.hooks {
-        h.after_write(
-            ctx,
-            &mut tx,
-            scope,
-            Written {
-                write: Write::Restore,
-                body: &Value::Null,
-                before: Some(&before),
-                row: &raw,
-            },
-        )
-        .await?;
-    }
-    // Hooks may have written related rows the response shows (a product's tags).
-    let raw = match r.hooks {
-        Some(_) => fetch(&mut tx, r, &view, id, false).await?,
-        None => raw,
+    let written = Written {
+        write: Write::Restore,
+        body: &Value::Null,
+        before: Some(&before),
+        row: &raw,
     };
-    tx.commit().await?;
-    public_cache::invalidate(ctx, r.service, scope.project_id()).await;
-    ctx.outbox.flush().await;
+    let raw = finish(ctx, r, scope, tx, id, written).await?;
     Ok(r.shape(&raw, lang, true))
 }
 
