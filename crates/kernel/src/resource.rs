@@ -1418,16 +1418,7 @@ pub mod rest {
 
     /// Absolute page links from the public base URL (or the request's host).
     fn base_url(ctx: &ServiceContext, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
-        let origin = match &ctx.platform.config().public_base_url {
-            Some(base) => base.trim_end_matches('/').to_owned(),
-            None => format!(
-                "http://{}",
-                headers
-                    .get(axum::http::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("localhost")
-            ),
-        };
+        let origin = crate::service::public_origin(ctx.platform.config(), headers);
         format!("{origin}{}", uri.path())
     }
 

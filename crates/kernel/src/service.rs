@@ -106,6 +106,30 @@ async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
 }
 
+/// The absolute origin links are built on: `public_base_url`, else the request's scheme and host
+/// (`X-Forwarded-Host`/`-Proto` only when `trust_forwarded_for`). A host with characters no host
+/// has is not echoed into links (`localhost` instead).
+pub fn public_origin(config: &crate::config::Config, headers: &axum::http::HeaderMap) -> String {
+    if let Some(base) = &config.public_base_url {
+        return base.trim_end_matches('/').to_owned();
+    }
+    let trust = config.trust_forwarded_for;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("x-forwarded-host")
+        .filter(|_| trust)
+        .or_else(|| header("host"))
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or("localhost");
+    let proto = header("x-forwarded-proto")
+        .filter(|p| trust && (*p == "https" || *p == "http"))
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
 /// Registers `route` at each of `paths` both bare and under `/{alias}/` (services mounted
 /// twice by their contract), and at the `-`/`_` spellings of their literal segments.
 pub fn at<S: Clone + Send + Sync + 'static>(
@@ -202,6 +226,25 @@ mod tests {
         public_paths: &["/auth/token/refresh", "/country"],
         public_exact: &["/auth/token"],
     };
+
+    #[test]
+    fn link_origins_never_echo_odd_hosts() {
+        let mut config = crate::config::Config::default();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("host", "shop.example.com:8000".parse().expect("hv"));
+        headers.insert("x-forwarded-host", "evil.example".parse().expect("hv"));
+        headers.insert("x-forwarded-proto", "https".parse().expect("hv"));
+        assert_eq!(
+            public_origin(&config, &headers),
+            "http://shop.example.com:8000"
+        );
+        config.trust_forwarded_for = true;
+        assert_eq!(public_origin(&config, &headers), "https://evil.example");
+        headers.insert("x-forwarded-host", "a\"><script>".parse().expect("hv"));
+        assert_eq!(public_origin(&config, &headers), "https://localhost");
+        config.public_base_url = Some("https://api.example.com/".into());
+        assert_eq!(public_origin(&config, &headers), "https://api.example.com");
+    }
 
     #[test]
     fn public_paths_match_on_segment_boundaries() {

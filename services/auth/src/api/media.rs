@@ -25,29 +25,9 @@ impl<S: Send + Sync> FromRequestParts<S> for MediaBase {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let config = parts.extensions.get::<Platform>().map(Platform::config);
-        let configured = config.as_ref().and_then(|c| c.public_base_url.clone());
-        let base = match configured {
-            Some(base) => base.trim_end_matches('/').to_owned(),
-            None => {
-                let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .filter(|h| {
-                        h.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-                    })
-                    .unwrap_or("localhost");
-                let trust = config.as_ref().is_some_and(|c| c.trust_forwarded_for);
-                let proto = parts
-                    .headers
-                    .get("x-forwarded-proto")
-                    .and_then(|h| h.to_str().ok())
-                    .filter(|p| trust && (*p == "https" || *p == "http"))
-                    .unwrap_or("http");
-                format!("{proto}://{host}")
-            }
+        let base = match parts.extensions.get::<Platform>() {
+            Some(platform) => kernel::service::public_origin(platform.config(), &parts.headers),
+            None => kernel::service::public_origin(&Default::default(), &parts.headers),
         };
         Ok(MediaBase(base))
     }

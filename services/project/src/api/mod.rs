@@ -16,18 +16,9 @@ use serde_json::Value;
 use crate::attachments::Urls;
 use crate::{Ctx, Directory};
 
-/// `http://host` of this request, or the configured public base URL.
+/// The origin of this platform's links (configured, else the request's).
 pub fn origin(ctx: &Ctx, headers: &HeaderMap) -> String {
-    if let Some(base) = &ctx.platform.config().public_base_url {
-        return base.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get("x-forwarded-host")
-        .filter(|_| ctx.platform.config().trust_forwarded_for)
-        .or_else(|| headers.get(axum::http::header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
+    kernel::service::public_origin(ctx.platform.config(), headers)
 }
 
 pub fn urls(ctx: &Ctx, headers: &HeaderMap) -> Urls {
