@@ -83,6 +83,12 @@ fn data_message(message: &str) -> String {
     }
 }
 
+/// A path `{id}` segment: an integer, else the record cannot exist (404, never a 400 that would
+/// tell a malformed id from a missing one).
+pub fn path_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
 /// JSON body extractor with contract-shaped rejections.
 pub struct Json<T>(pub T);
 

@@ -1410,7 +1410,7 @@ pub mod rest {
 
     use super::{public_cache, Resource};
     use crate::auth::{ProjectScope, ReadScope};
-    use crate::extract::Json;
+    use crate::extract::{path_id as id, Json};
     use crate::lang::Lang;
     use crate::list::{page_body, ListQuery};
     use crate::service::{at, ServiceContext};
@@ -1420,10 +1420,6 @@ pub mod rest {
     fn base_url(ctx: &ServiceContext, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
         let origin = crate::service::public_origin(ctx.platform.config(), headers);
         format!("{origin}{}", uri.path())
-    }
-
-    fn id(raw: &str) -> Result<i64, ApiError> {
-        raw.parse().map_err(|_| ApiError::not_found())
     }
 
     async fn page(

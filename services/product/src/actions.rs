@@ -5,7 +5,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::routing::{get, post};
 use axum::{Json as JsonOut, Router};
 use kernel::auth::{ProjectScope, ReadScope};
-use kernel::extract::Json;
+use kernel::extract::{path_id as int_id, Json};
 use kernel::lang::Lang;
 use kernel::list::{fetch_page, page_body, Field as Col, Kind, ListQuery, ListSpec};
 use kernel::resource::public_cache;
@@ -15,10 +15,6 @@ use serde_json::{json, Value};
 
 use crate::catalogue::GRANTS;
 use crate::products::PRODUCT;
-
-fn int_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found())
-}
 
 /// `{product_ids: [..]}`: live products of the project (400 naming the first that is not).
 async fn product_ids(
@@ -198,7 +194,7 @@ async fn pricing(
            'unit_price', round(COALESCE(f.final, v.selling_price, p.price), 2)::text, \
            'list_price', round(COALESCE(v.selling_price, p.price), 2)::text, \
            'discount_id', f.discount_id, \
-           'is_available', p.id IS NOT NULL AND p.is_active AND p.status NOT IN ('draft', 'inactive', 'archived') \
+           'is_available', p.id IS NOT NULL AND {on_sale} \
                            AND (i.variant_id IS NULL OR (v.id IS NOT NULL AND v.is_active)), \
            'track_inventory', p.track_inventory, \
            'image_url', NULL) \
@@ -207,7 +203,8 @@ async fn pricing(
          LEFT JOIN variants v ON v.id = i.variant_id AND v.product = p.id AND v.deleted_at IS NULL \
          LEFT JOIN LATERAL product_best_discount(p.id, COALESCE(v.selling_price, p.price)) f ON p.id IS NOT NULL \
          ORDER BY i.n",
-        if member { "" } else { "AND p.is_active AND p.status NOT IN ('draft', 'inactive', 'archived')" }
+        if member { "" } else { concat!("AND ", on_sale!("p")) },
+        on_sale = on_sale!("p"),
     ))
     .bind(&products)
     .bind(&variants)

@@ -18,6 +18,13 @@ pub const GRANTS: Grants = Grants {
     editor_writes: Some(&[]),
 };
 
+/// Money: decimal strings with two places, never negative.
+pub const MONEY: FieldKind = FieldKind::Decimal {
+    min: Some(0),
+    max: None,
+    scale: 2,
+};
+
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
 const fn int(min: i64) -> FieldKind {

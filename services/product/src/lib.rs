@@ -2,6 +2,30 @@
 //! products and the reference resources (categories, tags, brands, collections), all on
 //! `kernel::resource`.
 
+/// SQL: the row under `$alias` is a product the public may see (active, not a draft, inactive
+/// or archived). One definition for every public filter of the service.
+macro_rules! on_sale {
+    ($alias:literal) => {
+        concat!(
+            $alias,
+            ".is_active AND ",
+            $alias,
+            ".status NOT IN ('draft', 'inactive', 'archived')"
+        )
+    };
+}
+
+/// SQL: the product of the row `t` (a variant, a barcode) is one the public may see.
+macro_rules! product_on_sale {
+    () => {
+        concat!(
+            "EXISTS (SELECT 1 FROM products p WHERE p.id = t.product AND p.deleted_at IS NULL AND ",
+            on_sale!("p"),
+            ")"
+        )
+    };
+}
+
 pub mod actions;
 pub mod catalogue;
 pub mod graphql;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json as JsonOut, Router};
 use kernel::auth::{ProjectScope, ReadScope};
-use kernel::extract::Json;
+use kernel::extract::{path_id as product_id, Json};
 use kernel::lang::Lang;
 use kernel::list::ListQuery;
 use kernel::service::ServiceContext;
@@ -15,10 +15,6 @@ use kernel::ApiError;
 use serde_json::{json, Value};
 
 use crate::variants::VARIANT;
-
-fn product_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found())
-}
 
 /// `{count, results}` of the product's variants (contract §3); the product must be visible.
 async fn list(

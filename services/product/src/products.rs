@@ -18,14 +18,8 @@ use kernel::{ApiError, FieldErrors};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
-use crate::catalogue::GRANTS;
+use crate::catalogue::{GRANTS, MONEY};
 use crate::variants::{check_sku, valid_sku};
-
-const MONEY: FieldKind = FieldKind::Decimal {
-    min: Some(0),
-    max: None,
-    scale: 2,
-};
 
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
@@ -243,7 +237,7 @@ pub static PRODUCT: Resource = Resource {
     },
     search_vector: Some("search"),
     public_read: true,
-    public_filter: Some("t.is_active AND t.status NOT IN ('draft', 'inactive', 'archived')"),
+    public_filter: Some(on_sale!("t")),
     grants: GRANTS,
     unique: &[ConstraintField {
         constraint: "products_sku_live",

@@ -16,18 +16,12 @@ use kernel::{ApiError, FieldErrors};
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use crate::catalogue::GRANTS;
+use crate::catalogue::{GRANTS, MONEY};
 
-const MONEY: FieldKind = FieldKind::Decimal {
-    min: Some(0),
-    max: None,
-    scale: 2,
-};
 const MEASURE: FieldKind = FieldKind::Number { min: Some(0.0) };
 
 /// Products visible to the public, for the rows that hang off them.
-const PUBLIC_PRODUCT: &str = "EXISTS (SELECT 1 FROM products p WHERE p.id = t.product \
-    AND p.deleted_at IS NULL AND p.is_active AND p.status NOT IN ('draft', 'inactive', 'archived'))";
+const PUBLIC_PRODUCT: &str = product_on_sale!();
 
 pub static SCHEMA: Resource = Resource {
     service: "product",
@@ -258,8 +252,7 @@ pub static VARIANT: Resource = Resource {
     params: None,
 };
 
-const PUBLIC_VARIANT: &str = "t.is_active AND EXISTS (SELECT 1 FROM products p WHERE p.id = t.product \
-    AND p.deleted_at IS NULL AND p.is_active AND p.status NOT IN ('draft', 'inactive', 'archived'))";
+const PUBLIC_VARIANT: &str = concat!("t.is_active AND ", product_on_sale!());
 
 /// A SKU is unique per project across products and variants, case-insensitively. Both kinds of
 /// write take the same lock, so two writers cannot both pass the check.

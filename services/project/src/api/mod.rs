@@ -132,7 +132,4 @@ impl FromRequestParts<Ctx> for Scoped {
     }
 }
 
-/// A path `{id}` that must be an integer; anything else is a missing record.
-pub fn int_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| ApiError::not_found())
-}
+pub use kernel::extract::path_id as int_id;
