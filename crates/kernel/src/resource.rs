@@ -1383,6 +1383,35 @@ pub mod public_cache {
         }
     }
 
+    /// A public read (`Some(project)`) answered from the cache or computed and stored; any other
+    /// read (members, the trash: `None`) is computed every time.
+    pub async fn read_through<F, Fut>(
+        ctx: &ServiceContext,
+        service: &str,
+        public_project: Option<i64>,
+        request: &str,
+        compute: F,
+    ) -> Result<serde_json::Value, crate::ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, crate::ApiError>>,
+    {
+        let key = match public_project {
+            Some(project_id) => key(ctx, service, project_id, request).await,
+            None => None,
+        };
+        if let Some(k) = &key {
+            if let Some(hit) = get(ctx, k).await {
+                return Ok(hit);
+            }
+        }
+        let body = compute().await?;
+        if let Some(k) = &key {
+            put(ctx, k, &body).await;
+        }
+        Ok(body)
+    }
+
     /// After a committed write: every cached public read of the project's service is stale.
     pub async fn invalidate(ctx: &ServiceContext, service: &str, project_id: i64) {
         let version = uuid::Uuid::new_v4().simple().to_string();
@@ -1432,25 +1461,17 @@ pub mod rest {
         trashed: bool,
     ) -> Result<JsonOut<Value>, ApiError> {
         let base = base_url(&ctx, &headers, &uri);
-        let key = match (&scope, trashed) {
-            (ReadScope::Public { project_id }, false) => {
-                let request = format!("{lang}:{base}?{}", uri.query().unwrap_or(""));
-                public_cache::key(&ctx, r.service, *project_id, &request).await
-            }
+        let public = match (&scope, trashed) {
+            (ReadScope::Public { project_id }, false) => Some(*project_id),
             _ => None,
         };
-        if let Some(hit) = match &key {
-            Some(k) => public_cache::get(&ctx, k).await,
-            None => None,
-        } {
-            return Ok(JsonOut(hit));
-        }
-        let query = ListQuery::from_query(&r.list, uri.query())?;
-        let (total, rows) = super::list(&ctx, r, &scope, &query, lang, trashed).await?;
-        let body = page_body(&base, uri.query(), total, &query, rows);
-        if let Some(k) = &key {
-            public_cache::put(&ctx, k, &body).await;
-        }
+        let request = format!("{lang}:{base}?{}", uri.query().unwrap_or(""));
+        let body = public_cache::read_through(&ctx, r.service, public, &request, || async {
+            let query = ListQuery::from_query(&r.list, uri.query())?;
+            let (total, rows) = super::list(&ctx, r, &scope, &query, lang, trashed).await?;
+            Ok(page_body(&base, uri.query(), total, &query, rows))
+        })
+        .await?;
         Ok(JsonOut(body))
     }
 
@@ -1504,23 +1525,15 @@ pub mod rest {
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
                 let id = id(&raw)?;
-                let key = match &scope {
-                    ReadScope::Public { project_id } => {
-                        let request = format!("{lang}:{}/{id}", r.table);
-                        public_cache::key(&ctx, r.service, *project_id, &request).await
-                    }
+                let public = match &scope {
+                    ReadScope::Public { project_id } => Some(*project_id),
                     ReadScope::Member(_) => None,
                 };
-                if let Some(hit) = match &key {
-                    Some(k) => public_cache::get(&ctx, k).await,
-                    None => None,
-                } {
-                    return Ok(JsonOut(hit));
-                }
-                let body = super::retrieve(&ctx, r, &scope, id, lang).await?;
-                if let Some(k) = &key {
-                    public_cache::put(&ctx, k, &body).await;
-                }
+                let request = format!("{lang}:{}/{id}", r.table);
+                let body = public_cache::read_through(&ctx, r.service, public, &request, || {
+                    super::retrieve(&ctx, r, &scope, id, lang)
+                })
+                .await?;
                 Ok::<_, ApiError>(JsonOut(body))
             },
         )
