@@ -668,11 +668,20 @@ mod list_tests {
 pub fn principal(
     ctx: &async_graphql::Context<'_>,
 ) -> async_graphql::Result<crate::auth::Principal> {
-    use crate::error::ApiError;
+    maybe_principal(ctx)?
+        .ok_or_else(|| to_graphql_error(&crate::error::ApiError::not_authenticated()))
+}
+
+/// The caller if any: anonymous is `None`, an invalid bearer is still an error.
+pub fn maybe_principal(
+    ctx: &async_graphql::Context<'_>,
+) -> async_graphql::Result<Option<crate::auth::Principal>> {
     match ctx.data_opt::<AuthState>() {
-        Some(AuthState::Authenticated(claims)) => Ok(crate::auth::Principal(claims.clone())),
-        Some(AuthState::Invalid) => Err(to_graphql_error(&ApiError::token_not_valid())),
-        _ => Err(to_graphql_error(&ApiError::not_authenticated())),
+        Some(AuthState::Authenticated(claims)) => Ok(Some(crate::auth::Principal(claims.clone()))),
+        Some(AuthState::Invalid) => {
+            Err(to_graphql_error(&crate::error::ApiError::token_not_valid()))
+        }
+        _ => Ok(None),
     }
 }
 

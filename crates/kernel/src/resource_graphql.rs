@@ -18,7 +18,7 @@ use async_graphql::dynamic::{
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use crate::auth::{resolve_read_scope, AuthState, Principal, ReadScope};
+use crate::auth::{resolve_read_scope, AuthState, ReadScope};
 use crate::error::ApiError;
 use crate::graphql::{to_graphql_error, window, Executor, PageInfo, RequestLanguage, WindowArgs};
 use crate::lang::SUPPORTED;
@@ -226,11 +226,7 @@ async fn request(
     let svc = ctx.data::<ServiceContext>()?.clone();
     let platform = ctx.data::<Platform>()?;
     let headers = ctx.data_opt::<HeaderMap>().cloned().unwrap_or_default();
-    let principal = match ctx.data_opt::<AuthState>() {
-        Some(AuthState::Authenticated(c)) => Some(Principal(c.clone())),
-        Some(AuthState::Invalid) => return Err(gql(ApiError::token_not_valid())),
-        _ => None,
-    };
+    let principal = crate::graphql::maybe_principal(ctx)?;
     let scope = resolve_read_scope(platform, principal.as_ref(), &headers)
         .await
         .map_err(gql)?;
