@@ -106,6 +106,17 @@ impl ApiError {
         Self::validation(FieldErrors::single(field, message))
     }
 
+    /// The same error with the messages of field `from` filed under `to` (an input that is
+    /// called differently where the error is reported).
+    pub fn rename_field(mut self, from: &str, to: &str) -> Self {
+        if let Some(fields) = self.0.fields.as_mut() {
+            if let Some(messages) = fields.0.remove(from) {
+                fields.0.entry(to.to_owned()).or_default().extend(messages);
+            }
+        }
+        self
+    }
+
     pub fn bad_request(code: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }

@@ -195,3 +195,116 @@ mod tests {
         );
     }
 }
+
+/// A file part of a multipart form, held in memory (the router's body limit bounds it).
+#[derive(Debug, Clone)]
+pub struct FilePart {
+    pub field: String,
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// A JSON body, or a multipart form whose text fields become a JSON object (a repeated name
+/// becomes a list) and whose files are kept apart — the DRF parsers a create endpoint accepts.
+pub struct JsonOrForm {
+    pub body: serde_json::Value,
+    pub files: Vec<FilePart>,
+}
+
+impl JsonOrForm {
+    /// The one file sent as `field`, or `None`; two are refused.
+    pub fn file(&mut self, field: &str) -> Result<Option<FilePart>, ApiError> {
+        let mut found = self.files.iter().filter(|f| f.field == field);
+        if found.next().is_some() && found.next().is_some() {
+            return Err(ApiError::field(field, "Send one file per request."));
+        }
+        Ok(self
+            .files
+            .iter()
+            .position(|f| f.field == field)
+            .map(|i| self.files.remove(i)))
+    }
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
+
+impl<S> FromRequest<S> for JsonOrForm
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::multipart::{Multipart, MultipartRejection};
+        use serde_json::{Map, Value};
+        if !is_multipart(req.headers()) {
+            let Json(body) = Json::<Value>::from_request(req, state).await?;
+            return Ok(Self {
+                body,
+                files: Vec::new(),
+            });
+        }
+        let mut form = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| match e {
+                MultipartRejection::InvalidBoundary(_) => {
+                    ApiError::unsupported_media_type("multipart/form-data without a boundary")
+                }
+                other => ApiError::bad_request("parse_error", other.body_text()),
+            })?;
+        let bad = |e: axum::extract::multipart::MultipartError| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(e.status(), "file_too_large", e.body_text())
+            } else {
+                ApiError::bad_request(
+                    "parse_error",
+                    format!("Malformed multipart body: {}", e.body_text()),
+                )
+            }
+        };
+        let mut body = Map::new();
+        let mut files = Vec::new();
+        while let Some(field) = form.next_field().await.map_err(bad)? {
+            let name = field.name().unwrap_or("").to_owned();
+            if let Some(file_name) = field.file_name().map(str::to_owned) {
+                let content_type = field.content_type().map(str::to_owned);
+                let bytes = field.bytes().await.map_err(bad)?;
+                files.push(FilePart {
+                    field: name,
+                    file_name,
+                    content_type,
+                    bytes,
+                });
+                continue;
+            }
+            let text = field.text().await.map_err(bad)?;
+            if text.len() > 64 * 1024 {
+                return Err(ApiError::field(name, "A form field is too long."));
+            }
+            match body.get_mut(&name) {
+                Some(Value::Array(items)) => items.push(Value::String(text)),
+                Some(first) => {
+                    let first = first.take();
+                    body.insert(name, Value::Array(vec![first, Value::String(text)]));
+                }
+                None => {
+                    body.insert(name, Value::String(text));
+                }
+            }
+        }
+        Ok(Self {
+            body: Value::Object(body),
+            files,
+        })
+    }
+}

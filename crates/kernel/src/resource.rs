@@ -349,7 +349,7 @@ impl Resource {
             }
         }
         for (name, _) in self.computed {
-            out.insert((*name).to_owned(), get(name));
+            out.insert((*name).to_owned(), localise(get(name), lang));
         }
         Value::Object(out)
     }
@@ -449,6 +449,48 @@ impl Resource {
         }
         errors.into_result()?;
         Ok(values)
+    }
+}
+
+/// Related rows in computed values carry their translations as `name_en`, `name_ar`,
+/// `name_fr`: each such group becomes one `name` in `lang` (else English, else any), so that a
+/// product's `category` reads `{id, name, slug}` in the request's language.
+fn localise(v: Value, lang: &str) -> Value {
+    match v {
+        Value::Array(items) => Value::Array(items.into_iter().map(|i| localise(i, lang)).collect()),
+        Value::Object(mut map) => {
+            let bases: Vec<String> = map
+                .keys()
+                .filter_map(|k| k.strip_suffix("_en"))
+                .filter(|base| {
+                    SUPPORTED
+                        .iter()
+                        .all(|l| map.contains_key(&format!("{base}_{l}")))
+                })
+                .map(str::to_owned)
+                .collect();
+            for base in bases {
+                let mut texts: Vec<(&str, Value)> = SUPPORTED
+                    .iter()
+                    .map(|l| {
+                        (
+                            *l,
+                            map.remove(&format!("{base}_{l}")).unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect();
+                let filled = |v: &Value| v.as_str().is_some_and(|s| !s.is_empty());
+                let pick = texts
+                    .iter()
+                    .position(|(l, v)| *l == lang && filled(v))
+                    .or_else(|| texts.iter().position(|(l, v)| *l == "en" && filled(v)))
+                    .or_else(|| texts.iter().position(|(_, v)| filled(v)));
+                let name = pick.map_or(Value::Null, |i| texts.swap_remove(i).1);
+                map.insert(base, name);
+            }
+            Value::Object(map)
+        }
+        other => other,
     }
 }
 
@@ -1481,7 +1523,19 @@ pub mod rest {
         path: &str,
         r: &'static Resource,
     ) -> Router<ServiceContext> {
-        let collection = get(
+        routes_with(router, alias, path, r, None)
+    }
+
+    /// [`routes`] with the service's own `POST` on the collection (a create that takes more
+    /// than JSON, like a product with its image).
+    pub fn routes_with(
+        router: Router<ServiceContext>,
+        alias: &str,
+        path: &str,
+        r: &'static Resource,
+        create: Option<axum::routing::MethodRouter<ServiceContext>>,
+    ) -> Router<ServiceContext> {
+        let list = get(
             move |State(ctx): State<ServiceContext>,
                   scope: ReadScope,
                   Lang(lang): Lang,
@@ -1489,16 +1543,21 @@ pub mod rest {
                   headers: HeaderMap| async move {
                 page(ctx, r, scope, lang, uri, headers, false).await
             },
-        )
-        .post(
-            move |State(ctx): State<ServiceContext>,
-                  scope: ProjectScope,
-                  Lang(lang): Lang,
-                  Json(body): Json<Value>| async move {
-                let created = super::create(&ctx, r, &scope, &body, lang).await?;
-                Ok::<Response, ApiError>((StatusCode::CREATED, JsonOut(created)).into_response())
-            },
         );
+        let collection = match create {
+            Some(custom) => list.merge(custom),
+            None => list.post(
+                move |State(ctx): State<ServiceContext>,
+                      scope: ProjectScope,
+                      Lang(lang): Lang,
+                      Json(body): Json<Value>| async move {
+                    let created = super::create(&ctx, r, &scope, &body, lang).await?;
+                    Ok::<Response, ApiError>(
+                        (StatusCode::CREATED, JsonOut(created)).into_response(),
+                    )
+                },
+            ),
+        };
         let trash = get(
             move |State(ctx): State<ServiceContext>,
                   scope: ProjectScope,

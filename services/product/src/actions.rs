@@ -197,7 +197,10 @@ async fn pricing(
            'is_available', p.id IS NOT NULL AND {on_sale} \
                            AND (i.variant_id IS NULL OR (v.id IS NOT NULL AND v.is_active)), \
            'track_inventory', p.track_inventory, \
-           'image_url', NULL) \
+           'image_url', (SELECT im.url FROM product_images im \
+              WHERE im.product = p.id AND im.deleted_at IS NULL \
+              ORDER BY (v.id IS NOT NULL AND im.variant = v.id) DESC, im.is_primary DESC, \
+                       im.position, im.id LIMIT 1)) \
          FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS i(product_id, variant_id, n) \
          LEFT JOIN products p ON p.id = i.product_id AND p.project_id = $3 AND p.deleted_at IS NULL {} \
          LEFT JOIN variants v ON v.id = i.variant_id AND v.product = p.id AND v.deleted_at IS NULL \

@@ -29,6 +29,7 @@ macro_rules! product_on_sale {
 pub mod actions;
 pub mod catalogue;
 pub mod graphql;
+pub mod images;
 pub mod merch;
 pub mod products;
 pub mod variants;
@@ -89,7 +90,13 @@ fn routes() -> Router<ServiceContext> {
         &merch::PRODUCT_COLLECTION,
     );
     let r = actions::routes(r);
-    let r = resource(r, "", "products", &products::PRODUCT);
+    let r = kernel::resource::rest::routes_with(
+        r,
+        "",
+        "products",
+        &products::PRODUCT,
+        Some(nested::product_create()),
+    );
     nested::routes(r)
 }
 
@@ -105,6 +112,14 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     };
     let schema = kernel::resource_graphql::ResourceSchema::new(graphql::RESOURCES, ctx.clone())?;
     let router = routes()
+        // Images are sent as multipart up to the direct-upload size; JSON keeps its own limit.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            platform
+                .config()
+                .storage
+                .direct_upload_max_bytes
+                .saturating_add(1 << 20) as usize,
+        ))
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/product"));
     Ok(mount(&SPEC, "/api/v1/product", router, pool, None))

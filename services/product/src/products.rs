@@ -23,12 +23,19 @@ use crate::variants::{check_sku, valid_sku};
 
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
-const CATEGORY: &str = "(SELECT jsonb_build_object('id', c.id, 'name', \
-    COALESCE(NULLIF(c.name_en, ''), NULLIF(c.name_ar, ''), c.name_fr), 'slug', c.slug) \
+/// Relations as `{id, name, slug}`; the name's translations are resolved in the request's
+/// language by `Resource::shape`.
+const CATEGORY: &str = "(SELECT jsonb_build_object('id', c.id, 'name_en', c.name_en, \
+    'name_ar', c.name_ar, 'name_fr', c.name_fr, 'slug', c.slug) \
     FROM categories c WHERE c.id = t.category AND c.deleted_at IS NULL)";
-const BRAND: &str = "(SELECT jsonb_build_object('id', b.id, 'name', \
-    COALESCE(NULLIF(b.name_en, ''), NULLIF(b.name_ar, ''), b.name_fr), 'slug', b.slug) \
+const BRAND: &str = "(SELECT jsonb_build_object('id', b.id, 'name_en', b.name_en, \
+    'name_ar', b.name_ar, 'name_fr', b.name_fr, 'slug', b.slug) \
     FROM brands b WHERE b.id = t.brand AND b.deleted_at IS NULL)";
+/// The live images by position (product.md §2.4).
+const IMAGES: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, 'url', i.url, \
+    'alt_text', i.alt_text, 'is_primary', i.is_primary, 'position', i.position, \
+    'variant', i.variant) ORDER BY i.position, i.id) \
+    FROM product_images i WHERE i.product = t.id AND i.deleted_at IS NULL), '[]')";
 const TAGS: &str =
     "COALESCE((SELECT jsonb_agg(g.name ORDER BY lower(g.name)) FROM product_tags pt \
     JOIN tags g ON g.id = pt.tag_id WHERE pt.product_id = t.id AND g.deleted_at IS NULL), '[]')";
@@ -132,6 +139,7 @@ pub static PRODUCT: Resource = Resource {
         ("category", CATEGORY),
         ("brand", BRAND),
         ("tags", TAGS),
+        ("images", IMAGES),
         ("stock_status", STOCK_STATUS),
         ("final_price", FINAL_PRICE),
         ("variants_count", VARIANTS_COUNT),

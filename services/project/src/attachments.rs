@@ -680,6 +680,13 @@ where
     placement.validate()?;
     let name = clean_name(file_name);
     let file_type = declared_type(ctx, &name, content_type)?;
+    if placement
+        .file_type
+        .as_deref()
+        .is_some_and(|wanted| wanted != file_type.category)
+    {
+        return Err(unsupported(ctx, file_type.ext));
+    }
     let direct_max = ctx.platform.config().storage.direct_upload_max_bytes;
     let limit = direct_max.min(file_type.max_bytes);
     let reservation = reserve_hint.unwrap_or(limit).min(limit) as i64;
@@ -1280,6 +1287,77 @@ impl EventHandler for ObjectCleaner {
             }
         }
         Ok(())
+    }
+}
+
+/// The attachments as other services use them (`integration::files`).
+pub struct Files(pub Ctx);
+
+#[async_trait]
+impl integration::files::ProjectFiles for Files {
+    async fn upload(
+        &self,
+        scope: &ProjectScope,
+        username: &str,
+        upload: integration::files::FileUpload,
+        origin: &str,
+    ) -> Result<integration::files::StoredFile, ApiError> {
+        let placement = Placement {
+            entity_type: upload.entity_type.to_owned(),
+            entity_id: upload.entity_id,
+            visibility: Some("public".into()),
+            file_type: Some(upload.category.to_owned()),
+            ..Placement::default()
+        };
+        let size = upload.bytes.len() as u64;
+        let body =
+            futures::stream::once(async move { Ok::<_, std::convert::Infallible>(upload.bytes) });
+        let (row, _) = direct_upload(
+            &self.0,
+            scope,
+            username,
+            &placement,
+            &upload.file_name,
+            upload.content_type.as_deref(),
+            Some(size),
+            Box::pin(body),
+        )
+        .await?;
+        let urls = Urls::new(&self.0, origin.to_owned());
+        Ok(integration::files::StoredFile {
+            attachment_id: row.id,
+            url: urls.public(&row.storage_key),
+            mime_type: row.mime_type,
+        })
+    }
+
+    async fn find(
+        &self,
+        project_id: i64,
+        attachment_id: i64,
+        category: &str,
+        origin: &str,
+    ) -> Result<Option<integration::files::StoredFile>, ApiError> {
+        let row: Option<AttachmentRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM attachments WHERE id = $1 AND project_id = $2 \
+             AND deleted_at IS NULL AND upload_status = 'completed' AND visibility = 'public' \
+             AND category = $3"
+        ))
+        .bind(attachment_id)
+        .bind(project_id)
+        .bind(category)
+        .fetch_optional(&self.0.pool)
+        .await?;
+        let urls = Urls::new(&self.0, origin.to_owned());
+        Ok(row.map(|row| integration::files::StoredFile {
+            attachment_id: row.id,
+            url: urls.public(&row.storage_key),
+            mime_type: row.mime_type,
+        }))
+    }
+
+    async fn discard(&self, scope: &ProjectScope, attachment_id: i64) -> Result<(), ApiError> {
+        delete(&self.0, scope, attachment_id).await.map(|_| ())
     }
 }
 

@@ -231,6 +231,9 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         pool: pool.clone(),
         outbox,
     };
+    platform.provide::<integration::files::SharedProjectFiles>(Arc::new(attachments::Files(
+        ctx.clone(),
+    )));
     tokio::spawn(sweeper(ctx.clone()));
     let graphql = graphql::routes(ctx.clone());
     let router = routes()

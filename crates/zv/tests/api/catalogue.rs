@@ -571,7 +571,13 @@ async fn products_price_tag_and_publish() {
     let (_, arabic, _) = app.send(req).await;
     assert_eq!(
         (arabic["name"].clone(), arabic["category"]["name"].clone()),
-        (json!("هاتف زد"), json!("Phones"))
+        (json!("هاتف زد"), json!("هواتف")),
+        "relations are named in the request's language too"
+    );
+    let (_, english, _) = app.send(anon(&item)).await;
+    assert_eq!(
+        english["category"],
+        json!({"id": category["id"], "name": "Phones", "slug": category["slug"]})
     );
 
     // SKU: unique per project, case-insensitive; a format.

@@ -9,6 +9,7 @@ mod events;
 mod files;
 mod gateway;
 mod harness;
+mod images;
 mod limits;
 mod projects;
 mod tenancy;
