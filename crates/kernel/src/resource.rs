@@ -888,6 +888,29 @@ pub async fn retrieve(
     Ok(r.shape(&raw, lang, Resource::is_member(scope)))
 }
 
+/// A live row by its slug (`product(slug:)`), as the caller may read it.
+pub async fn retrieve_by_slug(
+    ctx: &ServiceContext,
+    r: &Resource,
+    scope: &ReadScope,
+    slug: &str,
+    lang: &str,
+) -> Result<Value, ApiError> {
+    check_read(r, scope)?;
+    if r.slug_from.is_none() {
+        return Err(ApiError::not_found());
+    }
+    let mut qb = QueryBuilder::new(format!("SELECT {} {}", r.select(), r.from()));
+    push_scope(&mut qb, r, scope, false);
+    qb.push(" AND t.slug = ").push_bind(slug.to_owned());
+    let raw = qb
+        .build_query_scalar::<Value>()
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(r.shape(&raw, lang, Resource::is_member(scope)))
+}
+
 /// References must name live rows of the same project.
 async fn check_refs(
     tx: &mut PgConnection,

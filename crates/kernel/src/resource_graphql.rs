@@ -35,6 +35,40 @@ pub struct HasMany {
     pub foreign_key: &'static str,
 }
 
+/// A related row (or rows) named by a key of the row: `category` (an id, or the `{id, name,
+/// slug}` REST shows) or `tag_ids` (a list of ids). Loaded for a whole page at once.
+pub struct BelongsTo {
+    pub field: &'static str,
+    pub key: &'static str,
+    pub target: &'static GraphqlResource,
+    /// The key holds a list of ids.
+    pub many: bool,
+}
+
+impl BelongsTo {
+    pub const fn one(field: &'static str, target: &'static GraphqlResource) -> Self {
+        Self {
+            field,
+            key: field,
+            target,
+            many: false,
+        }
+    }
+
+    pub const fn many(
+        field: &'static str,
+        key: &'static str,
+        target: &'static GraphqlResource,
+    ) -> Self {
+        Self {
+            field,
+            key,
+            target,
+            many: true,
+        }
+    }
+}
+
 /// How a resource appears in GraphQL.
 pub struct GraphqlResource {
     pub resource: &'static Resource,
@@ -46,6 +80,27 @@ pub struct GraphqlResource {
     /// GraphQL names of REST fields (`name` → `title`); both are served.
     pub renames: &'static [(&'static str, &'static str)],
     pub has_many: &'static [HasMany],
+    pub belongs_to: &'static [BelongsTo],
+    /// Root queries and the generic mutations (`false`: the type is only reached through a
+    /// relation, and written by the service's own mutations).
+    pub roots: bool,
+}
+
+impl GraphqlResource {
+    fn is_relation(&self, name: &str) -> bool {
+        self.has_many.iter().any(|h| h.field == name)
+            || self.belongs_to.iter().any(|b| b.field == name)
+    }
+}
+
+/// The ids a row key holds: an id, an `{id, …}` object, or a list of either.
+fn ids_in(v: &Value) -> Vec<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().into_iter().collect(),
+        Value::Object(m) => m.get("id").and_then(Value::as_i64).into_iter().collect(),
+        Value::Array(items) => items.iter().flat_map(ids_in).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn camel(name: &str) -> String {
@@ -68,65 +123,114 @@ fn gql(e: ApiError) -> async_graphql::Error {
     to_graphql_error(&e)
 }
 
-/// (GraphQL name, JSON key of the shaped row, type) of every output field.
-fn outputs(g: &GraphqlResource) -> Vec<(String, String, TypeRef)> {
+/// One output field: GraphQL name, JSON key of the shaped row, type, and whether the value is a
+/// reference (an `{id, …}` object in the row is answered with its id).
+struct Output {
+    name: String,
+    key: String,
+    ty: TypeRef,
+    reference: bool,
+    translated: bool,
+}
+
+/// Every scalar output field of a resource: camelCase and snake_case twins, `xId` for each
+/// reference, translations; relation fields are typed elsewhere.
+fn outputs(g: &GraphqlResource) -> Vec<Output> {
     let r = g.resource;
-    let mut out: Vec<(String, String, TypeRef)> = Vec::new();
-    let mut push = |name: String, key: &str, ty: TypeRef| {
+    let mut out: Vec<Output> = Vec::new();
+    let mut push = |name: String, key: &str, ty: TypeRef, reference: bool, translated: bool| {
         for n in [camel(&name), name.clone()] {
-            if !out.iter().any(|(existing, _, _)| *existing == n) {
-                out.push((n, key.to_owned(), ty.clone()));
+            if !g.is_relation(&n) && !out.iter().any(|o| o.name == n) {
+                out.push(Output {
+                    name: n,
+                    key: key.to_owned(),
+                    ty: ty.clone(),
+                    reference,
+                    translated,
+                });
             }
         }
     };
-    push("id".into(), "id", TypeRef::named_nn(TypeRef::ID));
+    push(
+        "id".into(),
+        "id",
+        TypeRef::named_nn(TypeRef::ID),
+        false,
+        false,
+    );
     push(
         "project_id".into(),
         "project_id",
         TypeRef::named(TypeRef::INT),
+        false,
+        false,
     );
     for k in ["created_at", "updated_at", "deleted_at"] {
-        push(k.into(), k, TypeRef::named("DateTime"));
+        push(k.into(), k, TypeRef::named("DateTime"), false, false);
     }
     push(
         "created_by".into(),
         "created_by",
         TypeRef::named(TypeRef::INT),
+        false,
+        false,
     );
     if r.slug_from.is_some() {
-        push("slug".into(), "slug", TypeRef::named(TypeRef::STRING));
+        push(
+            "slug".into(),
+            "slug",
+            TypeRef::named(TypeRef::STRING),
+            false,
+            false,
+        );
     }
     for f in r.fields {
-        let ty = match f.kind {
-            FieldKind::Int { .. } | FieldKind::Ref { .. } => TypeRef::named(TypeRef::INT),
-            FieldKind::Number { .. } => TypeRef::named(TypeRef::FLOAT),
-            FieldKind::Bool => TypeRef::named(TypeRef::BOOLEAN),
-            FieldKind::Json { .. } => TypeRef::named("JSON"),
-            FieldKind::DateTime => TypeRef::named("DateTime"),
-            FieldKind::Decimal { .. } => TypeRef::named("Decimal"),
-            _ => TypeRef::named(TypeRef::STRING),
-        };
+        let ty = scalar_type(f.kind);
+        let reference = matches!(f.kind, FieldKind::Ref { .. });
         let mut names = vec![f.name.to_owned()];
         if let Some((_, gql_name)) = g.renames.iter().find(|(rest, _)| *rest == f.name) {
             names.insert(0, (*gql_name).to_owned());
         }
+        if reference {
+            names.push(format!("{}_id", f.name));
+        }
         for name in names {
-            push(name.clone(), f.name, ty.clone());
+            push(name.clone(), f.name, ty.clone(), reference, f.translated);
             if f.translated {
                 for l in SUPPORTED {
                     push(
                         format!("{name}_{l}"),
                         &format!("{}_{l}", f.name),
                         ty.clone(),
+                        false,
+                        false,
                     );
                 }
             }
         }
     }
     for (name, _) in r.computed {
-        push((*name).to_owned(), name, TypeRef::named("JSON"));
+        push(
+            (*name).to_owned(),
+            name,
+            TypeRef::named("JSON"),
+            false,
+            false,
+        );
     }
     out
+}
+
+fn scalar_type(kind: FieldKind) -> TypeRef {
+    match kind {
+        FieldKind::Int { .. } | FieldKind::Ref { .. } => TypeRef::named(TypeRef::INT),
+        FieldKind::Number { .. } => TypeRef::named(TypeRef::FLOAT),
+        FieldKind::Bool => TypeRef::named(TypeRef::BOOLEAN),
+        FieldKind::Json { .. } => TypeRef::named("JSON"),
+        FieldKind::DateTime => TypeRef::named("DateTime"),
+        FieldKind::Decimal { .. } => TypeRef::named("Decimal"),
+        _ => TypeRef::named(TypeRef::STRING),
+    }
 }
 
 /// A root field's error nulls only that field (conventions §7): recorded with its path.
@@ -150,22 +254,45 @@ fn json_value(v: Value) -> async_graphql::Result<Option<FieldValue<'static>>> {
     Ok(Some(FieldValue::value(async_graphql::Value::from_json(v)?)))
 }
 
-/// The object type of a resource, with its has-many fields.
+/// The object type of a resource, with its relations.
 fn object(g: &'static GraphqlResource, name: &str) -> Object {
     let mut obj = Object::new(name);
-    for (field, key, ty) in outputs(g) {
-        let is_id = field == "id";
-        obj = obj.field(Field::new(field, ty, move |ctx| {
+    for o in outputs(g) {
+        let is_id = o.name == "id";
+        let (key, reference, translated) = (o.key, o.reference, o.translated);
+        let mut field = Field::new(o.name, o.ty, move |ctx| {
             let key = key.clone();
             FieldFuture::new(async move {
                 let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
+                // `title(language: "ar")`: that translation, else the row's own choice.
+                let asked = match ctx.args.get("language") {
+                    Some(l) if translated => Some(l.string()?.to_owned()),
+                    _ => None,
+                };
+                if let Some(l) = asked.filter(|l| SUPPORTED.contains(&l.as_str())) {
+                    let text = parent.get(format!("{key}_{l}")).cloned();
+                    if text
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
+                    {
+                        return json_value(text.unwrap_or(Value::Null));
+                    }
+                }
                 let v = parent.get(&key).cloned().unwrap_or(Value::Null);
-                match (is_id, v) {
-                    (true, Value::Number(n)) => json_value(Value::String(n.to_string())),
-                    (_, v) => json_value(v),
+                match (is_id, reference, v) {
+                    (true, _, Value::Number(n)) => json_value(Value::String(n.to_string())),
+                    (_, true, Value::Object(m)) => {
+                        json_value(m.get("id").cloned().unwrap_or(Value::Null))
+                    }
+                    (_, _, v) => json_value(v),
                 }
             })
-        }));
+        });
+        if translated {
+            field = field.argument(InputValue::new("language", TypeRef::named(TypeRef::STRING)));
+        }
+        obj = obj.field(field);
     }
     for rel in g.has_many {
         let child_type = rel.target.type_name;
@@ -194,7 +321,79 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
             },
         ));
     }
+    for rel in g.belongs_to {
+        let ty = if rel.many {
+            TypeRef::named_nn_list_nn(rel.target.type_name)
+        } else {
+            TypeRef::named(rel.target.type_name)
+        };
+        obj = obj.field(Field::new(rel.field, ty, move |ctx| {
+            FieldFuture::new(async move {
+                let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let found = match parent.get(format!("__{}", rel.field)) {
+                    Some(v) => v.clone(),
+                    None => {
+                        // Not prefetched (a single object): one query for it.
+                        let (svc, scope, lang) = request(&ctx).await?;
+                        let mut row = parent.clone();
+                        attach_related(&svc, rel, &scope, std::slice::from_mut(&mut row), lang)
+                            .await
+                            .map_err(gql)?;
+                        row[format!("__{}", rel.field)].take()
+                    }
+                };
+                Ok(match found {
+                    Value::Array(rows) => Some(FieldValue::list(
+                        rows.into_iter().map(FieldValue::owned_any),
+                    )),
+                    Value::Null => None,
+                    row => Some(FieldValue::owned_any(row)),
+                })
+            })
+        }));
+    }
     obj
+}
+
+/// Sets `__{field}` on each row to its related row(s), read in one query for all rows. Rows
+/// the caller may not see (another project's, not public, a resource closed to them) are
+/// absent: `null`, or left out of a list.
+async fn attach_related(
+    svc: &ServiceContext,
+    rel: &BelongsTo,
+    scope: &ReadScope,
+    rows: &mut [Value],
+    lang: &str,
+) -> Result<(), ApiError> {
+    let mut ids: Vec<i64> = rows.iter().flat_map(|r| ids_in(&r[rel.key])).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let target = rel.target.resource;
+    let found: HashMap<i64, Value> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        let query = ListQuery::from_query(&target.list, None)?;
+        match resource::rows_of(svc, target, scope, "id", &ids, &query, lang).await {
+            Ok(found) => found.into_iter().collect(),
+            Err(e) if e.status() == axum::http::StatusCode::FORBIDDEN => HashMap::new(),
+            Err(e) => return Err(e),
+        }
+    };
+    for row in rows.iter_mut() {
+        let mine = ids_in(&row[rel.key]);
+        row[format!("__{}", rel.field)] = if rel.many {
+            Value::Array(
+                mine.iter()
+                    .filter_map(|id| found.get(id).cloned())
+                    .collect(),
+            )
+        } else {
+            mine.first()
+                .and_then(|id| found.get(id).cloned())
+                .unwrap_or(Value::Null)
+        };
+    }
+    Ok(())
 }
 
 /// The child rows of `ids`, grouped by parent, in one query.
@@ -230,7 +429,22 @@ async fn request(
     let scope = resolve_read_scope(platform, principal.as_ref(), &headers)
         .await
         .map_err(gql)?;
-    let lang = ctx.data_opt::<RequestLanguage>().map_or("en", |l| l.0);
+    let lang = match ctx.args.get("language") {
+        Some(asked) if !asked.is_null() => {
+            let asked = asked.string()?;
+            SUPPORTED
+                .iter()
+                .copied()
+                .find(|l| *l == asked)
+                .ok_or_else(|| {
+                    gql(ApiError::field(
+                        "language",
+                        format!("Use one of: {}.", SUPPORTED.join(", ")),
+                    ))
+                })?
+        }
+        _ => ctx.data_opt::<RequestLanguage>().map_or("en", |l| l.0),
+    };
     Ok((svc, scope, lang))
 }
 
@@ -271,7 +485,11 @@ fn int_arg(ctx: &ResolverContext<'_>, name: &str) -> async_graphql::Result<Optio
 }
 
 fn id_arg(ctx: &ResolverContext<'_>) -> async_graphql::Result<i64> {
-    let raw = ctx.args.try_get("id")?;
+    let raw = ctx
+        .args
+        .get("id")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| gql(ApiError::field("id", "This field is required.")))?;
     raw.string()
         .ok()
         .and_then(|s| s.parse().ok())
@@ -344,13 +562,22 @@ fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
                     resource::list(&svc, g.resource, &scope, &query, lang, trashed)
                         .await
                         .map_err(gql)?;
-                // Has-many relations of the page in one query each, when selected.
+                // Relations of the page in one query each, when selected.
                 let look = ctx.look_ahead();
+                let selected = |field: &str| {
+                    look.field(field).exists()
+                        || look.field("edges").field(field).exists()
+                        || look.field("edges").field("node").field(field).exists()
+                };
+                for rel in g.belongs_to {
+                    if selected(rel.field) {
+                        attach_related(&svc, rel, &scope, &mut rows, lang)
+                            .await
+                            .map_err(gql)?;
+                    }
+                }
                 for rel in g.has_many {
-                    let selected = look.field(rel.field).exists()
-                        || look.field("edges").field(rel.field).exists()
-                        || look.field("edges").field("node").field(rel.field).exists();
-                    if !selected {
+                    if !selected(rel.field) {
                         continue;
                     }
                     let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
@@ -383,7 +610,8 @@ fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
         .argument(InputValue::new("search", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("orderBy", TypeRef::named("JSON")))
         .argument(InputValue::new("pagination", TypeRef::named("JSON")))
-        .argument(InputValue::new("trashed", TypeRef::named(TypeRef::BOOLEAN)));
+        .argument(InputValue::new("trashed", TypeRef::named(TypeRef::BOOLEAN)))
+        .argument(InputValue::new("language", TypeRef::named(TypeRef::STRING)));
     ["limit", "offset", "first", "last"]
         .into_iter()
         .fold(field, |f, a| {
@@ -540,22 +768,42 @@ fn build(
         schema = schema.register(object(g, g.type_name));
         let (edge, conn) = connection_types(g);
         schema = schema.register(edge).register(conn);
+        if !g.roots {
+            continue;
+        }
         query = query.field(list_field(g, connection));
         query = query.field(
             Field::new(g.single, TypeRef::named(g.type_name), move |ctx| {
                 FieldFuture::new(async move {
                     let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                         let (svc, scope, lang) = request(&ctx).await?;
-                        let row = resource::retrieve(&svc, g.resource, &scope, id_arg(&ctx)?, lang)
-                            .await
-                            .map_err(gql)?;
+                        let slug = ctx.args.get("slug").filter(|s| !s.is_null());
+                        let row = match (slug, ctx.args.get("id").filter(|i| !i.is_null())) {
+                            (Some(slug), None) => {
+                                resource::retrieve_by_slug(
+                                    &svc,
+                                    g.resource,
+                                    &scope,
+                                    slug.string()?,
+                                    lang,
+                                )
+                                .await
+                            }
+                            _ => {
+                                resource::retrieve(&svc, g.resource, &scope, id_arg(&ctx)?, lang)
+                                    .await
+                            }
+                        }
+                        .map_err(gql)?;
                         Ok(Some(FieldValue::owned_any(row)))
                     }
                     .await;
                     Ok(soft(&ctx, out))
                 })
             })
-            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
+            .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
+            .argument(InputValue::new("slug", TypeRef::named(TypeRef::STRING)))
+            .argument(InputValue::new("language", TypeRef::named(TypeRef::STRING))),
         );
         query = query.field(
             Field::new(

@@ -39,6 +39,9 @@ const IMAGES: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, 
 const TAGS: &str =
     "COALESCE((SELECT jsonb_agg(g.name ORDER BY lower(g.name)) FROM product_tags pt \
     JOIN tags g ON g.id = pt.tag_id WHERE pt.product_id = t.id AND g.deleted_at IS NULL), '[]')";
+const TAG_IDS: &str =
+    "COALESCE((SELECT jsonb_agg(g.id ORDER BY lower(g.name)) FROM product_tags pt \
+    JOIN tags g ON g.id = pt.tag_id WHERE pt.product_id = t.id AND g.deleted_at IS NULL), '[]')";
 const STOCK_STATUS: &str = "CASE WHEN NOT t.track_inventory THEN 'untracked' \
     WHEN t.stock_quantity <= 0 THEN 'out_of_stock' \
     WHEN t.stock_quantity <= COALESCE(t.low_stock_threshold, 10) THEN 'low_stock' \
@@ -139,6 +142,7 @@ pub static PRODUCT: Resource = Resource {
         ("category", CATEGORY),
         ("brand", BRAND),
         ("tags", TAGS),
+        ("tag_ids", TAG_IDS),
         ("images", IMAGES),
         ("stock_status", STOCK_STATUS),
         ("final_price", FINAL_PRICE),

@@ -1639,7 +1639,7 @@ async fn graphql_product_queries_shapes_and_batching() {
     );
     // Translations through the language of the request.
     let q = format!(
-        "{{ product(id: {}) {{ title title_en title_ar titleAr category tags }} }}",
+        "{{ product(id: {}) {{ title title_en title_ar titleAr titleEn: title(language: \"en\") categoryId category {{ name }} tags {{ name }} }} }}",
         laptop["id"]
     );
     let req = app
@@ -1659,9 +1659,39 @@ async fn graphql_product_queries_shapes_and_batching() {
         (json!("حاسوب"), json!("Laptop"), json!("حاسوب")),
         "{ar}"
     );
+    assert_eq!(p["titleEn"], "Laptop", "the language argument: {ar}");
     assert_eq!(
-        (p["category"]["name"].clone(), p["tags"].clone()),
-        (json!("Audio"), json!(["pro"]))
+        (
+            p["category"]["name"].clone(),
+            p["categoryId"].clone(),
+            p["tags"].clone()
+        ),
+        (
+            json!("Audio"),
+            category["id"].clone(),
+            json!([{"name": "pro"}])
+        )
+    );
+    // The whole query in one language, and a product by slug.
+    let q = r#"{ product(slug: "laptop", language: "ar") { id title } products(language: "en") { title } }"#;
+    let (_, by_slug, _) = app
+        .post("/graphql/product", gql(q), Some(&owner.access))
+        .await;
+    assert_eq!(by_slug["data"]["product"]["title"], "حاسوب", "{by_slug}");
+    assert_eq!(by_slug["data"]["product"]["id"], laptop["id"].to_string());
+    assert!(by_slug["data"]["products"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|x| x["title"] == "Laptop")));
+    let (_, bad_lang, _) = app
+        .post(
+            "/graphql/product",
+            gql(r#"{ products(language: "xx") { id } }"#),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        bad_lang["errors"][0]["extensions"]["code"], "VALIDATION_ERROR",
+        "{bad_lang}"
     );
 
     // Errors: anonymous writes, unknown fields, missing rows.
@@ -1769,7 +1799,7 @@ async fn graphql_product_queries_shapes_and_batching() {
     assert_eq!(meta["data"]["_productsMeta"]["count"], 6);
 
     // No N+1: the statements a page costs do not grow with its size.
-    let page = r#"{ products(limit: LIMIT, orderBy: "created_at:ASC") { id title category brand tags variants { id sku } } }"#;
+    let page = r#"{ products(limit: LIMIT, orderBy: "created_at:ASC") { id title category { id name parent { id } } brand { name } tags { id name } variants { id sku product { id } } images { url } } }"#;
     let run = |limit: usize| {
         let app = &app;
         let access = owner.access.clone();
@@ -1803,12 +1833,16 @@ async fn graphql_product_queries_shapes_and_batching() {
         "statements per page: {small} for 2 rows, {large} for 50"
     );
     assert!(
-        large <= 4,
-        "count, page, variants (+ tx bookkeeping): {large}"
+        large <= 8,
+        "count, page, and one query per relation (category, its parent, tags, variants and \
+         their product, images; no brand ids, no query): {large}"
     );
     let laptop_row = body["data"]["products"]
         .as_array()
         .and_then(|p| p.iter().find(|x| x["title"] == "Laptop").cloned())
         .unwrap_or_default();
     assert_eq!(laptop_row["variants"][0]["sku"], "LT-16");
+    assert_eq!(laptop_row["variants"][0]["product"]["id"], laptop_row["id"]);
+    assert_eq!(laptop_row["category"]["name"], "Audio");
+    assert_eq!(laptop_row["tags"][0]["name"], "pro");
 }
