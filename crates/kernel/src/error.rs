@@ -34,6 +34,11 @@ impl FieldErrors {
         self.add(field, "This field is required.");
     }
 
+    /// Field → messages, in field order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.0.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

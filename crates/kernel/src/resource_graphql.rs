@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dynamic::{
-    Field, FieldFuture, FieldValue, InputValue, Object, ResolverContext, Scalar, Schema, TypeRef,
+    Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Scalar,
+    Schema, TypeRef,
 };
 use axum::http::HeaderMap;
 use serde_json::Value;
@@ -81,6 +82,8 @@ pub struct GraphqlResource {
     pub renames: &'static [(&'static str, &'static str)],
     pub has_many: &'static [HasMany],
     pub belongs_to: &'static [BelongsTo],
+    /// Inputs that are not columns (a product's `tags`, `tag_ids`): (snake_case name, type).
+    pub extra_inputs: &'static [(&'static str, InputKind)],
     /// Root queries and the generic mutations (`false`: the type is only reached through a
     /// relation, and written by the service's own mutations).
     pub roots: bool,
@@ -91,6 +94,14 @@ impl GraphqlResource {
         self.has_many.iter().any(|h| h.field == name)
             || self.belongs_to.iter().any(|b| b.field == name)
     }
+}
+
+/// The type of an extra input.
+#[derive(Clone, Copy, Debug)]
+pub enum InputKind {
+    Strings,
+    Ids,
+    Json,
 }
 
 /// The ids a row key holds: an id, an `{id, …}` object, or a list of either.
@@ -233,6 +244,89 @@ fn scalar_type(kind: FieldKind) -> TypeRef {
     }
 }
 
+/// `<Type>Input`: every writable field (REST and GraphQL spellings, aliases, translations, in
+/// camelCase and snake_case), all optional — create's required fields are checked by the
+/// resource like REST's, as `VALIDATION_ERROR`.
+fn input_object(g: &GraphqlResource) -> InputObject {
+    let r = g.resource;
+    let mut names: Vec<(String, TypeRef)> = Vec::new();
+    let mut push = |name: &str, ty: TypeRef| {
+        for n in [camel(name), name.to_owned()] {
+            if !names.iter().any(|(existing, _)| *existing == n) {
+                names.push((n, ty.clone()));
+            }
+        }
+    };
+    for f in r.fields.iter().filter(|f| !f.read_only) {
+        let ty = match f.kind {
+            FieldKind::Ref { .. } => TypeRef::named(TypeRef::ID),
+            kind => scalar_type(kind),
+        };
+        let mut spellings = vec![f.name];
+        spellings.extend(
+            g.renames
+                .iter()
+                .filter(|(rest, _)| *rest == f.name)
+                .map(|(_, n)| *n),
+        );
+        spellings.extend_from_slice(f.aliases);
+        for name in spellings {
+            push(name, ty.clone());
+            if f.translated {
+                for l in SUPPORTED {
+                    push(&format!("{name}_{l}"), ty.clone());
+                }
+            }
+        }
+        if matches!(f.kind, FieldKind::Ref { .. }) {
+            push(&format!("{}_id", f.name), ty.clone());
+        }
+    }
+    if r.slug_from.is_some() {
+        push("slug", TypeRef::named(TypeRef::STRING));
+    }
+    for (name, kind) in g.extra_inputs {
+        let ty = match kind {
+            InputKind::Strings => TypeRef::named_nn_list(TypeRef::STRING),
+            InputKind::Ids => TypeRef::named_nn_list(TypeRef::ID),
+            InputKind::Json => TypeRef::named("JSON"),
+        };
+        push(name, ty);
+    }
+    names.into_iter().fold(
+        InputObject::new(format!("{}Input", g.type_name)),
+        |o, (n, ty)| o.field(InputValue::new(n, ty)),
+    )
+}
+
+/// `CreateProductInput` and `UpdateProductInput` (older clients' variable types) are the one
+/// `ProductInput`: the document is read with those names replaced.
+fn input_aliases(query: &str, types: &[&str]) -> Option<String> {
+    if !query.contains("Input") {
+        return None;
+    }
+    let mut out = query.to_owned();
+    let mut changed = false;
+    for t in types {
+        for prefix in ["Create", "Update"] {
+            let alias = format!("{prefix}{t}Input");
+            let mut from = 0;
+            while let Some(at) = out[from..].find(&alias).map(|i| i + from) {
+                let end = at + alias.len();
+                let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                if word(out[..at].chars().next_back()) || word(out[end..].chars().next()) {
+                    from = end;
+                    continue;
+                }
+                out.replace_range(at..end, &format!("{t}Input"));
+                changed = true;
+                from = at;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
 /// A root field's error nulls only that field (conventions §7): recorded with its path.
 fn soft<'a>(
     ctx: &ResolverContext<'_>,
@@ -353,6 +447,98 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
         }));
     }
     obj
+}
+
+/// Loads the selected relations of `rows` (and theirs, recursively): one query per relation
+/// and level, whatever the number of rows. `looks` are the selections the rows answer.
+fn prefetch<'a>(
+    svc: &'a ServiceContext,
+    g: &'static GraphqlResource,
+    scope: &'a ReadScope,
+    rows: &'a mut [Value],
+    looks: &'a [async_graphql::Lookahead<'a>],
+    lang: &'a str,
+) -> futures::future::BoxFuture<'a, Result<(), ApiError>> {
+    Box::pin(async move {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let below = |field: &str| -> Vec<async_graphql::Lookahead<'a>> {
+            looks
+                .iter()
+                .map(|l| l.field(field))
+                .filter(|l| l.exists())
+                .collect()
+        };
+        for rel in g.belongs_to {
+            let sub = below(rel.field);
+            if sub.is_empty() {
+                continue;
+            }
+            attach_related(svc, rel, scope, rows, lang).await?;
+            let key = format!("__{}", rel.field);
+            // The related rows once each, their own relations loaded, then put back.
+            let mut related: Vec<Value> = Vec::new();
+            for row in rows.iter() {
+                for r in match &row[&key] {
+                    Value::Array(items) => items.clone(),
+                    Value::Null => Vec::new(),
+                    one => vec![one.clone()],
+                } {
+                    if !related.iter().any(|x| x["id"] == r["id"]) {
+                        related.push(r);
+                    }
+                }
+            }
+            prefetch(svc, rel.target, scope, &mut related, &sub, lang).await?;
+            let by_id: HashMap<String, Value> = related
+                .into_iter()
+                .map(|r| (r["id"].to_string(), r))
+                .collect();
+            let fresh = |v: &Value| {
+                by_id
+                    .get(&v["id"].to_string())
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            for row in rows.iter_mut() {
+                row[&key] = match &row[&key] {
+                    Value::Array(items) => Value::Array(items.iter().map(fresh).collect()),
+                    Value::Null => Value::Null,
+                    one => fresh(one),
+                };
+            }
+        }
+        for rel in g.has_many {
+            let sub = below(rel.field);
+            if sub.is_empty() {
+                continue;
+            }
+            let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
+            let map = children(svc, rel, scope, &ids, lang).await?;
+            let mut all: Vec<(i64, Value)> = map
+                .into_iter()
+                .flat_map(|(parent, kids)| kids.into_iter().map(move |k| (parent, k)))
+                .collect();
+            // Children keep their order within each parent.
+            let mut kids: Vec<Value> = all.iter().map(|(_, k)| k.clone()).collect();
+            prefetch(svc, rel.target, scope, &mut kids, &sub, lang).await?;
+            for ((_, slot), kid) in all.iter_mut().zip(kids) {
+                *slot = kid;
+            }
+            let key = format!("__{}", rel.field);
+            for row in rows.iter_mut() {
+                let id = row["id"].as_i64().unwrap_or_default();
+                row[&key] = Value::Array(
+                    all.iter()
+                        .filter(|(parent, _)| *parent == id)
+                        .map(|(_, k)| k.clone())
+                        .collect(),
+                );
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Sets `__{field}` on each row to its related row(s), read in one query for all rows. Rows
@@ -562,32 +748,15 @@ fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
                     resource::list(&svc, g.resource, &scope, &query, lang, trashed)
                         .await
                         .map_err(gql)?;
-                // Relations of the page in one query each, when selected.
-                let look = ctx.look_ahead();
-                let selected = |field: &str| {
-                    look.field(field).exists()
-                        || look.field("edges").field(field).exists()
-                        || look.field("edges").field("node").field(field).exists()
-                };
-                for rel in g.belongs_to {
-                    if selected(rel.field) {
-                        attach_related(&svc, rel, &scope, &mut rows, lang)
-                            .await
-                            .map_err(gql)?;
-                    }
-                }
-                for rel in g.has_many {
-                    if !selected(rel.field) {
-                        continue;
-                    }
-                    let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-                    let mut map = children(&svc, rel, &scope, &ids, lang).await.map_err(gql)?;
-                    for row in &mut rows {
-                        let id = row["id"].as_i64().unwrap_or_default();
-                        row[format!("__{}", rel.field)] =
-                            Value::Array(map.remove(&id).unwrap_or_default());
-                    }
-                }
+                // Relations of the page, at every depth, in one query each when selected.
+                let looks = vec![
+                    ctx.look_ahead(),
+                    ctx.look_ahead().field("edges"),
+                    ctx.look_ahead().field("edges").field("node"),
+                ];
+                prefetch(&svc, g, &scope, &mut rows, &looks, lang)
+                    .await
+                    .map_err(gql)?;
                 if connection {
                     Ok(Some(FieldValue::owned_any(Page2 {
                         rows,
@@ -737,10 +906,15 @@ fn input_body(ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
     ))
 }
 
+/// Service-specific mutations beside the generic ones: given the `Mutation` object, returns it
+/// with the new fields and the object types they need.
+pub type Extend = fn(Object) -> (Object, Vec<async_graphql::dynamic::Type>);
+
 fn build(
     resources: &'static [&'static GraphqlResource],
     svc: ServiceContext,
     connection: bool,
+    extend: Option<Extend>,
 ) -> anyhow::Result<Schema> {
     let mut query = Object::new("Query");
     let mut mutation = Object::new("Mutation");
@@ -771,6 +945,8 @@ fn build(
         if !g.roots {
             continue;
         }
+        schema = schema.register(input_object(g));
+        let input_type = format!("{}Input", g.type_name);
         query = query.field(list_field(g, connection));
         query = query.field(
             Field::new(g.single, TypeRef::named(g.type_name), move |ctx| {
@@ -794,6 +970,17 @@ fn build(
                                     .await
                             }
                         }
+                        .map_err(gql)?;
+                        let mut row = row;
+                        prefetch(
+                            &svc,
+                            g,
+                            &scope,
+                            std::slice::from_mut(&mut row),
+                            &[ctx.look_ahead()],
+                            lang,
+                        )
+                        .await
                         .map_err(gql)?;
                         Ok(Some(FieldValue::owned_any(row)))
                     }
@@ -855,7 +1042,10 @@ fn build(
                         Ok(soft(&ctx, out))
                     })
                 })
-                .argument(InputValue::new("input", TypeRef::named_nn("JSON"))),
+                .argument(InputValue::new(
+                    "input",
+                    TypeRef::named_nn(input_type.clone()),
+                )),
             )
             .field(
                 Field::new(format!("update{t}"), TypeRef::named(t), move |ctx| {
@@ -876,7 +1066,7 @@ fn build(
                     })
                 })
                 .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
-                .argument(InputValue::new("input", TypeRef::named_nn("JSON"))),
+                .argument(InputValue::new("input", TypeRef::named_nn(input_type))),
             )
             .field(
                 Field::new(
@@ -916,7 +1106,15 @@ fn build(
                 .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
             );
     }
+    if let Some(extend) = extend {
+        let (extended, types) = extend(mutation);
+        mutation = extended;
+        for t in types {
+            schema = schema.register(t);
+        }
+    }
     Ok(schema
+        .register(field_error_type())
         .register(query)
         .register(mutation)
         .data(svc)
@@ -930,6 +1128,7 @@ fn build(
 pub struct ResourceSchema {
     flat: Arc<Schema>,
     connection: Arc<Schema>,
+    types: Arc<Vec<&'static str>>,
 }
 
 impl ResourceSchema {
@@ -937,9 +1136,33 @@ impl ResourceSchema {
         resources: &'static [&'static GraphqlResource],
         svc: ServiceContext,
     ) -> anyhow::Result<Self> {
+        Self::build(resources, svc, None)
+    }
+
+    /// With the service's own mutations (see [`Extend`]).
+    pub fn with_mutations(
+        resources: &'static [&'static GraphqlResource],
+        svc: ServiceContext,
+        extend: Extend,
+    ) -> anyhow::Result<Self> {
+        Self::build(resources, svc, Some(extend))
+    }
+
+    fn build(
+        resources: &'static [&'static GraphqlResource],
+        svc: ServiceContext,
+        extend: Option<Extend>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            flat: Arc::new(build(resources, svc.clone(), false)?),
-            connection: Arc::new(build(resources, svc, true)?),
+            flat: Arc::new(build(resources, svc.clone(), false, extend)?),
+            connection: Arc::new(build(resources, svc, true, extend)?),
+            types: Arc::new(
+                resources
+                    .iter()
+                    .filter(|g| g.roots)
+                    .map(|g| g.type_name)
+                    .collect(),
+            ),
         })
     }
 
@@ -947,6 +1170,71 @@ impl ResourceSchema {
     pub fn sdl(&self) -> String {
         self.connection.sdl()
     }
+}
+
+/// `{field, message}`: one validation message of a mutation payload (`errors`).
+fn field_error_type() -> Object {
+    let text = |name: &'static str| {
+        Field::new(name, TypeRef::named_nn(TypeRef::STRING), move |ctx| {
+            FieldFuture::new(async move {
+                let v = ctx.parent_value.try_downcast_ref::<Value>()?;
+                json_value(v[name].clone())
+            })
+        })
+    };
+    Object::new("FieldError")
+        .field(text("field"))
+        .field(text("message"))
+}
+
+/// `created_at` → `createdAt` (GraphQL spellings of REST names).
+pub fn camel_name(name: &str) -> String {
+    camel(name)
+}
+
+/// What a service's own mutation needs: the service, the member scope, the language, the
+/// caller's username and the public origin links are built on.
+pub struct Writer {
+    pub svc: ServiceContext,
+    pub scope: crate::auth::ProjectScope,
+    pub lang: &'static str,
+    pub username: String,
+    pub origin: String,
+}
+
+/// The caller of a mutation as a member of the project (else UNAUTHENTICATED / FORBIDDEN).
+pub async fn writer(ctx: &ResolverContext<'_>) -> async_graphql::Result<Writer> {
+    let (svc, scope, lang) = member(ctx).await?;
+    let username = crate::graphql::maybe_principal(ctx)?
+        .map(|p| p.claims().username.clone())
+        .unwrap_or_default();
+    let headers = ctx.data_opt::<HeaderMap>().cloned().unwrap_or_default();
+    let origin = crate::service::public_origin(svc.platform.config(), &headers);
+    Ok(Writer {
+        svc,
+        scope,
+        lang,
+        username,
+        origin,
+    })
+}
+
+/// The platform error as a GraphQL error (conventions §8 codes).
+pub fn error(e: ApiError) -> async_graphql::Error {
+    gql(e)
+}
+
+/// An argument as JSON (`None` when absent or null).
+pub fn argument(ctx: &ResolverContext<'_>, name: &str) -> async_graphql::Result<Option<Value>> {
+    json_arg(ctx, name)
+}
+
+/// A root field's result, its error recorded with its path and the field nulled.
+pub fn field_result<'a>(
+    ctx: &ResolverContext<'_>,
+    out: async_graphql::Result<Option<FieldValue<'a>>>,
+) -> Option<FieldValue<'a>> {
+    soft(ctx, out)
 }
 
 /// Whether a document selects `edges`, `pageInfo` or `totalCount` anywhere.
@@ -976,7 +1264,10 @@ fn wants_connection(query: &str) -> bool {
 
 #[async_trait::async_trait]
 impl Executor for ResourceSchema {
-    async fn run(&self, request: async_graphql::Request) -> async_graphql::Response {
+    async fn run(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        if let Some(query) = input_aliases(&request.query, &self.types) {
+            request.query = query;
+        }
         let schema = if wants_connection(&request.query) {
             &self.connection
         } else {
@@ -1003,5 +1294,27 @@ mod tests {
             "{ products { ...F } } fragment F on ProductConnection { edges { id } }"
         ));
         assert_eq!(camel("created_at"), "createdAt");
+    }
+
+    #[test]
+    fn input_type_aliases_are_read_as_the_canonical_type() {
+        let types = ["Product", "Tag"];
+        assert_eq!(
+            input_aliases(
+                "mutation($i: CreateProductInput!, $j: UpdateTagInput) { a }",
+                &types
+            )
+            .as_deref(),
+            Some("mutation($i: ProductInput!, $j: TagInput) { a }")
+        );
+        assert_eq!(
+            input_aliases("mutation($i: ProductInput!) { a }", &types),
+            None
+        );
+        // Longer names that merely contain an alias are left alone.
+        assert_eq!(
+            input_aliases("mutation($i: XCreateProductInput) { a }", &types),
+            None
+        );
     }
 }

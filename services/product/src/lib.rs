@@ -110,7 +110,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         pool: pool.clone(),
         outbox,
     };
-    let schema = kernel::resource_graphql::ResourceSchema::new(graphql::RESOURCES, ctx.clone())?;
+    let schema = kernel::resource_graphql::ResourceSchema::with_mutations(
+        graphql::RESOURCES,
+        ctx.clone(),
+        graphql::mutations,
+    )?;
     let router = routes()
         // Images are sent as multipart up to the direct-upload size; JSON keeps its own limit.
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -353,12 +353,43 @@ fn tag_ids(body: &Value) -> Result<Option<Vec<i64>>, ApiError> {
             .iter()
             .map(|v| {
                 v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
                     .ok_or_else(|| ApiError::field("tag_ids", "Give a list of tag ids."))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
         Some(_) => Err(ApiError::field("tag_ids", "Give a list of tag ids.")),
     }
+}
+
+/// `addProductTags` / `removeProductTags`: the product's tags plus or minus `ids` (live tags of
+/// the project), through the same update as REST.
+pub async fn change_tags(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    product_id: i64,
+    ids: &[i64],
+    add: bool,
+    lang: &str,
+) -> Result<(), ApiError> {
+    let member = kernel::auth::ReadScope::Member(scope.clone());
+    let row = kernel::resource::retrieve(ctx, &PRODUCT, &member, product_id, lang).await?;
+    let mut current: Vec<i64> = row["tag_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    if add {
+        current.extend(
+            ids.iter()
+                .filter(|id| !current.contains(id))
+                .collect::<Vec<_>>(),
+        );
+    } else {
+        current.retain(|id| !ids.contains(id));
+    }
+    let body = serde_json::json!({ "tag_ids": current });
+    kernel::resource::update(ctx, &PRODUCT, scope, product_id, &body, true, lang).await?;
+    Ok(())
 }
 
 /// Replaces the product's tags: names are found case-insensitively or created.

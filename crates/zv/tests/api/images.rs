@@ -559,3 +559,165 @@ async fn images_do_not_cross_tenants() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert!(err["attachment_id"].is_array(), "{err}");
 }
+
+#[tokio::test]
+async fn graphql_inputs_tags_and_images() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "gina", "Gina Goods").await;
+    let gql = |query: &str, variables: Value| json!({"query": query, "variables": variables});
+    let post = |body: Value| {
+        let app = &app;
+        let token = owner.access.clone();
+        async move {
+            let (status, body, _) = app.post("/graphql/product", body, Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+
+    // Typed input, under the older clients' type name, with both spellings of the fields.
+    let made = post(gql(
+        "mutation($input: CreateProductInput!) { createProduct(input: $input) { id title tags { name } } }",
+        json!({"input": {"title": "Kettle", "title_ar": "غلاية", "price": "30.00", "tags": ["kitchen"], "isActive": true, "status": "active"}}),
+    ))
+    .await;
+    assert!(made["errors"].is_null(), "{made}");
+    let id = s(&made["data"]["createProduct"]["id"]);
+    assert_eq!(
+        made["data"]["createProduct"]["tags"],
+        json!([{"name": "kitchen"}])
+    );
+    let (status, unknown, _) = app
+        .post(
+            "/graphql/product",
+            gql(
+                "mutation { createProduct(input: {title: \"X\", price: 1, secret: 1}) { id } }",
+                Value::Null,
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        s(&unknown["errors"][0]["message"]).contains("secret"),
+        "the input type names its fields: {unknown}"
+    );
+
+    // Tags linked and unlinked by id.
+    let (_, tag) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/tags/",
+            json!({"name": "gift"}),
+            &owner.access,
+        )
+        .await;
+    let added = post(gql(
+        "mutation($id: ID!, $tags: [ID!]!) { addProductTags(id: $id, relatedIds: $tags) }",
+        json!({"id": id, "tags": [tag["id"]]}),
+    ))
+    .await;
+    assert_eq!(added["data"]["addProductTags"], true, "{added}");
+    let (_, row, _) = app
+        .get(&format!("{PRODUCTS}{id}/"), Some(&owner.access))
+        .await;
+    assert_eq!(row["tags"], json!(["gift", "kitchen"]));
+    let removed = post(gql(
+        "mutation($id: ID!) { removeProductTags(id: $id, relatedIds: [$id]) }",
+        json!({"id": tag["id"].to_string()}),
+    ))
+    .await;
+    assert_eq!(
+        removed["data"]["removeProductTags"],
+        Value::Null,
+        "a tag id is not a product: {removed}"
+    );
+    let removed = post(gql(
+        &format!(
+            "mutation {{ removeProductTags(id: {id}, relatedIds: [{}]) }}",
+            tag["id"]
+        ),
+        Value::Null,
+    ))
+    .await;
+    assert_eq!(removed["data"]["removeProductTags"], true, "{removed}");
+    let (_, row, _) = app
+        .get(&format!("{PRODUCTS}{id}/"), Some(&owner.access))
+        .await;
+    assert_eq!(row["tags"], json!(["kitchen"]));
+
+    // Images: added by URL or attachment, validation problems in the payload, removed.
+    let (status, attachment) = upload(
+        &app,
+        &owner.access,
+        "kettle.png",
+        png(),
+        &[("entity_type", "product")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{attachment}");
+    let add = "mutation($p: ID!, $i: ProductImageInput!) { addProductImage(productId: $p, input: $i) { productImage { id url isPrimary altText } errors { field message } } }";
+    let first = post(gql(
+        add,
+        json!({"p": id, "i": {"attachmentId": attachment["id"], "altText": "Front"}}),
+    ))
+    .await;
+    let image = &first["data"]["addProductImage"];
+    assert_eq!(image["errors"], json!([]), "{first}");
+    assert_eq!(image["productImage"]["isPrimary"], true);
+    assert_eq!(image["productImage"]["altText"], "Front");
+    let bad = post(gql(add, json!({"p": id, "i": {"url": "javascript:x"}}))).await;
+    assert_eq!(bad["data"]["addProductImage"]["productImage"], Value::Null);
+    assert_eq!(
+        bad["data"]["addProductImage"]["errors"][0]["field"], "url",
+        "{bad}"
+    );
+    let second = post(gql(
+        add,
+        json!({"p": id, "i": {"url": "https://cdn.example.com/k.png", "isPrimary": true}}),
+    ))
+    .await;
+    assert_eq!(
+        second["data"]["addProductImage"]["productImage"]["isPrimary"],
+        true
+    );
+    let listed = post(gql(
+        "query($id: ID!) { product(id: $id) { images { id isPrimary position } } }",
+        json!({"id": id}),
+    ))
+    .await;
+    let images = listed["data"]["product"]["images"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(images.len(), 2, "{listed}");
+    assert_eq!(images.iter().filter(|i| i["isPrimary"] == true).count(), 1);
+    let gone = post(gql(
+        "mutation($id: ID!) { removeProductImage(id: $id) }",
+        json!({"id": second["data"]["addProductImage"]["productImage"]["id"]}),
+    ))
+    .await;
+    assert_eq!(gone["data"]["removeProductImage"], true, "{gone}");
+    let listed = post(gql(
+        "query($id: ID!) { product(id: $id) { images { isPrimary } } }",
+        json!({"id": id}),
+    ))
+    .await;
+    assert_eq!(
+        listed["data"]["product"]["images"],
+        json!([{"isPrimary": true}]),
+        "the remaining image is primary again"
+    );
+    // Images have no generic mutations: only the checked ones above write them.
+    let (status, generic, _) = app
+        .post(
+            "/graphql/product",
+            gql(
+                "mutation { createProductImage(input: {url: \"https://x\"}) { id } }",
+                Value::Null,
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{generic}");
+}
