@@ -87,6 +87,12 @@ fn http_status(response: &async_graphql::Response, invalid_bearer: bool) -> Stat
 #[async_trait::async_trait]
 pub trait Executor: Clone + Send + Sync + 'static {
     async fn run(&self, request: async_graphql::Request) -> async_graphql::Response;
+
+    /// Where anonymous reads of this schema are cached, like public REST reads (the service
+    /// and its name, whose writes invalidate them); `None`: not cached.
+    fn public_cache(&self) -> Option<(&crate::service::ServiceContext, &'static str)> {
+        None
+    }
 }
 
 #[async_trait::async_trait]
@@ -157,6 +163,12 @@ async fn handle<E: Executor>(
         request = request.variables(async_graphql::Variables::from_json(vars));
     }
     let lang = crate::lang::resolve(&parts);
+    let cache = public_cache_key(&schema, &parts, &request, lang).await;
+    if let Some((svc, key)) = &cache {
+        if let Some(hit) = crate::resource::public_cache::get(svc, key).await {
+            return (StatusCode::OK, Json(hit)).into_response();
+        }
+    }
     request = request
         .data(RequestLanguage(lang))
         .data(parts.headers.clone());
@@ -173,12 +185,46 @@ async fn handle<E: Executor>(
     );
     let status = http_status(&response, invalid_bearer);
     let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
+    if let (Some((svc, key)), true) = (&cache, response.errors.is_empty()) {
+        crate::resource::public_cache::put(svc, key, &body).await;
+    }
     if status == StatusCode::BAD_REQUEST {
         if let Some(map) = body.as_object_mut() {
             map.remove("data");
         }
     }
     (status, Json(body)).into_response()
+}
+
+/// The cache key of an anonymous query naming its project in `X-Project-ID`, when the schema
+/// is cached: the document, operation, variables and language, under the project's version.
+async fn public_cache_key<'a, E: Executor>(
+    schema: &'a E,
+    parts: &axum::http::request::Parts,
+    request: &async_graphql::Request,
+    lang: &str,
+) -> Option<(&'a crate::service::ServiceContext, String)> {
+    use sha2::{Digest, Sha256};
+    let (svc, service) = schema.public_cache()?;
+    let anonymous = matches!(
+        parts.extensions.get::<AuthState>(),
+        None | Some(AuthState::Anonymous)
+    );
+    if !anonymous || is_mutation(&request.query, request.operation_name.as_deref()) {
+        return None;
+    }
+    let project = crate::auth::project_header(&parts.headers)?.ok()?;
+    let mut hash = Sha256::new();
+    hash.update(request.query.as_bytes());
+    hash.update([0]);
+    hash.update(request.operation_name.as_deref().unwrap_or("").as_bytes());
+    hash.update([0]);
+    hash.update(serde_json::to_string(&request.variables).unwrap_or_default());
+    let digest = hex::encode(hash.finalize());
+    let key =
+        crate::resource::public_cache::key(svc, service, project, &format!("gql:{lang}:{digest}"))
+            .await?;
+    Some((svc, key))
 }
 
 /// A rejected request: status, message, code.

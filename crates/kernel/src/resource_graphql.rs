@@ -1129,6 +1129,8 @@ pub struct ResourceSchema {
     flat: Arc<Schema>,
     connection: Arc<Schema>,
     types: Arc<Vec<&'static str>>,
+    svc: ServiceContext,
+    service: &'static str,
 }
 
 impl ResourceSchema {
@@ -1155,7 +1157,9 @@ impl ResourceSchema {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             flat: Arc::new(build(resources, svc.clone(), false, extend)?),
-            connection: Arc::new(build(resources, svc, true, extend)?),
+            connection: Arc::new(build(resources, svc.clone(), true, extend)?),
+            svc,
+            service: resources.first().map_or("", |g| g.resource.service),
             types: Arc::new(
                 resources
                     .iter()
@@ -1274,6 +1278,10 @@ impl Executor for ResourceSchema {
             &self.flat
         };
         schema.execute(request).await
+    }
+
+    fn public_cache(&self) -> Option<(&ServiceContext, &'static str)> {
+        Some((&self.svc, self.service))
     }
 }
 

@@ -1121,12 +1121,22 @@ async fn public_reads_are_cached_and_every_write_invalidates() {
             .get(app.url(path))
             .header("X-Project-ID", owner.project_id())
     };
+    // GraphQL reads of the public are cached under the same version as REST's.
+    let anon_gql = |query: &str| {
+        app.client
+            .post(app.url("/graphql/product"))
+            .header("X-Project-ID", owner.project_id())
+            .json(&json!({"query": query, "variables": {"id": shirt["id"]}}))
+    };
+    let titles = "query($id: ID!) { products { title } product(id: $id) { title } }";
     let (_, first, _) = app.send(anon(PRODUCTS)).await;
     let (_, detail, _) = app.send(anon(&item)).await;
+    let (_, graph, _) = app.send(anon_gql(titles)).await;
     assert_eq!(
         (first["results"][0]["name"].clone(), detail["name"].clone()),
         (json!("Shirt"), json!("Shirt"))
     );
+    assert_eq!(graph["data"]["product"]["title"], "Shirt", "{graph}");
     // Behind the API's back: the cached public answers do not change…
     let pool = crate::harness::service_pool(app.platform.config(), "product").await;
     sqlx::query("UPDATE products SET name_en = 'Changed behind' WHERE id = $1")
@@ -1143,9 +1153,19 @@ async fn public_reads_are_cached_and_every_write_invalidates() {
         ),
         (json!("Shirt"), json!("Shirt"))
     );
+    let (_, graph_cached, _) = app.send(anon_gql(titles)).await;
+    assert_eq!(graph_cached, graph);
     // …members read live data, and other languages are other entries.
     let (_, live, _) = app.get(&item, Some(&owner.access)).await;
     assert_eq!(live["name"], "Changed behind");
+    let (_, graph_member, _) = app.send(anon_gql(titles).bearer_auth(&owner.access)).await;
+    assert_eq!(graph_member["data"]["product"]["title"], "Changed behind");
+    let (_, other_doc, _) = app
+        .send(anon_gql(
+            "query($id: ID!) { product(id: $id) { id title } }",
+        ))
+        .await;
+    assert_eq!(other_doc["data"]["product"]["title"], "Changed behind");
     // A write through the API is visible to the very next public read.
     let (status, _) = app
         .call(Method::PATCH, &item, json!({"name": "Polo"}), &owner.access)
@@ -1160,6 +1180,20 @@ async fn public_reads_are_cached_and_every_write_invalidates() {
         ),
         (json!("Polo"), json!("Polo"))
     );
+    let (_, graph_fresh, _) = app.send(anon_gql(titles)).await;
+    assert_eq!(graph_fresh["data"]["products"][0]["title"], "Polo");
+    // Through GraphQL too.
+    let (_, renamed, _) = app
+        .send(
+            anon_gql(
+                "mutation($id: ID!) { updateProduct(id: $id, input: {title: \"Tee\"}) { id } }",
+            )
+            .bearer_auth(&owner.access),
+        )
+        .await;
+    assert!(renamed["errors"].is_null(), "{renamed}");
+    let (_, graph_fresh, _) = app.send(anon_gql(titles)).await;
+    assert_eq!(graph_fresh["data"]["product"]["title"], "Tee");
     // Writes to related resources invalidate too (the product shows its category's name).
     let category = create(&app, &owner, CATEGORIES, json!({"name": "Tops"})).await;
     app.call(
