@@ -80,12 +80,18 @@ psql "${DB_URL%/*}/$PRODUCT_DB" -qc "
   ANALYZE;" >/dev/null
 
 $BIN product-list-sql --project "$PROJECT" --page-size 20 > "$WORK/page.sql"
+GQL_BODY='{"query":"{ products(limit: 20) { totalCount edges { id title price finalPrice sku status category { id name } tags { name } stockStatus createdAt } } }"}'
 cat > "$WORK/graphql.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
-wrk.body = '{"query":"{ products(limit: 20) { totalCount edges { id title price finalPrice sku status category tags stockStatus createdAt } } }"}'
+wrk.body = '$GQL_BODY'
 LUA
+# The GraphQL row measures answers, not errors (resolver errors still answer 200).
+curl -sf "http://$ADDR/graphql/product" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  --data "$GQL_BODY" | python3 -c 'import json, sys
+body = json.load(sys.stdin)
+assert not body.get("errors") and len(body["data"]["products"]["edges"]) == 20, body'
 
 # Warm every path once (and fill the public cache).
 curl -sf "http://$ADDR/api/v1/product/products/?page_size=20" -H "Authorization: Bearer $TOKEN" >/dev/null
@@ -123,4 +129,6 @@ print(f"| REST, member (uncached) | {rest:.0f} | {r50} | {r99} | {rerr} | {rest 
 print(f"| GraphQL, member (uncached) | {gql:.0f} | {g50} | {g99} | {gerr} | {gql / pg:.0%} |")
 print(f"| REST, public (cached) | {cached:.0f} | {c50} | {c99} | {cerr} | {cached / pg:.0%} |")
 print(f"\ncached / uncached REST: {cached / rest:.1f}x")
+if int(rerr) or int(cerr) or int(gerr):
+    sys.exit("some requests failed: the figures above do not count")
 PY

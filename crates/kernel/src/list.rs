@@ -130,6 +130,9 @@ pub struct ListQuery {
     pub extra: Vec<(String, String)>,
     /// Whether the caller chose the ordering (else relevance may order search results).
     pub explicit_ordering: bool,
+    /// The computed values to read (`None`: all of them); GraphQL asks only for those its
+    /// selection uses.
+    pub computed: Option<Vec<String>>,
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
@@ -381,6 +384,7 @@ impl ListQuery {
             search,
             extra,
             explicit_ordering,
+            computed: None,
         })
     }
 
@@ -983,6 +987,7 @@ mod tests {
             search: vec![],
             extra: vec![],
             explicit_ordering: false,
+            computed: None,
         };
         let sql = sql(&list);
         assert!(sql.contains("NOT (("), "{sql}");

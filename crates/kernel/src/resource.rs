@@ -263,6 +263,11 @@ impl Resource {
 
     /// The row as JSON: `to_jsonb(t)` with decimals as text and the computed values.
     fn select(&self) -> String {
+        self.select_only(None)
+    }
+
+    /// [`Resource::select`] with only the computed values named in `only` (when given).
+    fn select_only(&self, only: Option<&[String]>) -> String {
         let mut extra: Vec<String> = Vec::new();
         for f in self.fields {
             if let FieldKind::Decimal { scale, .. } = f.kind {
@@ -270,7 +275,9 @@ impl Resource {
             }
         }
         for (name, expr) in self.computed {
-            extra.push(format!("'{name}', {expr}"));
+            if only.is_none_or(|only| only.iter().any(|o| o == name)) {
+                extra.push(format!("'{name}', {expr}"));
+            }
         }
         // jsonb_build_object takes at most 100 arguments: one object per 40 pairs.
         // The search vector is for WHERE clauses; serialising it would dominate the row.
@@ -773,7 +780,7 @@ pub async fn list(
     let db = &ctx.pool;
     let total: i64 = build("count(*)").build_query_scalar().fetch_one(db).await?;
     let (limit, offset, _) = query.window(total)?;
-    let mut rows = build(&r.select());
+    let mut rows = build(&r.select_only(query.computed.as_deref()));
     match (
         &r.search_vector,
         query.search.is_empty(),
@@ -812,7 +819,7 @@ pub async fn rows_of(
     check_read(r, scope)?;
     let mut qb = QueryBuilder::new(format!(
         "SELECT t.\"{foreign_key}\", {} {}",
-        r.select(),
+        r.select_only(query.computed.as_deref()),
         r.from()
     ));
     push_scope(&mut qb, r, scope, false);

@@ -402,7 +402,7 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
                             // Not prefetched (a single object): one query for it.
                             let id = parent["id"].as_i64().unwrap_or_default();
                             let (svc, scope, lang) = request(&ctx).await?;
-                            let mut map = children(&svc, rel, &scope, &[id], lang)
+                            let mut map = children(&svc, rel, &scope, &[id], lang, None)
                                 .await
                                 .map_err(gql)?;
                             map.remove(&id).unwrap_or_default()
@@ -430,9 +430,16 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
                         // Not prefetched (a single object): one query for it.
                         let (svc, scope, lang) = request(&ctx).await?;
                         let mut row = parent.clone();
-                        attach_related(&svc, rel, &scope, std::slice::from_mut(&mut row), lang)
-                            .await
-                            .map_err(gql)?;
+                        attach_related(
+                            &svc,
+                            rel,
+                            &scope,
+                            std::slice::from_mut(&mut row),
+                            lang,
+                            None,
+                        )
+                        .await
+                        .map_err(gql)?;
                         row[format!("__{}", rel.field)].take()
                     }
                 };
@@ -447,6 +454,28 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
         }));
     }
     obj
+}
+
+/// The computed values of `g` that `looks` select (directly, or as the key of a selected
+/// relation, like a product's `tag_ids`): the others are not computed at all.
+fn wanted(g: &GraphqlResource, looks: &[async_graphql::Lookahead<'_>]) -> Vec<String> {
+    let selected = |name: &str| {
+        looks
+            .iter()
+            .any(|l| l.field(name).exists() || l.field(&camel(name)).exists())
+    };
+    g.resource
+        .computed
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            (!g.is_relation(name) && selected(name))
+                || g.belongs_to
+                    .iter()
+                    .any(|b| b.key == *name && selected(b.field))
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Loads the selected relations of `rows` (and theirs, recursively): one query per relation
@@ -475,7 +504,7 @@ fn prefetch<'a>(
             if sub.is_empty() {
                 continue;
             }
-            attach_related(svc, rel, scope, rows, lang).await?;
+            attach_related(svc, rel, scope, rows, lang, Some(wanted(rel.target, &sub))).await?;
             let key = format!("__{}", rel.field);
             // The related rows once each, their own relations loaded, then put back.
             let mut related: Vec<Value> = Vec::new();
@@ -515,7 +544,7 @@ fn prefetch<'a>(
                 continue;
             }
             let ids: Vec<i64> = rows.iter().filter_map(|r| r["id"].as_i64()).collect();
-            let map = children(svc, rel, scope, &ids, lang).await?;
+            let map = children(svc, rel, scope, &ids, lang, Some(wanted(rel.target, &sub))).await?;
             let mut all: Vec<(i64, Value)> = map
                 .into_iter()
                 .flat_map(|(parent, kids)| kids.into_iter().map(move |k| (parent, k)))
@@ -550,6 +579,7 @@ async fn attach_related(
     scope: &ReadScope,
     rows: &mut [Value],
     lang: &str,
+    computed: Option<Vec<String>>,
 ) -> Result<(), ApiError> {
     let mut ids: Vec<i64> = rows.iter().flat_map(|r| ids_in(&r[rel.key])).collect();
     ids.sort_unstable();
@@ -558,7 +588,8 @@ async fn attach_related(
     let found: HashMap<i64, Value> = if ids.is_empty() {
         HashMap::new()
     } else {
-        let query = ListQuery::from_query(&target.list, None)?;
+        let mut query = ListQuery::from_query(&target.list, None)?;
+        query.computed = computed;
         match resource::rows_of(svc, target, scope, "id", &ids, &query, lang).await {
             Ok(found) => found.into_iter().collect(),
             Err(e) if e.status() == axum::http::StatusCode::FORBIDDEN => HashMap::new(),
@@ -589,9 +620,11 @@ async fn children(
     scope: &ReadScope,
     ids: &[i64],
     lang: &str,
+    computed: Option<Vec<String>>,
 ) -> Result<HashMap<i64, Vec<Value>>, ApiError> {
     let r = rel.target.resource;
     let mut query = ListQuery::from_query(&r.list, None)?;
+    query.computed = computed;
     query.page = Page::Offset {
         limit: i64::MAX,
         offset: 0,
@@ -738,7 +771,13 @@ fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
         FieldFuture::new(async move {
             let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                 let (svc, scope, lang) = request(&ctx).await?;
-                let (query, w) = list_args(&ctx, g.resource)?;
+                let (mut query, w) = list_args(&ctx, g.resource)?;
+                let looks = vec![
+                    ctx.look_ahead(),
+                    ctx.look_ahead().field("edges"),
+                    ctx.look_ahead().field("edges").field("node"),
+                ];
+                query.computed = Some(wanted(g, &looks));
                 let trashed = ctx
                     .args
                     .get("trashed")
@@ -749,11 +788,6 @@ fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
                         .await
                         .map_err(gql)?;
                 // Relations of the page, at every depth, in one query each when selected.
-                let looks = vec![
-                    ctx.look_ahead(),
-                    ctx.look_ahead().field("edges"),
-                    ctx.look_ahead().field("edges").field("node"),
-                ];
                 prefetch(&svc, g, &scope, &mut rows, &looks, lang)
                     .await
                     .map_err(gql)?;

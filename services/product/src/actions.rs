@@ -215,7 +215,8 @@ async fn pricing(
     .bind(lang)
     .fetch_all(&ctx.pool)
     .await?;
-    Ok(JsonOut(json!({"currency": "USD", "items": rows})))
+    let currency = crate::settings::currency(&ctx.pool, scope.project_id()).await?;
+    Ok(JsonOut(json!({"currency": currency, "items": rows})))
 }
 
 /// `{updates: [{id, …fields}]}`: each item in its own transaction.

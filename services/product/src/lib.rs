@@ -32,6 +32,7 @@ pub mod graphql;
 pub mod images;
 pub mod merch;
 pub mod products;
+pub mod settings;
 pub mod variants;
 
 use std::time::Duration;
@@ -105,6 +106,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     kernel::events::install(&pool).await?;
     let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
     outbox.spawn_relay(Duration::from_secs(2));
+    platform.events().subscribe(
+        "product",
+        &["project.settings_changed"],
+        std::sync::Arc::new(settings::SettingsFollower { pool: pool.clone() }),
+    );
     let ctx = ServiceContext {
         platform: platform.clone(),
         pool: pool.clone(),

@@ -1896,3 +1896,71 @@ async fn graphql_product_queries_shapes_and_batching() {
     assert_eq!(laptop_row["category"]["name"], "Audio");
     assert_eq!(laptop_row["tags"][0]["name"], "pro");
 }
+
+#[tokio::test]
+async fn pricing_follows_the_project_currency() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "cyra", "Cyra Cafe").await;
+    let cup = create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Cup", "price": "2.50"}),
+    )
+    .await;
+    let price = || {
+        let app = &app;
+        let access = owner.access.clone();
+        let id = cup["id"].clone();
+        async move {
+            let (status, body) = app
+                .call(
+                    Method::POST,
+                    &format!("{PRODUCTS}pricing/"),
+                    json!({"items": [{"product_id": id, "quantity": 1}]}),
+                    &access,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["currency"].clone()
+        }
+    };
+    assert_eq!(
+        price().await,
+        "USD",
+        "the default until the project sets one"
+    );
+    let setting = format!("/api/v1/project/{}/settings/currency/", owner.username());
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &setting,
+            json!({"value": "EUR"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        price().await,
+        "EUR",
+        "the setting reaches the catalogue by its event"
+    );
+    // A late, older event does not undo a newer one.
+    let pool = crate::harness::service_pool(app.platform.config(), "product").await;
+    let follower = zv_product::settings::SettingsFollower { pool };
+    let stale = kernel::events::Envelope {
+        id: uuid::Uuid::now_v7(),
+        event_type: "project.settings_changed".into(),
+        version: 1,
+        occurred_at: chrono::Utc::now() - chrono::Duration::hours(1),
+        project_id: Some(owner.project_id()),
+        source: "project".into(),
+        actor_id: None,
+        request_id: None,
+        data: json!({"project_id": owner.project_id(), "key": "currency", "value": "GBP", "previous_value": "USD"}),
+    };
+    kernel::events::EventHandler::handle(&follower, &stale)
+        .await
+        .expect("handled");
+    assert_eq!(price().await, "EUR");
+}

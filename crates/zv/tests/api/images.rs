@@ -603,6 +603,18 @@ async fn graphql_inputs_tags_and_images() {
         "the input type names its fields: {unknown}"
     );
 
+    // Computed values are read when selected (and only then).
+    let listed = post(gql(
+        "{ products { title finalPrice stockStatus variantsCount } }",
+        Value::Null,
+    ))
+    .await;
+    assert_eq!(
+        listed["data"]["products"][0],
+        json!({"title": "Kettle", "finalPrice": "30.00", "stockStatus": "out_of_stock", "variantsCount": 0}),
+        "{listed}"
+    );
+
     // Tags linked and unlinked by id.
     let (_, tag) = app
         .call(
