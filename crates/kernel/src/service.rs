@@ -177,6 +177,17 @@ fn respell(path: &str, from: char, to: char) -> String {
         .join("/")
 }
 
+/// The body limit of a service that takes direct uploads: the configured upload size plus 1 MiB
+/// for the form around the file (JSON bodies keep their own, smaller limit: `extract::Json`).
+pub fn upload_body_limit(config: &crate::config::Config) -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(
+        config
+            .storage
+            .direct_upload_max_bytes
+            .saturating_add(1 << 20) as usize,
+    )
+}
+
 /// Adds health, readiness, OpenAPI and contract-shaped 404/405 to a service's own routes.
 pub fn mount(
     spec: &'static ServiceSpec,

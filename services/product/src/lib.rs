@@ -122,14 +122,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         graphql::mutations,
     )?;
     let router = routes()
-        // Images are sent as multipart up to the direct-upload size; JSON keeps its own limit.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            platform
-                .config()
-                .storage
-                .direct_upload_max_bytes
-                .saturating_add(1 << 20) as usize,
-        ))
+        .layer(kernel::service::upload_body_limit(platform.config()))
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/product"));
     Ok(mount(&SPEC, "/api/v1/product", router, pool, None))

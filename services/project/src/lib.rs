@@ -237,14 +237,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     tokio::spawn(sweeper(ctx.clone()));
     let graphql = graphql::routes(ctx.clone());
     let router = routes()
-        // Direct uploads stream up to the configured size; JSON keeps its own smaller limit.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            platform
-                .config()
-                .storage
-                .direct_upload_max_bytes
-                .saturating_add(1 << 20) as usize,
-        ))
+        .layer(kernel::service::upload_body_limit(platform.config()))
         .with_state(ctx)
         .merge(graphql);
     Ok(mount(
