@@ -74,8 +74,10 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub redis_namespace: String,
-    /// Optional RabbitMQ for events (the broker bus is not built yet; events run in-process).
+    /// RabbitMQ for events (`amqp://user:pass@host:5672/%2f`); unset: events run in-process.
     pub amqp_url: Option<Secret>,
+    /// Prefix of the exchanges and queues, so several deployments can share one broker.
+    pub amqp_namespace: String,
     /// Public base URL used for absolute links (pagination `next`); defaults to the request's host.
     pub public_base_url: Option<String>,
     /// Browser origins allowed by CORS (`*` allows any origin, without credentials).
@@ -200,6 +202,7 @@ impl Default for Config {
             redis_url: None,
             redis_namespace: "zv".into(),
             amqp_url: None,
+            amqp_namespace: "zv".into(),
             public_base_url: None,
             cors_allowed_origins: vec!["http://localhost:3000".into()],
             trust_forwarded_for: false,

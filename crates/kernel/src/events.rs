@@ -91,13 +91,70 @@ fn matches(pattern: &str, event_type: &str) -> bool {
         })
 }
 
-/// The in-process bus of `zv up`: delivery calls every matching consumer's handler.
+/// A subscription pattern as an AMQP topic binding: `x.*` here matches any depth below `x`,
+/// which a topic exchange spells `x.#`; `#` and exact names are the same.
+fn topic_pattern(pattern: &'static str) -> String {
+    match pattern.strip_suffix(".*") {
+        Some(prefix) => format!("{prefix}.#"),
+        None => pattern.to_owned(),
+    }
+}
+
+/// The event bus behind every outbox: in-process by default (`zv up`: delivery calls every
+/// matching consumer's handler), or RabbitMQ when a broker is configured (delivery publishes;
+/// each consuming service reads its own queue, see `kernel::amqp`).
 #[derive(Default)]
 pub struct EventBus {
     subscriptions: RwLock<Vec<Subscription>>,
+    broker: Option<Arc<crate::amqp::Broker>>,
+    /// Consumers whose queue is being read (with a broker).
+    started: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl EventBus {
+    /// A bus carried by RabbitMQ.
+    pub fn with_broker(broker: crate::amqp::Broker) -> Self {
+        Self {
+            subscriptions: RwLock::default(),
+            broker: Some(Arc::new(broker)),
+            started: std::sync::Mutex::default(),
+        }
+    }
+
+    pub fn broker(&self) -> Option<&Arc<crate::amqp::Broker>> {
+        self.broker.as_ref()
+    }
+
+    /// With a broker: starts one consumer per consuming service, on the union of its patterns
+    /// (after the services have subscribed; a later call starts only consumers that subscribed
+    /// since). In-process: nothing to start.
+    pub fn start(self: &Arc<Self>) {
+        let Some(broker) = &self.broker else {
+            return;
+        };
+        let mut consumers: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        if let Ok(subs) = self.subscriptions.read() {
+            for s in subs.iter() {
+                match consumers.iter_mut().find(|(c, _)| *c == s.consumer) {
+                    Some((_, patterns)) => patterns.extend(s.patterns.iter().copied()),
+                    None => consumers.push((s.consumer, s.patterns.clone())),
+                }
+            }
+        }
+        let Ok(mut started) = self.started.lock() else {
+            return;
+        };
+        for (consumer, mut patterns) in consumers {
+            if started.contains(&consumer) {
+                continue;
+            }
+            started.push(consumer);
+            patterns.sort_unstable();
+            patterns.dedup();
+            let patterns = patterns.into_iter().map(topic_pattern).collect();
+            broker.spawn_consumer(self.clone(), consumer, patterns);
+        }
+    }
     /// Registers `consumer` (one name per consuming service) for the event types in `patterns`.
     pub fn subscribe(
         &self,
@@ -114,12 +171,27 @@ impl EventBus {
         }
     }
 
-    /// Delivers to every matching consumer; the first failure is returned (the relay retries
-    /// the event, and consumers' inboxes make the repeat harmless for those that succeeded).
+    /// Hands an event over: published to the broker (confirmed), or in-process delivered to
+    /// every matching consumer. An error leaves it pending in the outbox (retried).
     pub async fn deliver(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        match &self.broker {
+            Some(broker) => broker.publish(envelope).await,
+            None => self.dispatch(envelope, None).await,
+        }
+    }
+
+    /// Runs the matching handlers (of `consumer` only, when given); the first failure is
+    /// returned (the event is retried, and consumers' inboxes make the repeat harmless for
+    /// those that succeeded).
+    pub async fn dispatch(
+        &self,
+        envelope: &Envelope,
+        consumer: Option<&str>,
+    ) -> anyhow::Result<()> {
         let handlers: Vec<(&'static str, Arc<dyn EventHandler>)> = match self.subscriptions.read() {
             Ok(subs) => subs
                 .iter()
+                .filter(|s| consumer.is_none_or(|c| c == s.consumer))
                 .filter(|s| s.patterns.iter().any(|p| matches(p, &envelope.event_type)))
                 .map(|s| (s.consumer, s.handler.clone()))
                 .collect(),

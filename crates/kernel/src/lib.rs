@@ -1,5 +1,6 @@
 //! The platform kernel: everything services share and nothing service-specific.
 
+pub mod amqp;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -67,6 +67,13 @@ impl Platform {
         };
         let storage = Storage::from_config(&config)?;
         let verifier = TokenVerifier::new(keys.clone(), cache.clone(), &config);
+        let events = Arc::new(match &config.amqp_url {
+            Some(url) => EventBus::with_broker(crate::amqp::Broker::new(
+                url.expose(),
+                &config.amqp_namespace,
+            )),
+            None => EventBus::default(),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -78,7 +85,7 @@ impl Platform {
                 memberships: OnceLock::new(),
                 redis,
                 storage,
-                events: Arc::new(EventBus::default()),
+                events,
                 provided: RwLock::new(HashMap::new()),
             }),
         })

@@ -13,11 +13,14 @@ use tokio::net::TcpListener;
 /// The platform's services (those built so far). Auth first: it installs the membership
 /// directory and the user lookups the others use.
 pub async fn build_services(platform: &Platform) -> anyhow::Result<Vec<MountedService>> {
-    Ok(vec![
+    let services = vec![
         zv_auth::build(platform).await?,
         zv_project::build(platform).await?,
         zv_product::build(platform).await?,
-    ])
+    ];
+    // With RabbitMQ, every consuming service now reads its queue.
+    platform.events().start();
+    Ok(services)
 }
 
 /// Each service's database migrations, for `zv migrate`.

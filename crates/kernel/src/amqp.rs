@@ -1,0 +1,282 @@
+//! The RabbitMQ transport of the event bus (DESIGN §6), used when `ZV_AMQP_URL` is set.
+//!
+//! - One durable topic exchange `{ns}.events`; an event's routing key is its type.
+//! - Publishing waits for the broker's confirm, with persistent messages, so the relay marks an
+//!   outbox row sent only once the broker holds the event.
+//! - Each consuming service has one durable queue `{ns}.{consumer}`, bound to its patterns and
+//!   read one message at a time (prefetch 1), so the consumer sees events in the order they
+//!   were published. A handler's success acks the message. A failure puts it back after a
+//!   growing pause (it stays at the head of the queue), and after [`MAX_ATTEMPTS`] it is
+//!   dead-lettered to `{ns}.{consumer}.dead` through the `{ns}.dead` exchange.
+//! - Connections are re-established with backoff. An event published but not yet confirmed is
+//!   still pending in the outbox, so a broken connection loses nothing; a redelivery after a
+//!   crash is absorbed by the consumer's inbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::events::{Envelope, EventBus};
+
+/// Deliveries of one event to one consumer before it is dead-lettered.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// A connection to the broker for one process: the publishing channel, and the consumers.
+pub struct Broker {
+    url: String,
+    namespace: String,
+    publisher: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Broker {
+    pub fn new(url: &str, namespace: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            namespace: namespace.to_owned(),
+            publisher: Mutex::new(None),
+        }
+    }
+
+    fn exchange(&self) -> String {
+        format!("{}.events", self.namespace)
+    }
+
+    fn dead_exchange(&self) -> String {
+        format!("{}.dead", self.namespace)
+    }
+
+    /// The queue of a consuming service.
+    pub fn queue(&self, consumer: &str) -> String {
+        format!("{}.{consumer}", self.namespace)
+    }
+
+    /// The dead-letter queue of a consuming service.
+    pub fn dead_queue(&self, consumer: &str) -> String {
+        format!("{}.{consumer}.dead", self.namespace)
+    }
+
+    async fn open(&self) -> anyhow::Result<(Connection, Channel)> {
+        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .exchange_declare(
+                self.exchange().as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((connection, channel))
+    }
+
+    /// Publishes one event and waits for the broker to confirm it. On any failure the
+    /// connection is dropped, so the next attempt reconnects.
+    pub async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let mut slot = self.publisher.lock().await;
+        if slot.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
+            let (connection, channel) = self.open().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            *slot = Some((connection, channel));
+        }
+        let Some((_, channel)) = slot.as_ref() else {
+            anyhow::bail!("no publishing channel");
+        };
+        let payload = serde_json::to_vec(envelope)?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(envelope.id.to_string().as_str().into())
+            .with_type(envelope.event_type.as_str().into());
+        let outcome: anyhow::Result<()> = async {
+            let confirm = channel
+                .basic_publish(
+                    self.exchange().as_str().into(),
+                    envelope.event_type.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    properties,
+                )
+                .await?
+                .await?;
+            anyhow::ensure!(confirm.is_ack(), "the broker refused the event");
+            Ok(())
+        }
+        .await;
+        if outcome.is_err() {
+            *slot = None;
+        }
+        outcome
+    }
+
+    /// Declares the queue of `consumer` (bound to `patterns`) and its dead-letter queue.
+    async fn declare_queue(
+        &self,
+        channel: &Channel,
+        consumer: &str,
+        patterns: &[String],
+    ) -> anyhow::Result<()> {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                self.dead_exchange().as_str().into(),
+                ExchangeKind::Direct,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = self.queue(consumer);
+        let dead = self.dead_queue(consumer);
+        channel
+            .queue_declare(dead.as_str().into(), durable, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                dead.as_str().into(),
+                self.dead_exchange().as_str().into(),
+                queue.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_exchange().as_str().into()),
+        );
+        // Dead letters keep their event type as routing key unless told otherwise.
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(queue.as_str().into()),
+        );
+        channel
+            .queue_declare(queue.as_str().into(), durable, arguments)
+            .await?;
+        for pattern in patterns {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    self.exchange().as_str().into(),
+                    pattern.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Consumes `consumer`'s queue until the connection breaks.
+    async fn consume(
+        &self,
+        bus: &EventBus,
+        consumer: &'static str,
+        patterns: &[String],
+    ) -> anyhow::Result<()> {
+        let (_connection, channel) = self.open().await?;
+        self.declare_queue(&channel, consumer, patterns).await?;
+        channel.basic_qos(1, BasicQosOptions::default()).await?;
+        let mut deliveries = channel
+            .basic_consume(
+                self.queue(consumer).as_str().into(),
+                format!("{consumer}-{}", Uuid::now_v7().simple())
+                    .as_str()
+                    .into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(consumer, queue = %self.queue(consumer), "consuming events");
+        // Failed deliveries per event (this process's count; a restart starts again).
+        let mut failures: HashMap<Uuid, u32> = HashMap::new();
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery?;
+            let envelope = match serde_json::from_slice::<Envelope>(&delivery.data) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(consumer, error = %e, "unreadable event dead-lettered");
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: false,
+                            ..BasicNackOptions::default()
+                        })
+                        .await?;
+                    continue;
+                }
+            };
+            match bus.dispatch(&envelope, Some(consumer)).await {
+                Ok(()) => {
+                    failures.remove(&envelope.id);
+                    delivery.ack(BasicAckOptions::default()).await?;
+                }
+                Err(e) => {
+                    let attempts = failures.entry(envelope.id).or_default();
+                    *attempts += 1;
+                    let dead = *attempts >= MAX_ATTEMPTS;
+                    tracing::warn!(consumer, event = %envelope.id, attempts = *attempts, dead, error = %format!("{e:#}"), "event handler failed");
+                    if dead {
+                        failures.remove(&envelope.id);
+                    } else {
+                        tokio::time::sleep(retry_pause(*attempts)).await;
+                    }
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: !dead,
+                            ..BasicNackOptions::default()
+                        })
+                        .await?;
+                }
+            }
+        }
+        anyhow::bail!("the broker closed the consumer")
+    }
+
+    /// Runs `consumer` forever, reconnecting with backoff.
+    pub fn spawn_consumer(
+        self: &Arc<Self>,
+        bus: Arc<EventBus>,
+        consumer: &'static str,
+        patterns: Vec<String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                let started = std::time::Instant::now();
+                if let Err(e) = broker.consume(&bus, consumer, &patterns).await {
+                    tracing::warn!(consumer, error = %format!("{e:#}"), "event consumer disconnected; reconnecting");
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff = Duration::from_millis(200);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        })
+    }
+}
+
+/// 100 ms, 200 ms, 400 ms… between attempts of a failing handler.
+fn retry_pause(attempts: u32) -> Duration {
+    Duration::from_millis(100 * 2u64.pow(attempts.min(8)))
+}

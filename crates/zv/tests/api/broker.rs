@@ -1,0 +1,257 @@
+//! Events through RabbitMQ (`ZV_AMQP_URL`): the outbox publishes with confirms, each consuming
+//! service reads its own durable queue, a redelivered event is applied once, and a consumer
+//! that keeps failing has the event dead-lettered while the others go on.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kernel::config::Secret;
+use kernel::events::{begin_once, Envelope, EventHandler};
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{service_pool, TestApp};
+
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+async fn app_on_broker() -> (TestApp, String) {
+    let mut namespace = String::new();
+    let app = TestApp::spawn_with(|c| {
+        namespace = format!("zvtest.{}", c.database_prefix.trim_end_matches('_'));
+        c.amqp_url = Some(Secret::new(BROKER));
+        c.amqp_namespace = namespace.clone();
+    })
+    .await;
+    (app, namespace)
+}
+
+/// Messages in a queue (`None`: no such queue).
+async fn messages(queue: &str) -> Option<u32> {
+    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    let found = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()
+        .map(|q| q.message_count());
+    let _ = connection.close(0, "".into()).await;
+    found
+}
+
+/// Removes what a test declared on the shared broker.
+async fn clean(namespace: &str, consumers: &[&str]) {
+    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    for c in consumers {
+        for q in [format!("{namespace}.{c}"), format!("{namespace}.{c}.dead")] {
+            let _ = channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    for e in ["events", "dead"] {
+        let _ = channel
+            .exchange_delete(
+                format!("{namespace}.{e}").as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(0, "".into()).await;
+}
+
+/// Polls `check` for up to 15 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..150 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 15 s: {what}");
+}
+
+struct Failing(Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl EventHandler for Failing {
+    async fn handle(&self, _: &Envelope) -> anyhow::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        anyhow::bail!("this consumer is broken")
+    }
+}
+
+struct Once {
+    pool: sqlx::PgPool,
+    applied: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Once {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        if let Some(tx) = begin_once(&self.pool, "probe_once", envelope).await? {
+            tx.commit().await?;
+            self.applied.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
+    let (app, ns) = app_on_broker().await;
+    let events = app.platform.events().clone();
+    let broker = events.broker().cloned().expect("a broker bus");
+    // Two more consumers beside the services': one that always fails, one that counts.
+    let failures = Arc::new(AtomicUsize::new(0));
+    let applied = Arc::new(AtomicUsize::new(0));
+    let pool = service_pool(app.platform.config(), "product").await;
+    events.subscribe(
+        "probe_failing",
+        &["project.settings_changed"],
+        Arc::new(Failing(failures.clone())),
+    );
+    events.subscribe(
+        "probe_once",
+        &["project.*"],
+        Arc::new(Once {
+            pool: pool.clone(),
+            applied: applied.clone(),
+        }),
+    );
+    events.start();
+    eventually("the probe queues exist", || async {
+        messages(&format!("{ns}.probe_failing")).await.is_some()
+            && messages(&format!("{ns}.probe_once")).await.is_some()
+    })
+    .await;
+
+    // A setting changed in the project service reaches the product service through the broker.
+    // Auth learns of the new project from the broker, a moment after the response.
+    app.user("rabia", false).await;
+    let (access, _) = app.login("rabia").await;
+    let (status, project, _) = app
+        .post(
+            "/api/v1/project/projects/",
+            json!({"title": "Rabia Retail"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let mut scoped = None;
+    for _ in 0..150 {
+        let (status, body, _) = app
+            .post(
+                "/api/v1/auth/auth/token/change_project/",
+                json!({"project_id": project["id"]}),
+                Some(&access),
+            )
+            .await;
+        if status == StatusCode::OK {
+            scoped = Some(crate::harness::s(&body["access"]));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let owner = crate::projects::Owner {
+        id: 0,
+        access: scoped.expect("auth's projection knows the owner within 15 s"),
+        refresh: String::new(),
+        project,
+    };
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/project/{}/settings/currency/", owner.username()),
+            json!({"value": "EUR"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let project = owner.project_id();
+    eventually("the catalogue follows the currency", || {
+        let pool = pool.clone();
+        async move {
+            zv_product::settings::currency(&pool, project)
+                .await
+                .is_ok_and(|c| c == "EUR")
+        }
+    })
+    .await;
+    let outbox = app.project_pool().await;
+    let unsent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NULL",
+    )
+    .fetch_one(&outbox)
+    .await
+    .expect("outbox");
+    assert_eq!(unsent, 0, "every event confirmed by the broker");
+
+    // The failing consumer tried it five times, then it went to its dead-letter queue; the
+    // other consumers were not held up.
+    eventually("the event is dead-lettered", || async {
+        messages(&format!("{ns}.probe_failing.dead")).await == Some(1)
+    })
+    .await;
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        kernel::amqp::MAX_ATTEMPTS as usize
+    );
+    assert_eq!(messages(&format!("{ns}.probe_failing")).await, Some(0));
+
+    // A redelivered event (published again by a relay that crashed before marking it sent)
+    // is applied once.
+    eventually("the counting consumer saw the project's events", || async {
+        applied.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let seen = applied.load(Ordering::SeqCst);
+    let again = Envelope::new(
+        "project",
+        Some(project),
+        None,
+        &integration::project::FeaturesChanged {
+            project_id: project,
+            features: vec!["pos".into()],
+        },
+    )
+    .expect("envelope");
+    for _ in 0..3 {
+        broker.publish(&again).await.expect("published");
+    }
+    eventually("the new event is applied", || async {
+        applied.load(Ordering::SeqCst) == seen + 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        applied.load(Ordering::SeqCst),
+        seen + 1,
+        "three copies, one effect"
+    );
+    assert_eq!(messages(&format!("{ns}.probe_once")).await, Some(0));
+
+    clean(
+        &ns,
+        &["auth", "project", "product", "probe_failing", "probe_once"],
+    )
+    .await;
+}
