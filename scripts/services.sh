@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL (required) and Redis (for the Redis-mode tests) answer on 127.0.0.1,
+# Makes sure PostgreSQL (required), Redis (Redis-mode tests) and RabbitMQ (broker-mode events)
+# answer on 127.0.0.1,
 # installing them from Debian's packages and starting them when they do not.
 set -euo pipefail
 
@@ -27,3 +28,12 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
+
+# RabbitMQ, for the broker-mode event tests.
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! rabbit_up; then
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  as_root rabbitmq-server -detached || true
+  for _ in $(seq 60); do rabbit_up && break; sleep 1; done
+fi
+rabbit_up || { echo "RabbitMQ is not reachable on 127.0.0.1:5672" >&2; exit 1; }

@@ -11,6 +11,11 @@ bash scripts/s3-server.sh start
 psql -h 127.0.0.1 -U postgres -Atqc "SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{12}_zv_'" postgres \
   | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres; done
 
+# Queues left on the shared RabbitMQ by an interrupted run (namespaces zvtest.*).
+if command -v rabbitmqctl >/dev/null 2>&1; then
+  rabbitmqctl list_queues -q name 2>/dev/null | grep '^zvtest\.' | while read -r q; do rabbitmqctl delete_queue -q "$q" >/dev/null 2>&1 || true; done
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then

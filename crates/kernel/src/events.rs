@@ -342,7 +342,11 @@ impl Outbox {
                         delivered += 1;
                     }
                     Err(e) => {
-                        let dead = attempts + 1 >= MAX_ATTEMPTS;
+                        // A handler that keeps failing sets its event aside; a broker that
+                        // cannot be reached is an outage, never a reason to drop events (the
+                        // broker's consumers have their own dead-letter queues).
+                        let dead =
+                            attempts + 1 >= MAX_ATTEMPTS && self.inner.bus.broker().is_none();
                         sqlx::query(
                             "UPDATE zv_outbox SET attempts = attempts + 1, last_error = $2, \
                              dead_at = CASE WHEN $3 THEN now() END WHERE id = $1",
@@ -384,7 +388,8 @@ impl Outbox {
                     Ok(_) => backoff = interval,
                     Err(e) => {
                         tracing::warn!(source = outbox.inner.source, error = %format!("{e:#}"), "event relay failed");
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        // Capped low: after an outage, delivery resumes within seconds.
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                 }
             }

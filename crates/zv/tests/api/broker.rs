@@ -146,37 +146,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
 
     // A setting changed in the project service reaches the product service through the broker.
     // Auth learns of the new project from the broker, a moment after the response.
-    app.user("rabia", false).await;
-    let (access, _) = app.login("rabia").await;
-    let (status, project, _) = app
-        .post(
-            "/api/v1/project/projects/",
-            json!({"title": "Rabia Retail"}),
-            Some(&access),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{project}");
-    let mut scoped = None;
-    for _ in 0..150 {
-        let (status, body, _) = app
-            .post(
-                "/api/v1/auth/auth/token/change_project/",
-                json!({"project_id": project["id"]}),
-                Some(&access),
-            )
-            .await;
-        if status == StatusCode::OK {
-            scoped = Some(crate::harness::s(&body["access"]));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let owner = crate::projects::Owner {
-        id: 0,
-        access: scoped.expect("auth's projection knows the owner within 15 s"),
-        refresh: String::new(),
-        project,
-    };
+    let owner = crate::projects::owner_with_project_eventually(&app, "rabia", "Rabia Retail").await;
     let (status, body) = app
         .call(
             Method::PATCH,
@@ -254,4 +224,194 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
         &["auth", "project", "product", "probe_failing", "probe_once"],
     )
     .await;
+}
+
+/// A TCP relay to the broker that can be cut: while down it drops every connection and
+/// refuses new ones.
+struct Cable {
+    url: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Cable {
+    async fn new() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::broadcast::channel(4);
+        let (flag, signal) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut cut = signal.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.recv() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            up,
+            cut,
+        }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let _ = self.cut.send(());
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Counts each event once per id (the inbox) and every call.
+struct Tally {
+    pool: sqlx::PgPool,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Tally {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(mut tx) = begin_once(&self.pool, "probe_tally", envelope).await? {
+            sqlx::query("INSERT INTO probe_tally (event_id) VALUES ($1)")
+                .bind(envelope.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
+    let cable = Cable::new().await;
+    let mut namespace = String::new();
+    let url = cable.url.clone();
+    let app = TestApp::spawn_with(|c| {
+        namespace = format!("zvtest.{}", c.database_prefix.trim_end_matches('_'));
+        c.amqp_url = Some(Secret::new(url));
+        c.amqp_namespace = namespace.clone();
+    })
+    .await;
+    let ns = namespace;
+    let pool = service_pool(app.platform.config(), "product").await;
+    sqlx::query("CREATE TABLE probe_tally (n BIGSERIAL, event_id UUID NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("tally table");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let events = app.platform.events().clone();
+    events.subscribe(
+        "probe_tally",
+        &["project.settings_changed"],
+        Arc::new(Tally {
+            pool: pool.clone(),
+            calls: calls.clone(),
+        }),
+    );
+    events.start();
+    eventually("the tally queue exists", || async {
+        messages(&format!("{ns}.probe_tally")).await.is_some()
+    })
+    .await;
+    let owner = crate::projects::owner_with_project_eventually(&app, "bruno", "Bruno Books").await;
+    let setting = format!("/api/v1/project/{}/settings/currency/", owner.username());
+    let change = |code: &'static str| {
+        let app = &app;
+        let setting = setting.clone();
+        let access = owner.access.clone();
+        async move {
+            let (status, body) = app
+                .call(Method::PATCH, &setting, json!({"value": code}), &access)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    change("EUR").await;
+    eventually("the first change is tallied", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n == 1)
+    })
+    .await;
+
+    // The broker goes away: writes still succeed, their events wait in the outbox.
+    cable.down();
+    let codes = [
+        "GBP", "JPY", "SAR", "AED", "EGP", "USD", "CHF", "CAD", "AUD", "TRY",
+    ];
+    for code in codes {
+        change(code).await;
+    }
+    let outbox = app.project_pool().await;
+    let pending = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NULL",
+        )
+        .fetch_one(&outbox)
+        .await
+        .expect("outbox")
+    };
+    assert!(
+        pending().await >= codes.len() as i64,
+        "held while the broker is away"
+    );
+
+    // It comes back: every event arrives, each applied once, in order.
+    cable.restore();
+    eventually("the outbox drains", || async { pending().await == 0 }).await;
+    eventually("every change is tallied", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n == 1 + codes.len() as i64)
+    })
+    .await;
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_id) FROM probe_tally")
+        .fetch_one(&pool)
+        .await
+        .expect("tally");
+    assert_eq!(distinct, 1 + codes.len() as i64, "none twice");
+    assert!(calls.load(Ordering::SeqCst) >= distinct as usize);
+    let applied: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM probe_tally ORDER BY n")
+            .fetch_all(&pool)
+            .await
+            .expect("tally");
+    let published: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT event_id FROM zv_outbox WHERE event_type = 'project.settings_changed' ORDER BY id",
+    )
+    .fetch_all(&outbox)
+    .await
+    .expect("outbox");
+    assert_eq!(applied, published, "in commit order");
+    let project = owner.project_id();
+    eventually("the catalogue has the last currency", || {
+        let pool = pool.clone();
+        async move {
+            zv_product::settings::currency(&pool, project)
+                .await
+                .is_ok_and(|c| c == "TRY")
+        }
+    })
+    .await;
+    clean(&ns, &["auth", "project", "product", "probe_tally"]).await;
 }

@@ -46,6 +46,40 @@ pub async fn owner_with_project(app: &TestApp, username: &str, title: &str) -> O
     }
 }
 
+/// [`owner_with_project`] where auth learns of new projects asynchronously (the RabbitMQ bus):
+/// the switch is retried until auth's projection has the membership (15 s at most).
+pub async fn owner_with_project_eventually(app: &TestApp, username: &str, title: &str) -> Owner {
+    let id = app.user(username, false).await;
+    let (access, _) = app.login(username).await;
+    let (status, project, _) = app
+        .post(
+            "/api/v1/project/projects/",
+            json!({"title": title}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    for _ in 0..150 {
+        let (status, body, _) = app
+            .post(
+                "/api/v1/auth/auth/token/change_project/",
+                json!({"project_id": project["id"]}),
+                Some(&access),
+            )
+            .await;
+        if status == StatusCode::OK {
+            return Owner {
+                id,
+                access: s(&body["access"]),
+                refresh: s(&body["refresh"]),
+                project,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("auth's projection did not learn of the project within 15 s");
+}
+
 /// auth's change_project: a pair scoped to `project_id`.
 pub async fn switch(app: &TestApp, access: &str, project_id: i64) -> (String, String) {
     let (status, body, _) = app
