@@ -317,6 +317,16 @@ impl Outbox {
         let mut delivered = 0;
         loop {
             let mut tx = self.inner.pool.begin().await?;
+            // One relay of this outbox at a time across processes, so events leave in commit
+            // order; another process relaying now will take what is pending.
+            let mine: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7202, hashtext($1))")
+                    .bind(self.inner.source)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !mine {
+                return Ok(delivered);
+            }
             let batch: Vec<(i64, Value, i32)> = sqlx::query_as(
                 "SELECT id, envelope, attempts FROM zv_outbox \
                  WHERE published_at IS NULL AND dead_at IS NULL \
@@ -384,7 +394,9 @@ impl Outbox {
                     _ = outbox.inner.wake.notified() => {}
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                match outbox.relay_pending().await {
+                let relayed = outbox.relay_pending().await;
+                outbox.record_lag().await;
+                match relayed {
                     Ok(_) => backoff = interval,
                     Err(e) => {
                         tracing::warn!(source = outbox.inner.source, error = %format!("{e:#}"), "event relay failed");
@@ -394,6 +406,32 @@ impl Outbox {
                 }
             }
         })
+    }
+
+    /// Publishes the outbox's lag as gauges: `zv_outbox_pending` (events not yet delivered),
+    /// `zv_outbox_oldest_pending_seconds` (age of the oldest) and `zv_outbox_dead` (set aside),
+    /// labelled by service.
+    pub async fn record_lag(&self) {
+        let lag: Result<(i64, f64, i64), sqlx::Error> = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE dead_at IS NULL), \
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE dead_at IS NULL)), 0)::float8, \
+                    count(*) FILTER (WHERE dead_at IS NOT NULL) \
+             FROM zv_outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.inner.pool)
+        .await;
+        match lag {
+            Ok((pending, oldest, dead)) => {
+                let service = self.inner.source;
+                metrics::gauge!("zv_outbox_pending", "service" => service).set(pending as f64);
+                metrics::gauge!("zv_outbox_oldest_pending_seconds", "service" => service)
+                    .set(oldest);
+                metrics::gauge!("zv_outbox_dead", "service" => service).set(dead as f64);
+            }
+            Err(e) => {
+                tracing::warn!(source = self.inner.source, error = %e, "outbox lag unavailable")
+            }
+        }
     }
 
     /// Events not yet delivered (for readiness and tests).

@@ -374,6 +374,29 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
         pending().await >= codes.len() as i64,
         "held while the broker is away"
     );
+    // The lag is visible to operators.
+    let gauge = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{service=\"project\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let metrics = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    eventually("the outbox lag is published", || async {
+        let text = metrics().await;
+        gauge(&text, "zv_outbox_pending").is_some_and(|n| n >= codes.len() as f64)
+            && gauge(&text, "zv_outbox_oldest_pending_seconds").is_some_and(|s| s > 0.0)
+    })
+    .await;
 
     // It comes back: every event arrives, each applied once, in order.
     cable.restore();
@@ -403,13 +426,44 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     .await
     .expect("outbox");
     assert_eq!(applied, published, "in commit order");
+    // A relay that dies after publishing but before marking the rows sent publishes them
+    // again: the consumers' inboxes absorb the copies.
+    sqlx::query(
+        "UPDATE zv_outbox SET published_at = NULL WHERE event_type = 'project.settings_changed'",
+    )
+    .execute(&outbox)
+    .await
+    .expect("reset");
+    change("EUR").await;
+    eventually("the outbox drains again", || async { pending().await == 0 }).await;
+    eventually("only the new change is new", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|n| n == 2 + codes.len() as i64)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM probe_tally")
+        .fetch_one(&pool)
+        .await
+        .expect("tally");
+    assert_eq!(
+        total,
+        2 + codes.len() as i64,
+        "republished copies applied once"
+    );
+    eventually("the lag is back to zero", || async {
+        gauge(&metrics().await, "zv_outbox_pending") == Some(0.0)
+    })
+    .await;
     let project = owner.project_id();
     eventually("the catalogue has the last currency", || {
         let pool = pool.clone();
         async move {
             zv_product::settings::currency(&pool, project)
                 .await
-                .is_ok_and(|c| c == "TRY")
+                .is_ok_and(|c| c == "EUR")
         }
     })
     .await;
