@@ -17,11 +17,12 @@ use crate::harness::{service_pool, TestApp};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-async fn app_on_broker() -> (TestApp, String) {
+/// An app whose events go through the broker at `url`, in a namespace of its own.
+async fn app_on_broker(url: &str) -> (TestApp, String) {
     let mut namespace = String::new();
     let app = TestApp::spawn_with(|c| {
         namespace = format!("zvtest.{}", c.database_prefix.trim_end_matches('_'));
-        c.amqp_url = Some(Secret::new(BROKER));
+        c.amqp_url = Some(Secret::new(url));
         c.amqp_namespace = namespace.clone();
     })
     .await;
@@ -74,6 +75,16 @@ async fn clean(namespace: &str, consumers: &[&str]) {
     let _ = connection.close(0, "".into()).await;
 }
 
+/// Waits until the product service's catalogue prices `project` in `code`.
+async fn catalogue_currency(pool: &sqlx::PgPool, project: i64, code: &str) {
+    eventually(&format!("the catalogue prices in {code}"), || async {
+        zv_product::settings::currency(pool, project)
+            .await
+            .is_ok_and(|c| c == code)
+    })
+    .await;
+}
+
 /// Polls `check` for up to 15 s.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -117,7 +128,7 @@ impl EventHandler for Once {
 
 #[tokio::test]
 async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
-    let (app, ns) = app_on_broker().await;
+    let (app, ns) = app_on_broker(BROKER).await;
     let events = app.platform.events().clone();
     let broker = events.broker().cloned().expect("a broker bus");
     // Two more consumers beside the services': one that always fails, one that counts.
@@ -157,15 +168,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let project = owner.project_id();
-    eventually("the catalogue follows the currency", || {
-        let pool = pool.clone();
-        async move {
-            zv_product::settings::currency(&pool, project)
-                .await
-                .is_ok_and(|c| c == "EUR")
-        }
-    })
-    .await;
+    catalogue_currency(&pool, project, "EUR").await;
     let outbox = app.project_pool().await;
     let unsent: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NULL",
@@ -302,15 +305,7 @@ impl EventHandler for Tally {
 #[tokio::test]
 async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     let cable = Cable::new().await;
-    let mut namespace = String::new();
-    let url = cable.url.clone();
-    let app = TestApp::spawn_with(|c| {
-        namespace = format!("zvtest.{}", c.database_prefix.trim_end_matches('_'));
-        c.amqp_url = Some(Secret::new(url));
-        c.amqp_namespace = namespace.clone();
-    })
-    .await;
-    let ns = namespace;
+    let (app, ns) = app_on_broker(&cable.url).await;
     let pool = service_pool(app.platform.config(), "product").await;
     sqlx::query("CREATE TABLE probe_tally (n BIGSERIAL, event_id UUID NOT NULL)")
         .execute(&pool)
@@ -458,14 +453,6 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     })
     .await;
     let project = owner.project_id();
-    eventually("the catalogue has the last currency", || {
-        let pool = pool.clone();
-        async move {
-            zv_product::settings::currency(&pool, project)
-                .await
-                .is_ok_and(|c| c == "EUR")
-        }
-    })
-    .await;
+    catalogue_currency(&pool, project, "EUR").await;
     clean(&ns, &["auth", "project", "product", "probe_tally"]).await;
 }

@@ -26,7 +26,8 @@ impl Owner {
 }
 
 /// Creates `username`, a project titled `title` owned by them, and switches into it.
-pub async fn owner_with_project(app: &TestApp, username: &str, title: &str) -> Owner {
+/// A new user (id, unscoped access token) and the project they created.
+async fn user_and_project(app: &TestApp, username: &str, title: &str) -> (i64, String, Value) {
     let id = app.user(username, false).await;
     let (access, _) = app.login(username).await;
     let (status, project, _) = app
@@ -37,6 +38,11 @@ pub async fn owner_with_project(app: &TestApp, username: &str, title: &str) -> O
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{project}");
+    (id, access, project)
+}
+
+pub async fn owner_with_project(app: &TestApp, username: &str, title: &str) -> Owner {
+    let (id, access, project) = user_and_project(app, username, title).await;
     let (access, refresh) = switch(app, &access, project["id"].as_i64().expect("id")).await;
     Owner {
         id,
@@ -49,16 +55,7 @@ pub async fn owner_with_project(app: &TestApp, username: &str, title: &str) -> O
 /// [`owner_with_project`] where auth learns of new projects asynchronously (the RabbitMQ bus):
 /// the switch is retried until auth's projection has the membership (15 s at most).
 pub async fn owner_with_project_eventually(app: &TestApp, username: &str, title: &str) -> Owner {
-    let id = app.user(username, false).await;
-    let (access, _) = app.login(username).await;
-    let (status, project, _) = app
-        .post(
-            "/api/v1/project/projects/",
-            json!({"title": title}),
-            Some(&access),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let (id, access, project) = user_and_project(app, username, title).await;
     for _ in 0..150 {
         let (status, body, _) = app
             .post(
