@@ -107,8 +107,8 @@ fn topic_pattern(pattern: &'static str) -> String {
 pub struct EventBus {
     subscriptions: RwLock<Vec<Subscription>>,
     broker: Option<Arc<crate::amqp::Broker>>,
-    /// Consumers whose queue is being read (with a broker).
-    started: std::sync::Mutex<Vec<&'static str>>,
+    /// Consumers whose queue is being read (with a broker), and their tasks.
+    started: std::sync::Mutex<Vec<(&'static str, tokio::task::JoinHandle<()>)>>,
 }
 
 impl EventBus {
@@ -145,14 +145,24 @@ impl EventBus {
             return;
         };
         for (consumer, mut patterns) in consumers {
-            if started.contains(&consumer) {
+            if started.iter().any(|(c, _)| *c == consumer) {
                 continue;
             }
-            started.push(consumer);
             patterns.sort_unstable();
             patterns.dedup();
             let patterns = patterns.into_iter().map(topic_pattern).collect();
-            broker.spawn_consumer(self.clone(), consumer, patterns);
+            let task = broker.spawn_consumer(self.clone(), consumer, patterns);
+            started.push((consumer, task));
+        }
+    }
+
+    /// Stops reading the broker's queues (shutdown; unacknowledged events are redelivered to
+    /// the next reader).
+    pub fn stop(&self) {
+        if let Ok(mut started) = self.started.lock() {
+            for (_, task) in started.drain(..) {
+                task.abort();
+            }
         }
     }
     /// Registers `consumer` (one name per consuming service) for the event types in `patterns`.

@@ -51,8 +51,11 @@ async fn messages(queue: &str) -> Option<u32> {
     found
 }
 
-/// Removes what a test declared on the shared broker.
-async fn clean(namespace: &str, consumers: &[&str]) {
+/// Stops the app's consumers (they would declare their queues again) and removes what the test
+/// declared on the shared broker.
+async fn clean(app: &TestApp, namespace: &str, consumers: &[&str]) {
+    app.platform.events().stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
         .await
         .expect("broker");
@@ -223,6 +226,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
     assert_eq!(messages(&format!("{ns}.probe_once")).await, Some(0));
 
     clean(
+        &app,
         &ns,
         &["auth", "project", "product", "probe_failing", "probe_once"],
     )
@@ -454,5 +458,5 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     .await;
     let project = owner.project_id();
     catalogue_currency(&pool, project, "EUR").await;
-    clean(&ns, &["auth", "project", "product", "probe_tally"]).await;
+    clean(&app, &ns, &["auth", "project", "product", "probe_tally"]).await;
 }
