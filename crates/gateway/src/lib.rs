@@ -195,9 +195,16 @@ async fn ready(gw: &Gateway) -> Response {
         None => "ok",
     };
     let ok = database && cache == "ok";
+    // Without the broker requests still work (events wait in the outboxes): degraded, not down.
+    let broker = kernel::service::broker_ready(&gw.platform).await;
+    let status = match (ok, broker) {
+        (false, _) => "unavailable",
+        (true, "unavailable") => "degraded",
+        _ => "ready",
+    };
     let body = json!({
-        "status": if ok { "ready" } else { "unavailable" },
-        "checks": {"database": if database { "ok" } else { "unavailable" }, "cache": cache, "broker": "ok"}
+        "status": status,
+        "checks": {"database": if database { "ok" } else { "unavailable" }, "cache": cache, "broker": broker}
     });
     let status = if ok {
         StatusCode::OK

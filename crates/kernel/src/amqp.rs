@@ -82,6 +82,32 @@ impl Broker {
         Ok((connection, channel))
     }
 
+    /// Whether the broker answers (readiness): the publishing connection is up, or a new one
+    /// opens within 2 s.
+    pub async fn reachable(&self) -> bool {
+        if self
+            .publisher
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|(c, _)| c.status().connected())
+        {
+            return true;
+        }
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            Connection::connect(&self.url, ConnectionProperties::default()),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(connection)) => {
+                let _ = connection.close(200, "readiness check".into()).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Publishes one event and waits for the broker to confirm it. On any failure the
     /// connection is dropped, so the next attempt reconnects.
     pub async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {

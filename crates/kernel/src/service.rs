@@ -84,11 +84,35 @@ pub async fn database_ready(pool: &PgPool) -> bool {
     .is_ok_and(|r| r.is_ok())
 }
 
-async fn ready(State(h): State<Health>) -> Response {
+/// The event broker's state for readiness: `in_process` (no broker configured), `ok`, or
+/// `unavailable`.
+pub async fn broker_ready(platform: &crate::platform::Platform) -> &'static str {
+    match platform.events().broker() {
+        None => "in_process",
+        Some(b) if b.reachable().await => "ok",
+        Some(_) => "unavailable",
+    }
+}
+
+/// `/ready/`: 503 when the database does not answer. The broker is reported too: without it the
+/// service still works (events wait in its outbox), so it is `degraded`, not unavailable.
+async fn ready(
+    State(h): State<Health>,
+    platform: Option<axum::Extension<crate::platform::Platform>>,
+) -> Response {
     let db = database_ready(&h.pool).await;
+    let broker = match &platform {
+        Some(p) => broker_ready(p).await,
+        None => "in_process",
+    };
+    let status = match (db, broker) {
+        (false, _) => "unavailable",
+        (true, "unavailable") => "degraded",
+        _ => "ready",
+    };
     let body = json!({
-        "status": if db { "ready" } else { "unavailable" },
-        "checks": {"database": if db { "ok" } else { "unavailable" }, "broker": "ok"}
+        "status": status,
+        "checks": {"database": if db { "ok" } else { "unavailable" }, "broker": broker}
     });
     let status = if db {
         StatusCode::OK

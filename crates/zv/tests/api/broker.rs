@@ -373,6 +373,13 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
         pending().await >= codes.len() as i64,
         "held while the broker is away"
     );
+    // Readiness tells: the platform still serves, the broker is missing.
+    let (status, ready, _) = app.get("/ready/", None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(
+        (ready["status"].clone(), ready["checks"]["broker"].clone()),
+        (json!("degraded"), json!("unavailable"))
+    );
     // The lag is visible to operators.
     let gauge = |text: &str, name: &str| -> Option<f64> {
         text.lines()
@@ -400,6 +407,11 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     // It comes back: every event arrives, each applied once, in order.
     cable.restore();
     eventually("the outbox drains", || async { pending().await == 0 }).await;
+    let (_, ready, _) = app.get("/ready/", None).await;
+    assert_eq!(
+        (ready["status"].clone(), ready["checks"]["broker"].clone()),
+        (json!("ready"), json!("ok"))
+    );
     eventually("every change is tallied", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
             .fetch_one(&pool)

@@ -145,6 +145,7 @@ async fn up_serves_and_shuts_down_gracefully_on_sigterm() {
         .await
         .expect("json");
     assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["broker"], "in_process", "{ready}");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
