@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -275,6 +276,55 @@ impl Broker {
             }
         }
         anyhow::bail!("the broker closed the consumer")
+    }
+
+    /// Moves every dead-lettered event of `consumer` back to its queue (after the handler has
+    /// been fixed): each is republished with a confirm before it leaves the dead-letter queue,
+    /// so a failure midway loses nothing. Returns how many were moved.
+    pub async fn replay_dead(&self, consumer: &str) -> anyhow::Result<u32> {
+        let (connection, channel) = self.open().await?;
+        let dead = self.dead_queue(consumer);
+        // A passive declare fails (and closes its channel) when the queue does not exist.
+        let probe = connection.create_channel().await?;
+        let exists = probe
+            .queue_declare(
+                dead.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        anyhow::ensure!(
+            exists,
+            "no dead-letter queue {dead}: is {consumer:?} a consuming service of this namespace?"
+        );
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut moved = 0;
+        while let Some(message) = channel
+            .basic_get(dead.as_str().into(), BasicGetOptions::default())
+            .await?
+        {
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    self.queue(consumer).as_str().into(),
+                    BasicPublishOptions::default(),
+                    &message.delivery.data,
+                    message.delivery.properties.clone(),
+                )
+                .await?
+                .await?;
+            anyhow::ensure!(confirm.is_ack(), "the broker refused a replayed event");
+            message.delivery.ack(BasicAckOptions::default()).await?;
+            moved += 1;
+        }
+        let _ = connection.close(200, "replayed".into()).await;
+        Ok(moved)
     }
 
     /// Runs `consumer` forever, reconnecting with backoff.

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Event bus operations (RabbitMQ mode).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Print the SQL of a member's first page of products (the benchmark's pgbench script).
     #[command(hide = true)]
     ProductListSql {
@@ -49,6 +54,16 @@ enum Command {
         project: i64,
         #[arg(long, default_value_t = 20)]
         page_size: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Move a consumer's dead-lettered events back to its queue (after fixing the cause).
+    ReplayDead {
+        /// The consuming service, e.g. `auth`.
+        #[arg(long)]
+        consumer: String,
     },
 }
 
@@ -93,6 +108,16 @@ async fn run() -> anyhow::Result<()> {
             )
             .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
             println!("{count};\n{rows};");
+        }
+        Command::Events {
+            command: EventsCommand::ReplayDead { consumer },
+        } => {
+            let Some(url) = &config.amqp_url else {
+                anyhow::bail!("no broker configured (ZV_AMQP_URL): events run in-process");
+            };
+            let broker = kernel::amqp::Broker::new(url.expose(), &config.amqp_namespace);
+            let moved = broker.replay_dead(&consumer).await?;
+            println!("{moved} event(s) moved back to {}", broker.queue(&consumer));
         }
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&config.redacted_json())?);

@@ -103,13 +103,21 @@ where
     panic!("not within 15 s: {what}");
 }
 
-struct Failing(Arc<AtomicUsize>);
+/// Fails while `broken`; counts every call.
+struct Failing {
+    calls: Arc<AtomicUsize>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
 
 #[async_trait::async_trait]
 impl EventHandler for Failing {
     async fn handle(&self, _: &Envelope) -> anyhow::Result<()> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        anyhow::bail!("this consumer is broken")
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        anyhow::ensure!(
+            !self.broken.load(Ordering::SeqCst),
+            "this consumer is broken"
+        );
+        Ok(())
     }
 }
 
@@ -138,10 +146,14 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
     let failures = Arc::new(AtomicUsize::new(0));
     let applied = Arc::new(AtomicUsize::new(0));
     let pool = service_pool(app.platform.config(), "product").await;
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
     events.subscribe(
         "probe_failing",
         &["project.settings_changed"],
-        Arc::new(Failing(failures.clone())),
+        Arc::new(Failing {
+            calls: failures.clone(),
+            broken: broken.clone(),
+        }),
     );
     events.subscribe(
         "probe_once",
@@ -191,6 +203,18 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
         failures.load(Ordering::SeqCst),
         kernel::amqp::MAX_ATTEMPTS as usize
     );
+    assert_eq!(messages(&format!("{ns}.probe_failing")).await, Some(0));
+    // Once the cause is fixed, an operator replays the dead letters (`zv events replay-dead`).
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(
+        broker.replay_dead("probe_failing").await.expect("replay"),
+        1
+    );
+    eventually("the replayed event is handled", || async {
+        failures.load(Ordering::SeqCst) == kernel::amqp::MAX_ATTEMPTS as usize + 1
+    })
+    .await;
+    assert_eq!(messages(&format!("{ns}.probe_failing.dead")).await, Some(0));
     assert_eq!(messages(&format!("{ns}.probe_failing")).await, Some(0));
 
     // A redelivered event (published again by a relay that crashed before marking it sent)

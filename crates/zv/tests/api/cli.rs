@@ -262,3 +262,31 @@ async fn smtp_mode_delivers_the_verification_code() {
         "the mailed code activates the account"
     );
 }
+
+#[test]
+fn events_replay_needs_a_broker_and_moves_dead_letters() {
+    let output = zv()
+        .args(["events", "replay-dead", "--consumer", "auth"])
+        .output()
+        .expect("zv");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no broker configured"),
+        "{output:?}"
+    );
+    // Against RabbitMQ, a consumer without queues in that namespace is named in the error
+    // (the broker tests replay real dead letters).
+    let namespace = format!("zvtest.cli{}", std::process::id());
+    let output = zv()
+        .args(["events", "replay-dead", "--consumer", "nobody"])
+        .env("ZV_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .env("ZV_AMQP_NAMESPACE", &namespace)
+        .output()
+        .expect("zv");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains(&format!("no dead-letter queue {namespace}.nobody.dead")),
+        "{output:?}"
+    );
+}
