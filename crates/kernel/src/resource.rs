@@ -59,6 +59,8 @@ pub enum FieldKind {
         table: &'static str,
     },
     DateTime,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
 }
 
 /// One writable (or read-only) field of a resource.
@@ -125,6 +127,7 @@ pub enum Bind {
     Bool(bool),
     Json(Value),
     DateTime(DateTime<Utc>),
+    Date(chrono::NaiveDate),
 }
 
 impl Bind {
@@ -138,6 +141,7 @@ impl Bind {
             Bind::Bool(v) => qb.push_bind(v),
             Bind::Json(v) => qb.push_bind(v),
             Bind::DateTime(v) => qb.push_bind(v),
+            Bind::Date(v) => qb.push_bind(v),
         };
     }
 }
@@ -642,6 +646,11 @@ fn parse(f: &Field, name: &str, v: &Value) -> Result<Bind, String> {
                 json_type(v)
             )
         }),
+        FieldKind::Date => v
+            .as_str()
+            .and_then(|s| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok())
+            .map(Bind::Date)
+            .ok_or_else(|| "Date has wrong format. Use YYYY-MM-DD.".to_owned()),
         FieldKind::DateTime => v
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s.trim()).ok())

@@ -11,6 +11,7 @@ mod files;
 mod gateway;
 mod harness;
 mod images;
+mod inventory;
 mod limits;
 mod projects;
 mod tenancy;

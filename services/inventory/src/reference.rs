@@ -1,0 +1,391 @@
+//! Reference data of the stock (contract inventory.md §3, §7): warehouses, location types,
+//! locations, vendors and batches — simple resources on `kernel::resource`. Read by every
+//! member, written by owners and admins, soft-deleted.
+
+use async_trait::async_trait;
+use kernel::auth::ProjectScope;
+use kernel::db::ConstraintField;
+use kernel::list::{Field as Col, Kind, ListSpec};
+use kernel::rbac::Grants;
+use kernel::resource::{Bind, Field, FieldKind, Hooks, Resource, Values};
+use kernel::service::ServiceContext;
+use kernel::ApiError;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+/// Editors read the reference data; owners and admins write it.
+pub const GRANTS: Grants = Grants {
+    editor_extra: &[],
+    editor_writes: Some(&[]),
+};
+
+const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
+
+const fn col(name: &'static str, column: &'static str, kind: Kind) -> Col {
+    Col { name, column, kind }
+}
+
+const CREATED: Col = col("created_at", "t.created_at", Kind::DateTime);
+const BY_NAME: Col = col("name", NAME, Kind::Text);
+const NAMES: &[&str] = &["t.name_en", "t.name_ar", "t.name_fr"];
+
+const fn count(min: i64) -> FieldKind {
+    FieldKind::Int {
+        min: Some(min),
+        max: Some(i32::MAX as i64),
+    }
+}
+
+pub static WAREHOUSE: Resource = Resource {
+    service: "inventory",
+    model: "warehouse",
+    label: "Warehouse",
+    table: "warehouses",
+    fields: &[
+        Field::text("name", 255).translated().required(),
+        Field::text("description", 5000).translated(),
+        Field::text("address", 1000).aliases(&["location"]),
+        Field::text("code", 50),
+        Field::new("is_active", FieldKind::Bool),
+        Field::new("is_default", FieldKind::Bool),
+        Field::new("priority", count(0)),
+    ],
+    slug_from: None,
+    computed: &[],
+    list: ListSpec {
+        filters: &[
+            col("is_active", "t.is_active", Kind::Bool),
+            col("is_default", "t.is_default", Kind::Bool),
+            col("code", "lower(t.code)", Kind::Text),
+        ],
+        ordering: &[BY_NAME, col("priority", "t.priority", Kind::Int), CREATED],
+        search: &["t.name_en", "t.name_ar", "t.name_fr", "t.code", "t.address"],
+        default_ordering: "-is_default,priority,name",
+        extra_params: &[],
+    },
+    search_vector: None,
+    public_read: false,
+    public_filter: None,
+    grants: GRANTS,
+    unique: &[
+        ConstraintField {
+            constraint: "warehouses_code_live",
+            field: "code",
+            message: "A warehouse with this code already exists.",
+        },
+        ConstraintField {
+            constraint: "warehouses_one_default",
+            field: "is_default",
+            message: "Another warehouse is the default.",
+        },
+    ],
+    hooks: Some(&WarehouseRules),
+    params: None,
+};
+
+/// One default warehouse per project: choosing a new one clears the old flag in the same
+/// transaction (the partial unique index backs it).
+pub struct WarehouseRules;
+
+#[async_trait]
+impl Hooks for WarehouseRules {
+    async fn before_write(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        scope: &ProjectScope,
+        id: Option<i64>,
+        _body: &Value,
+        values: &mut Values,
+    ) -> Result<(), ApiError> {
+        if values.get("is_default") == Some(&Bind::Bool(true)) {
+            sqlx::query(
+                "UPDATE warehouses SET is_default = false, updated_at = now() \
+                 WHERE project_id = $1 AND is_default AND deleted_at IS NULL AND id IS DISTINCT FROM $2",
+            )
+            .bind(scope.project_id())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+pub static LOCATION_TYPE: Resource = Resource {
+    service: "inventory",
+    model: "locationtype",
+    label: "Location type",
+    table: "location_types",
+    fields: &[
+        Field::text("name", 255).translated().required(),
+        Field::text("description", 5000).translated(),
+        Field::new(
+            "warehouse",
+            FieldKind::Ref {
+                table: "warehouses",
+            },
+        )
+        .required()
+        .aliases(&["warehouse_id"]),
+        Field::new("order", count(0)),
+    ],
+    slug_from: None,
+    computed: &[],
+    list: ListSpec {
+        filters: &[col("warehouse", "t.warehouse", Kind::Int)],
+        ordering: &[col("order", "t.\"order\"", Kind::Int), BY_NAME, CREATED],
+        search: NAMES,
+        default_ordering: "order,name",
+        extra_params: &[],
+    },
+    search_vector: None,
+    public_read: false,
+    public_filter: None,
+    grants: GRANTS,
+    unique: &[],
+    hooks: None,
+    params: None,
+};
+
+pub static LOCATION: Resource = Resource {
+    service: "inventory",
+    model: "location",
+    label: "Location",
+    table: "locations",
+    fields: &[
+        Field::text("name", 255).translated().required(),
+        Field::text("description", 5000).translated(),
+        Field::new(
+            "warehouse",
+            FieldKind::Ref {
+                table: "warehouses",
+            },
+        )
+        .required()
+        .aliases(&["warehouse_id"]),
+        Field::new(
+            "location_type",
+            FieldKind::Ref {
+                table: "location_types",
+            },
+        )
+        .aliases(&["location_type_id"]),
+        Field::new("parent", FieldKind::Ref { table: "locations" }).aliases(&["parent_id"]),
+        Field::new("capacity", count(0)),
+        Field::text("code", 50),
+        Field::new("is_active", FieldKind::Bool),
+    ],
+    slug_from: None,
+    computed: &[],
+    list: ListSpec {
+        filters: &[
+            col("warehouse", "t.warehouse", Kind::Int),
+            col("location_type", "t.location_type", Kind::Int),
+            col("parent", "t.parent", Kind::Int),
+            col("is_active", "t.is_active", Kind::Bool),
+        ],
+        ordering: &[BY_NAME, col("code", "t.code", Kind::Text), CREATED],
+        search: &["t.name_en", "t.name_ar", "t.name_fr", "t.code"],
+        default_ordering: "name",
+        extra_params: &[],
+    },
+    search_vector: None,
+    public_read: false,
+    public_filter: None,
+    grants: GRANTS,
+    unique: &[],
+    hooks: Some(&LocationTree),
+    params: None,
+};
+
+/// A location's type and parent are in its warehouse, and the parents form no cycle.
+pub struct LocationTree;
+
+#[async_trait]
+impl Hooks for LocationTree {
+    async fn before_write(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        id: Option<i64>,
+        _body: &Value,
+        values: &mut Values,
+    ) -> Result<(), ApiError> {
+        let warehouse: Option<i64> = match (values.get("warehouse"), id) {
+            (Some(Bind::Int(w)), _) => Some(*w),
+            (_, Some(id)) => {
+                sqlx::query_scalar("SELECT warehouse FROM locations WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            _ => None,
+        };
+        for (field, table) in [("location_type", "location_types"), ("parent", "locations")] {
+            let Some(Bind::Int(other)) = values.get(field) else {
+                continue;
+            };
+            let same: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND warehouse IS NOT DISTINCT FROM $2)"
+            ))
+            .bind(other)
+            .bind(warehouse)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !same {
+                return Err(ApiError::field(field, "It belongs to another warehouse."));
+            }
+        }
+        if let (Some(id), Some(Bind::Int(parent))) = (id, values.get("parent")) {
+            let cycle: bool = sqlx::query_scalar(
+                "WITH RECURSIVE up(id, parent) AS ( \
+                   SELECT id, parent FROM locations WHERE id = $1 \
+                   UNION SELECT l.id, l.parent FROM locations l JOIN up ON l.id = up.parent) \
+                 SELECT EXISTS (SELECT 1 FROM up WHERE id = $2)",
+            )
+            .bind(parent)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if cycle {
+                return Err(ApiError::field(
+                    "parent",
+                    "A location cannot be inside itself.",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub static VENDOR: Resource = Resource {
+    service: "inventory",
+    model: "vendor",
+    label: "Vendor",
+    table: "vendors",
+    fields: &[
+        Field::text("name", 255).required(),
+        Field::text("contact_person", 255),
+        Field::text("email", 254),
+        Field::text("phone", 50),
+        Field::text("address", 1000),
+    ],
+    slug_from: None,
+    computed: &[],
+    list: ListSpec {
+        filters: &[],
+        ordering: &[col("name", "t.name", Kind::Text), CREATED],
+        search: &["t.name", "t.contact_person", "t.email", "t.phone"],
+        default_ordering: "name",
+        extra_params: &[],
+    },
+    search_vector: None,
+    public_read: false,
+    public_filter: None,
+    grants: GRANTS,
+    unique: &[],
+    hooks: None,
+    params: None,
+};
+
+/// Whether a batch is past its expiry, and the days left.
+const IS_EXPIRED: &str = "(t.expiry_date IS NOT NULL AND t.expiry_date < current_date)";
+const DAYS_TO_EXPIRY: &str = "(t.expiry_date - current_date)";
+
+pub static BATCH: Resource = Resource {
+    service: "inventory",
+    model: "batch",
+    label: "Batch",
+    table: "batches",
+    fields: &[
+        Field::text("batch_number", 100).required(),
+        Field::new("quantity", count(0)),
+        Field::new("expiry_date", FieldKind::Date),
+        Field::new("manufacture_date", FieldKind::Date),
+        Field::new("vendor", FieldKind::Ref { table: "vendors" }).aliases(&["vendor_id"]),
+        Field::new("product_id", count(1)).aliases(&["product"]),
+        Field::new(
+            "warehouse",
+            FieldKind::Ref {
+                table: "warehouses",
+            },
+        )
+        .aliases(&["warehouse_id"]),
+        Field::text("notes", 5000),
+    ],
+    slug_from: None,
+    computed: &[
+        ("is_expired", IS_EXPIRED),
+        ("days_to_expiry", DAYS_TO_EXPIRY),
+    ],
+    list: ListSpec {
+        filters: &[
+            col("product", "t.product_id", Kind::Int),
+            col("warehouse", "t.warehouse", Kind::Int),
+            col("vendor", "t.vendor", Kind::Int),
+            col("batch_number", "t.batch_number", Kind::Text),
+            col("is_expired", IS_EXPIRED, Kind::Bool),
+            col("expiry_date", "t.expiry_date", Kind::DateTime),
+        ],
+        ordering: &[col("expiry_date", "t.expiry_date", Kind::DateTime), CREATED],
+        search: &["t.batch_number", "t.notes"],
+        default_ordering: "expiry_date",
+        extra_params: &[],
+    },
+    search_vector: None,
+    public_read: false,
+    public_filter: None,
+    grants: GRANTS,
+    unique: &[ConstraintField {
+        constraint: "batches_number_live",
+        field: "batch_number",
+        message: "A batch with this number already exists.",
+    }],
+    hooks: Some(&BatchDates),
+    params: None,
+};
+
+/// A batch is not made after it expires.
+pub struct BatchDates;
+
+#[async_trait]
+impl Hooks for BatchDates {
+    async fn before_write(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        id: Option<i64>,
+        _body: &Value,
+        values: &mut Values,
+    ) -> Result<(), ApiError> {
+        let stored: (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) = match id {
+            Some(id) => {
+                sqlx::query_as("SELECT manufacture_date, expiry_date FROM batches WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+            None => (None, None),
+        };
+        let date = |field: &str, stored: Option<chrono::NaiveDate>| match values.get(field) {
+            Some(Bind::Date(d)) => Some(*d),
+            Some(_) => None,
+            None => stored,
+        };
+        if let (Some(made), Some(expires)) = (
+            date("manufacture_date", stored.0),
+            date("expiry_date", stored.1),
+        ) {
+            if made > expires {
+                return Err(ApiError::field(
+                    "expiry_date",
+                    "The expiry date is before the manufacture date.",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
