@@ -276,3 +276,334 @@ async fn inventory_reference_data_does_not_cross_tenants() {
         .await;
     }
 }
+
+/// Every stock row's quantity equals the sum of its movements (inventory.md §2).
+async fn ledger_differences(app: &TestApp) -> i64 {
+    let pool = crate::harness::service_pool(app.platform.config(), "inventory").await;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM stock_items s WHERE s.quantity <> \
+           COALESCE((SELECT sum(m.quantity) FROM movements m WHERE m.inventory_id = s.id), 0)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("reconciliation")
+}
+
+#[tokio::test]
+async fn movements_keep_the_ledger_and_never_go_negative() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "lina", "Lina Logistics").await;
+    let row = create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": 101, "quantity": 50, "low_stock_threshold": 5}),
+    )
+    .await;
+    assert_eq!(
+        (row["quantity"].clone(), row["available_quantity"].clone()),
+        (json!(50), json!(50))
+    );
+    assert_eq!(row["stock_status"], "in_stock");
+    let (_, warehouses, _) = app
+        .get(&format!("{API}warehouses/"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        warehouses["results"][0]["name"], "Main Warehouse",
+        "created on first booking"
+    );
+    assert_eq!(warehouses["results"][0]["is_default"], true);
+    let (status, dup) = app
+        .call(
+            Method::POST,
+            &format!("{API}stock/"),
+            json!({"product_id": 101}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(dup["non_field_errors"].is_array(), "{dup}");
+
+    let out = create(
+        &app,
+        &owner,
+        "movements/",
+        json!({"movement_type": "OUT", "quantity": 10, "product_id": 101, "reference": "ORD-1"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            out["quantity"].clone(),
+            out["previous_quantity"].clone(),
+            out["new_quantity"].clone(),
+            out["reason_code"].clone()
+        ),
+        (json!(-10), json!(50), json!(40), json!("sale"))
+    );
+    let movement = out["id"].clone();
+    let (status, short) = app
+        .call(
+            Method::POST,
+            &format!("{API}movements/"),
+            json!({"movement_type": "out", "quantity": 41, "inventory_id": row["id"]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{short}");
+    assert_eq!(short["code"], "insufficient_stock");
+    assert_eq!(short["details"]["available"], 40);
+
+    // Hostile input changes nothing.
+    for body in [
+        json!({"movement_type": "IN", "quantity": 0, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": -5, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": 1_000_001, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": "many", "product_id": 101}),
+        json!({"movement_type": "FOO", "quantity": 1, "product_id": 101}),
+        json!({"movement_type": "IN", "reason_code": "sale", "quantity": 1, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": 1, "inventory_id": 987_654}),
+        json!({"movement_type": "IN", "quantity": 1}),
+        json!({"movement_type": "IN", "quantity": 1, "product_id": 101, "warehouse_id": 987_654}),
+        json!({"movement_type": "ADJUSTMENT", "quantity": 0, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": 1, "product_id": "1; DROP TABLE stock_items"}),
+    ] {
+        let (status, err) = app
+            .call(
+                Method::POST,
+                &format!("{API}movements/"),
+                body.clone(),
+                &owner.access,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+    }
+    let (_, now, _) = app
+        .get(&format!("{API}stock/{}/", row["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(now["quantity"], 40);
+    let (_, ledger, _) = app
+        .get(
+            &format!("{API}movements/?product_id=101"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(ledger["count"], 2, "the initial IN and the OUT: {ledger}");
+
+    // Adjustments are signed; reserved or missing units cannot be taken.
+    create(&app, &owner, "movements/", json!({"movement_type": "ADJUST", "quantity": -40, "inventory_id": row["id"], "reason_code": "count"})).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{API}movements/"),
+            json!({"movement_type": "ADJUSTMENT", "quantity": -1, "inventory_id": row["id"]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("{API}movements/"),
+            json!({"movement_type": "OUT", "quantity": 1, "product_id": 999}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no row, nothing available: {body}"
+    );
+    let (_, empty, _) = app
+        .get(&format!("{API}items/{}/", row["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (empty["quantity"].clone(), empty["stock_status"].clone()),
+        (json!(0), json!("out_of_stock"))
+    );
+
+    // The ledger is immutable; a row holding units cannot be deleted.
+    for method in [Method::PATCH, Method::DELETE] {
+        let (status, body) = app
+            .call(
+                method.clone(),
+                &format!("{API}movements/{movement}/"),
+                json!({"quantity": 1}),
+                &owner.access,
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!("movement_immutable")
+            ),
+            "{method}"
+        );
+    }
+    let full = create(
+        &app,
+        &owner,
+        "inventory/",
+        json!({"product_id": 102, "quantity": 3}),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}stock/{}/", full["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("stock_not_empty"))
+    );
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}stock/{}/", row["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "an empty row can go");
+    assert_eq!(ledger_differences(&app).await, 0);
+
+    // Viewers read the ledger; only owners and admins move stock.
+    let (_, viewer) = member(&app, &owner, "vito", "viewer").await;
+    let (status, _, _) = app.get(&format!("{API}movements/"), Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{API}movements/"),
+            json!({"movement_type": "IN", "quantity": 1, "product_id": 101}),
+            &viewer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn concurrent_decreases_never_oversell() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "omran", "Omran Outlet").await;
+    let row = create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": 7, "quantity": 50}),
+    )
+    .await;
+    let mut sends = Vec::new();
+    for n in 0..200 {
+        let app = &app;
+        let token = owner.access.clone();
+        let id = row["id"].clone();
+        sends.push(async move {
+            app.call(
+                Method::POST,
+                &format!("{API}movements/"),
+                json!({"movement_type": "OUT", "quantity": 1, "inventory_id": id, "reference": format!("ORD-{n}")}),
+                &token,
+            )
+            .await
+            .0
+        });
+    }
+    let statuses = futures::future::join_all(sends).await;
+    let sold = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNPROCESSABLE_ENTITY)
+        .count();
+    assert_eq!((sold, refused), (50, 150), "{statuses:?}");
+    let (_, after, _) = app
+        .get(&format!("{API}stock/{}/", row["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(after["quantity"], 0);
+    assert_eq!(ledger_differences(&app).await, 0);
+}
+
+#[tokio::test]
+async fn stock_and_movements_do_not_cross_tenants() {
+    let app = TestApp::spawn().await;
+    let a = owner_with_project(&app, "adam", "Adam Depot").await;
+    let b = owner_with_project(&app, "bana", "Bana Store").await;
+    let row = create(&app, &a, "stock/", json!({"product_id": 5, "quantity": 9})).await;
+    let empty = create(&app, &a, "stock/", json!({"product_id": 6})).await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}stock/{}/", empty["id"]),
+            Value::Null,
+            &a.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    CrossTenant {
+        app: &app,
+        owner: &a.access,
+        owner_item: format!("{API}stock/{}/", row["id"]),
+        outsider: &b.access,
+        project_a: a.project_id(),
+    }
+    .check(&TenantResource {
+        name: "stock",
+        lists: vec![
+            format!("{API}stock/"),
+            format!("{API}items/"),
+            format!("{API}stock/trash/"),
+        ],
+        id: row["id"].clone(),
+        items: vec![
+            format!("{API}stock/{}/", row["id"]),
+            format!("{API}inventory/{}/", row["id"]),
+        ],
+        readable: true,
+        public_read: false,
+        update: Some((Method::PATCH, json!({"low_stock_threshold": 1}))),
+        delete: true,
+        restore: Some(format!("{API}stock/{}/restore/", empty["id"])),
+    })
+    .await;
+    // B cannot move A's stock by naming A's row.
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{API}movements/"),
+            json!({"movement_type": "OUT", "quantity": 1, "inventory_id": row["id"]}),
+            &b.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, ledger, _) = app.get(&format!("{API}movements/"), Some(&a.access)).await;
+    let movement = ledger["results"][0]["id"].clone();
+    CrossTenant {
+        app: &app,
+        owner: &a.access,
+        owner_item: format!("{API}movements/{movement}/"),
+        outsider: &b.access,
+        project_a: a.project_id(),
+    }
+    .check(&TenantResource {
+        name: "movements",
+        lists: vec![format!("{API}movements/")],
+        id: movement.clone(),
+        items: vec![format!("{API}movements/{movement}/")],
+        readable: true,
+        public_read: false,
+        update: None,
+        delete: false,
+        restore: None,
+    })
+    .await;
+    let (_, still, _) = app
+        .get(&format!("{API}stock/{}/", row["id"]), Some(&a.access))
+        .await;
+    assert_eq!(still["quantity"], 9);
+}
