@@ -927,6 +927,26 @@ pub async fn retrieve_by_slug(
     Ok(r.shape(&raw, lang, Resource::is_member(scope)))
 }
 
+/// A row of a tree table (a `parent` column) and its ancestors, nearest first, as (id, depth
+/// from `row`): what a tree resource checks before moving a node (no cycles, depth limits).
+/// Stops after 50 levels.
+pub async fn ancestors(
+    tx: &mut PgConnection,
+    table: &str,
+    row: i64,
+) -> Result<Vec<(i64, i32)>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "WITH RECURSIVE up(id, parent, depth) AS ( \
+           SELECT id, parent, 0 FROM {table} WHERE id = $1 \
+           UNION ALL SELECT c.id, c.parent, up.depth + 1 FROM {table} c \
+           JOIN up ON c.id = up.parent WHERE up.depth < 50) \
+         SELECT id, depth FROM up ORDER BY depth"
+    ))
+    .bind(row)
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
 /// References must name live rows of the same project.
 async fn check_refs(
     tx: &mut PgConnection,

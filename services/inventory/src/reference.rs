@@ -239,17 +239,8 @@ impl Hooks for LocationTree {
             }
         }
         if let (Some(id), Some(Bind::Int(parent))) = (id, values.get("parent")) {
-            let cycle: bool = sqlx::query_scalar(
-                "WITH RECURSIVE up(id, parent) AS ( \
-                   SELECT id, parent FROM locations WHERE id = $1 \
-                   UNION SELECT l.id, l.parent FROM locations l JOIN up ON l.id = up.parent) \
-                 SELECT EXISTS (SELECT 1 FROM up WHERE id = $2)",
-            )
-            .bind(parent)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if cycle {
+            let above = kernel::resource::ancestors(tx, "locations", *parent).await?;
+            if above.iter().any(|(a, _)| *a == id) {
                 return Err(ApiError::field(
                     "parent",
                     "A location cannot be inside itself.",

@@ -329,16 +329,7 @@ impl Hooks for CategoryTree {
             return Ok(());
         };
         // The parent's ancestors (itself first) and its depth.
-        let ancestors: Vec<(i64, i32)> = sqlx::query_as(
-            "WITH RECURSIVE up(id, parent, depth) AS ( \
-               SELECT id, parent, 0 FROM categories WHERE id = $1 \
-               UNION ALL SELECT c.id, c.parent, up.depth + 1 FROM categories c \
-               JOIN up ON c.id = up.parent WHERE up.depth < 50) \
-             SELECT id, depth FROM up",
-        )
-        .bind(parent)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ancestors = kernel::resource::ancestors(tx, "categories", *parent).await?;
         if id.is_some_and(|id| ancestors.iter().any(|(a, _)| *a == id)) {
             return Err(ApiError::field(
                 "parent",
