@@ -27,6 +27,13 @@ pub struct Field {
     pub kind: Kind,
 }
 
+impl Field {
+    /// `name` in the query string, read from the SQL `column`.
+    pub const fn new(name: &'static str, column: &'static str, kind: Kind) -> Self {
+        Self { name, column, kind }
+    }
+}
+
 /// What a resource allows in its list queries.
 #[derive(Debug)]
 pub struct ListSpec {

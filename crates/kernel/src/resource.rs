@@ -63,6 +63,16 @@ pub enum FieldKind {
     Date,
 }
 
+impl FieldKind {
+    /// A count stored as `INT`: at least `min`, at most `i32::MAX`.
+    pub const fn int_from(min: i64) -> Self {
+        Self::Int {
+            min: Some(min),
+            max: Some(i32::MAX as i64),
+        }
+    }
+}
+
 /// One writable (or read-only) field of a resource.
 #[derive(Clone, Copy, Debug)]
 pub struct Field {

@@ -21,20 +21,9 @@ pub const GRANTS: Grants = Grants {
 
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
-const fn col(name: &'static str, column: &'static str, kind: Kind) -> Col {
-    Col { name, column, kind }
-}
-
-const CREATED: Col = col("created_at", "t.created_at", Kind::DateTime);
-const BY_NAME: Col = col("name", NAME, Kind::Text);
+const CREATED: Col = Col::new("created_at", "t.created_at", Kind::DateTime);
+const BY_NAME: Col = Col::new("name", NAME, Kind::Text);
 const NAMES: &[&str] = &["t.name_en", "t.name_ar", "t.name_fr"];
-
-const fn count(min: i64) -> FieldKind {
-    FieldKind::Int {
-        min: Some(min),
-        max: Some(i32::MAX as i64),
-    }
-}
 
 pub static WAREHOUSE: Resource = Resource {
     service: "inventory",
@@ -48,17 +37,21 @@ pub static WAREHOUSE: Resource = Resource {
         Field::text("code", 50),
         Field::new("is_active", FieldKind::Bool),
         Field::new("is_default", FieldKind::Bool),
-        Field::new("priority", count(0)),
+        Field::new("priority", FieldKind::int_from(0)),
     ],
     slug_from: None,
     computed: &[],
     list: ListSpec {
         filters: &[
-            col("is_active", "t.is_active", Kind::Bool),
-            col("is_default", "t.is_default", Kind::Bool),
-            col("code", "lower(t.code)", Kind::Text),
+            Col::new("is_active", "t.is_active", Kind::Bool),
+            Col::new("is_default", "t.is_default", Kind::Bool),
+            Col::new("code", "lower(t.code)", Kind::Text),
         ],
-        ordering: &[BY_NAME, col("priority", "t.priority", Kind::Int), CREATED],
+        ordering: &[
+            BY_NAME,
+            Col::new("priority", "t.priority", Kind::Int),
+            CREATED,
+        ],
         search: &["t.name_en", "t.name_ar", "t.name_fr", "t.code", "t.address"],
         default_ordering: "-is_default,priority,name",
         extra_params: &[],
@@ -128,13 +121,17 @@ pub static LOCATION_TYPE: Resource = Resource {
         )
         .required()
         .aliases(&["warehouse_id"]),
-        Field::new("order", count(0)),
+        Field::new("order", FieldKind::int_from(0)),
     ],
     slug_from: None,
     computed: &[],
     list: ListSpec {
-        filters: &[col("warehouse", "t.warehouse", Kind::Int)],
-        ordering: &[col("order", "t.\"order\"", Kind::Int), BY_NAME, CREATED],
+        filters: &[Col::new("warehouse", "t.warehouse", Kind::Int)],
+        ordering: &[
+            Col::new("order", "t.\"order\"", Kind::Int),
+            BY_NAME,
+            CREATED,
+        ],
         search: NAMES,
         default_ordering: "order,name",
         extra_params: &[],
@@ -172,7 +169,7 @@ pub static LOCATION: Resource = Resource {
         )
         .aliases(&["location_type_id"]),
         Field::new("parent", FieldKind::Ref { table: "locations" }).aliases(&["parent_id"]),
-        Field::new("capacity", count(0)),
+        Field::new("capacity", FieldKind::int_from(0)),
         Field::text("code", 50),
         Field::new("is_active", FieldKind::Bool),
     ],
@@ -180,12 +177,12 @@ pub static LOCATION: Resource = Resource {
     computed: &[],
     list: ListSpec {
         filters: &[
-            col("warehouse", "t.warehouse", Kind::Int),
-            col("location_type", "t.location_type", Kind::Int),
-            col("parent", "t.parent", Kind::Int),
-            col("is_active", "t.is_active", Kind::Bool),
+            Col::new("warehouse", "t.warehouse", Kind::Int),
+            Col::new("location_type", "t.location_type", Kind::Int),
+            Col::new("parent", "t.parent", Kind::Int),
+            Col::new("is_active", "t.is_active", Kind::Bool),
         ],
-        ordering: &[BY_NAME, col("code", "t.code", Kind::Text), CREATED],
+        ordering: &[BY_NAME, Col::new("code", "t.code", Kind::Text), CREATED],
         search: &["t.name_en", "t.name_ar", "t.name_fr", "t.code"],
         default_ordering: "name",
         extra_params: &[],
@@ -267,7 +264,7 @@ pub static VENDOR: Resource = Resource {
     computed: &[],
     list: ListSpec {
         filters: &[],
-        ordering: &[col("name", "t.name", Kind::Text), CREATED],
+        ordering: &[Col::new("name", "t.name", Kind::Text), CREATED],
         search: &["t.name", "t.contact_person", "t.email", "t.phone"],
         default_ordering: "name",
         extra_params: &[],
@@ -292,11 +289,11 @@ pub static BATCH: Resource = Resource {
     table: "batches",
     fields: &[
         Field::text("batch_number", 100).required(),
-        Field::new("quantity", count(0)),
+        Field::new("quantity", FieldKind::int_from(0)),
         Field::new("expiry_date", FieldKind::Date),
         Field::new("manufacture_date", FieldKind::Date),
         Field::new("vendor", FieldKind::Ref { table: "vendors" }).aliases(&["vendor_id"]),
-        Field::new("product_id", count(1)).aliases(&["product"]),
+        Field::new("product_id", FieldKind::int_from(1)).aliases(&["product"]),
         Field::new(
             "warehouse",
             FieldKind::Ref {
@@ -313,14 +310,17 @@ pub static BATCH: Resource = Resource {
     ],
     list: ListSpec {
         filters: &[
-            col("product", "t.product_id", Kind::Int),
-            col("warehouse", "t.warehouse", Kind::Int),
-            col("vendor", "t.vendor", Kind::Int),
-            col("batch_number", "t.batch_number", Kind::Text),
-            col("is_expired", IS_EXPIRED, Kind::Bool),
-            col("expiry_date", "t.expiry_date", Kind::DateTime),
+            Col::new("product", "t.product_id", Kind::Int),
+            Col::new("warehouse", "t.warehouse", Kind::Int),
+            Col::new("vendor", "t.vendor", Kind::Int),
+            Col::new("batch_number", "t.batch_number", Kind::Text),
+            Col::new("is_expired", IS_EXPIRED, Kind::Bool),
+            Col::new("expiry_date", "t.expiry_date", Kind::DateTime),
         ],
-        ordering: &[col("expiry_date", "t.expiry_date", Kind::DateTime), CREATED],
+        ordering: &[
+            Col::new("expiry_date", "t.expiry_date", Kind::DateTime),
+            CREATED,
+        ],
         search: &["t.batch_number", "t.notes"],
         default_ordering: "expiry_date",
         extra_params: &[],

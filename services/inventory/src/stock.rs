@@ -18,17 +18,6 @@ use sqlx::PgConnection;
 
 use crate::reference::GRANTS;
 
-const fn col(name: &'static str, column: &'static str, kind: Kind) -> Col {
-    Col { name, column, kind }
-}
-
-const fn level() -> FieldKind {
-    FieldKind::Int {
-        min: Some(0),
-        max: Some(i32::MAX as i64),
-    }
-}
-
 const STOCK_STATUS: &str = "CASE WHEN t.available_quantity = 0 THEN 'out_of_stock' \
     WHEN t.available_quantity <= t.low_stock_threshold THEN 'low_stock' ELSE 'in_stock' END";
 const IS_LOW: &str = "(t.available_quantity <= t.low_stock_threshold)";
@@ -43,20 +32,20 @@ pub static STOCK: Resource = Resource {
     label: "Stock item",
     table: "stock_items",
     fields: &[
-        Field::new("product_id", level()).read_only(),
-        Field::new("variant_id", level()).read_only(),
-        Field::new("warehouse", level()).read_only(),
-        Field::new("location", level()).read_only(),
-        Field::new("batch", level()).read_only(),
+        Field::new("product_id", FieldKind::int_from(0)).read_only(),
+        Field::new("variant_id", FieldKind::int_from(0)).read_only(),
+        Field::new("warehouse", FieldKind::int_from(0)).read_only(),
+        Field::new("location", FieldKind::int_from(0)).read_only(),
+        Field::new("batch", FieldKind::int_from(0)).read_only(),
         Field::text("serial_number", 100).read_only(),
-        Field::new("quantity", level()).read_only(),
-        Field::new("reserved_quantity", level()).read_only(),
-        Field::new("available_quantity", level()).read_only(),
-        Field::new("low_stock_threshold", level())
+        Field::new("quantity", FieldKind::int_from(0)).read_only(),
+        Field::new("reserved_quantity", FieldKind::int_from(0)).read_only(),
+        Field::new("available_quantity", FieldKind::int_from(0)).read_only(),
+        Field::new("low_stock_threshold", FieldKind::int_from(0))
             .aliases(&["minimum_stock_level", "reorder_level"]),
-        Field::new("maximum_stock_level", level()),
-        Field::new("reorder_point", level()),
-        Field::new("reorder_quantity", level()),
+        Field::new("maximum_stock_level", FieldKind::int_from(0)),
+        Field::new("reorder_point", FieldKind::int_from(0)),
+        Field::new("reorder_quantity", FieldKind::int_from(0)),
         Field::new("last_restocked_at", FieldKind::DateTime).read_only(),
     ],
     slug_from: None,
@@ -68,20 +57,20 @@ pub static STOCK: Resource = Resource {
     ],
     list: ListSpec {
         filters: &[
-            col("product_id", "t.product_id", Kind::Int),
-            col("variant_id", "t.variant_id", Kind::Int),
-            col("warehouse", "t.warehouse", Kind::Int),
-            col("location", "t.location", Kind::Int),
-            col("batch", "t.batch", Kind::Int),
-            col("low_stock", IS_LOW, Kind::Bool),
-            col("out_of_stock", IS_OUT, Kind::Bool),
-            col("reorder_alert", NEEDS_REORDER, Kind::Bool),
-            col("available_quantity", "t.available_quantity", Kind::Int),
+            Col::new("product_id", "t.product_id", Kind::Int),
+            Col::new("variant_id", "t.variant_id", Kind::Int),
+            Col::new("warehouse", "t.warehouse", Kind::Int),
+            Col::new("location", "t.location", Kind::Int),
+            Col::new("batch", "t.batch", Kind::Int),
+            Col::new("low_stock", IS_LOW, Kind::Bool),
+            Col::new("out_of_stock", IS_OUT, Kind::Bool),
+            Col::new("reorder_alert", NEEDS_REORDER, Kind::Bool),
+            Col::new("available_quantity", "t.available_quantity", Kind::Int),
         ],
         ordering: &[
-            col("quantity", "t.quantity", Kind::Int),
-            col("available_quantity", "t.available_quantity", Kind::Int),
-            col("updated_at", "t.updated_at", Kind::DateTime),
+            Col::new("quantity", "t.quantity", Kind::Int),
+            Col::new("available_quantity", "t.available_quantity", Kind::Int),
+            Col::new("updated_at", "t.updated_at", Kind::DateTime),
         ],
         search: &["t.serial_number"],
         default_ordering: "-updated_at",
@@ -132,15 +121,15 @@ pub static MOVEMENT: Resource = Resource {
     label: "Movement",
     table: "movements",
     fields: &[
-        Field::new("inventory_id", level()).read_only(),
-        Field::new("product_id", level()).read_only(),
-        Field::new("variant_id", level()).read_only(),
-        Field::new("warehouse", level()).read_only(),
+        Field::new("inventory_id", FieldKind::int_from(0)).read_only(),
+        Field::new("product_id", FieldKind::int_from(0)).read_only(),
+        Field::new("variant_id", FieldKind::int_from(0)).read_only(),
+        Field::new("warehouse", FieldKind::int_from(0)).read_only(),
         Field::text("movement_type", 20).read_only(),
         Field::text("reason_code", 30).read_only(),
-        Field::new("quantity", level()).read_only(),
-        Field::new("previous_quantity", level()).read_only(),
-        Field::new("new_quantity", level()).read_only(),
+        Field::new("quantity", FieldKind::int_from(0)).read_only(),
+        Field::new("previous_quantity", FieldKind::int_from(0)).read_only(),
+        Field::new("new_quantity", FieldKind::int_from(0)).read_only(),
         Field::text("reason", 1000).read_only(),
         Field::text("reference", 100).read_only(),
         Field::text("notes", 5000).read_only(),
@@ -150,19 +139,19 @@ pub static MOVEMENT: Resource = Resource {
     computed: &[],
     list: ListSpec {
         filters: &[
-            col("product_id", "t.product_id", Kind::Int),
-            col("variant_id", "t.variant_id", Kind::Int),
-            col("inventory_id", "t.inventory_id", Kind::Int),
-            col("warehouse", "t.warehouse", Kind::Int),
-            col("movement_type", "t.movement_type", Kind::Text),
-            col("reason_code", "t.reason_code", Kind::Text),
-            col("reference", "t.reference", Kind::Text),
-            col("created_at", "t.created_at", Kind::DateTime),
-            col("created_by", "t.created_by", Kind::Int),
+            Col::new("product_id", "t.product_id", Kind::Int),
+            Col::new("variant_id", "t.variant_id", Kind::Int),
+            Col::new("inventory_id", "t.inventory_id", Kind::Int),
+            Col::new("warehouse", "t.warehouse", Kind::Int),
+            Col::new("movement_type", "t.movement_type", Kind::Text),
+            Col::new("reason_code", "t.reason_code", Kind::Text),
+            Col::new("reference", "t.reference", Kind::Text),
+            Col::new("created_at", "t.created_at", Kind::DateTime),
+            Col::new("created_by", "t.created_by", Kind::Int),
         ],
         ordering: &[
-            col("created_at", "t.created_at", Kind::DateTime),
-            col("quantity", "t.quantity", Kind::Int),
+            Col::new("created_at", "t.created_at", Kind::DateTime),
+            Col::new("quantity", "t.quantity", Kind::Int),
         ],
         search: &["t.reference", "t.reason"],
         default_ordering: "-created_at",

@@ -27,13 +27,6 @@ pub const MONEY: FieldKind = FieldKind::Decimal {
 
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
-const fn int(min: i64) -> FieldKind {
-    FieldKind::Int {
-        min: Some(min),
-        max: Some(i32::MAX as i64),
-    }
-}
-
 const TAG_PRODUCTS: &str =
     "(SELECT count(*) FROM product_tags pt JOIN products p ON p.id = pt.product_id \
     WHERE pt.tag_id = t.id AND p.deleted_at IS NULL)";
@@ -104,9 +97,9 @@ pub static BRAND: Resource = Resource {
         Field::text("name", 255).translated().required(),
         Field::text("description", 20_000).translated(),
         Field::text("logo", 1000),
-        Field::new("logo_attachment_id", int(1)),
+        Field::new("logo_attachment_id", FieldKind::int_from(1)),
         Field::new("featured", FieldKind::Bool),
-        Field::new("order", int(0)),
+        Field::new("order", FieldKind::int_from(0)),
     ],
     slug_from: Some("name"),
     computed: &[],
@@ -164,7 +157,7 @@ pub static COLLECTION: Resource = Resource {
         Field::text("image", 1000),
         Field::new("is_active", FieldKind::Bool),
         Field::new("featured", FieldKind::Bool),
-        Field::new("order", int(0)),
+        Field::new("order", FieldKind::int_from(0)),
     ],
     slug_from: Some("name"),
     computed: &[("product_count", COLLECTION_PRODUCTS)],
@@ -239,7 +232,7 @@ pub static CATEGORY: Resource = Resource {
         .aliases(&["parent_id"]),
         Field::text("image", 1000),
         Field::new("featured", FieldKind::Bool),
-        Field::new("order", int(0)),
+        Field::new("order", FieldKind::int_from(0)),
         Field::new("is_active", FieldKind::Bool),
     ],
     slug_from: Some("name"),

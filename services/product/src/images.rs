@@ -39,13 +39,7 @@ pub static PRODUCT_IMAGE: Resource = Resource {
         Field::text("url", 2048),
         Field::text("alt_text", 255),
         Field::new("is_primary", FieldKind::Bool),
-        Field::new(
-            "position",
-            FieldKind::Int {
-                min: Some(0),
-                max: Some(i32::MAX as i64),
-            },
-        ),
+        Field::new("position", FieldKind::int_from(0)),
     ],
     slug_from: None,
     computed: &[],

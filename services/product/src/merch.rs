@@ -292,13 +292,7 @@ pub static PRODUCT_COLLECTION: Resource = Resource {
         )
         .required()
         .aliases(&["collection_id"]),
-        Field::new(
-            "position",
-            FieldKind::Int {
-                min: Some(0),
-                max: Some(i32::MAX as i64),
-            },
-        ),
+        Field::new("position", FieldKind::int_from(0)),
     ],
     slug_from: None,
     computed: &[],

@@ -112,20 +112,8 @@ pub static PRODUCT: Resource = Resource {
                 max: Some(i32::MAX as i64),
             },
         ),
-        Field::new(
-            "stock_quantity",
-            FieldKind::Int {
-                min: Some(0),
-                max: Some(i32::MAX as i64),
-            },
-        ),
-        Field::new(
-            "low_stock_threshold",
-            FieldKind::Int {
-                min: Some(0),
-                max: Some(i32::MAX as i64),
-            },
-        ),
+        Field::new("stock_quantity", FieldKind::int_from(0)),
+        Field::new("low_stock_threshold", FieldKind::int_from(0)),
         Field::new("weight", FieldKind::Number { min: Some(0.0) }),
         Field::new("weight_unit", FieldKind::Choice(&["kg", "g", "lb", "oz"])),
         Field::new(

@@ -169,13 +169,7 @@ pub static VARIANT: Resource = Resource {
             },
         ),
         Field::new("is_active", FieldKind::Bool),
-        Field::new(
-            "position",
-            FieldKind::Int {
-                min: Some(0),
-                max: Some(i32::MAX as i64),
-            },
-        ),
+        Field::new("position", FieldKind::int_from(0)),
         Field::new("weight", MEASURE),
         Field::new(
             "image_id",
