@@ -733,3 +733,24 @@ async fn graphql_inputs_tags_and_images() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{generic}");
 }
+
+#[tokio::test]
+async fn oversized_images_are_refused_and_store_nothing() {
+    let app = TestApp::spawn_with(|c| c.storage.direct_upload_max_bytes = 4096).await;
+    let owner = owner_with_project(&app, "olga", "Olga Optics").await;
+    let pool = service_pool(&app.config(), "product").await;
+    let id = product(&app, &owner, json!({"name": "Lens", "price": "1.00"})).await;
+    let before = attachments(&app, owner.project_id()).await;
+    let (status, body) = form_post(
+        &app,
+        &owner.access,
+        &images_of(id),
+        &[],
+        Some(("image", "big.png", crate::files::png_of(20_000))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["code"], "file_too_large");
+    assert_eq!(counts(&pool, id).await, (0, 0));
+    assert_eq!(attachments(&app, owner.project_id()).await, before);
+}
