@@ -3,6 +3,7 @@
 //! crate, never on each other.
 
 pub mod files;
+pub mod inventory;
 pub mod product;
 pub mod project;
 pub mod users;

@@ -117,3 +117,30 @@ pub struct VariantDeleted(pub VariantSnapshot);
 impl IntegrationEvent for VariantDeleted {
     const TYPE: &'static str = "variant.deleted";
 }
+
+/// A product or variant as the product service holds it now, with whether it is deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed<T> {
+    pub item: T,
+    pub deleted: bool,
+}
+
+/// The product service's catalogue as other services read it when their replica has not yet
+/// heard of a record (a product created a moment ago).
+#[async_trait::async_trait]
+pub trait Catalog: Send + Sync {
+    async fn product(
+        &self,
+        project_id: i64,
+        product_id: i64,
+    ) -> anyhow::Result<Option<Listed<ProductSnapshot>>>;
+
+    async fn variant(
+        &self,
+        project_id: i64,
+        variant_id: i64,
+    ) -> anyhow::Result<Option<Listed<VariantSnapshot>>>;
+}
+
+/// How the catalogue is shared through `Platform::provide` / `Platform::lookup`.
+pub type SharedCatalog = std::sync::Arc<dyn Catalog>;

@@ -120,6 +120,13 @@ pub fn map_db_error(err: sqlx::Error, known: &[ConstraintField]) -> ApiError {
                         "conflict",
                         "A concurrent update won. Retry the request.",
                     )
+                    .transient()
+                }
+                // `lock_timeout` elapsed: nothing changed, the caller may retry.
+                Some("55P03") => {
+                    return ApiError::service_unavailable(
+                        "The records are busy. Nothing was changed; retry shortly.",
+                    )
                 }
                 _ => {}
             }
@@ -127,4 +134,29 @@ pub fn map_db_error(err: sqlx::Error, known: &[ConstraintField]) -> ApiError {
         _ => {}
     }
     ApiError::internal(err)
+}
+
+/// Runs `op` (one whole transaction) again when it lost a deadlock or serialization race, at
+/// most `RETRIES` more times, then answers 503 (contract inventory.md §2).
+pub async fn retry_transient<T, F, Fut>(mut op: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    const RETRIES: usize = 3;
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < RETRIES => {
+                attempt += 1;
+                tracing::debug!(attempt, "transient database conflict, retrying");
+            }
+            Err(e) if e.is_transient() => {
+                return Err(ApiError::service_unavailable(
+                    "The records are busy. Nothing was changed; retry shortly.",
+                ))
+            }
+            other => return other,
+        }
+    }
 }

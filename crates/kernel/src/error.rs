@@ -80,6 +80,10 @@ struct Inner {
     fields: Option<FieldErrors>,
     extra: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// A lost race the whole operation may be retried after (deadlock, serialization).
+    transient: bool,
+    /// A 400 whose body is not a flat field map (per-line errors of a list).
+    nested: Option<Value>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -97,7 +101,26 @@ impl ApiError {
             fields: None,
             extra: Map::new(),
             headers: Vec::new(),
+            transient: false,
+            nested: None,
         }))
+    }
+
+    /// 400 with DRF's nested shape, e.g. `{"items": [{}, {"quantity": ["…"]}]}`.
+    pub fn nested(body: Value) -> Self {
+        let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid", "Invalid input.");
+        error.0.nested = Some(body);
+        error
+    }
+
+    /// Marks a lost race that a retry of the whole operation may win.
+    pub fn transient(mut self) -> Self {
+        self.0.transient = true;
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.0.transient
     }
 
     /// 400 with a DRF field map.
@@ -288,6 +311,9 @@ impl ApiError {
 
     pub fn body(&self) -> Value {
         let this = &self.0;
+        if let Some(nested) = &this.nested {
+            return nested.clone();
+        }
         if let Some(fields) = &this.fields {
             return fields.to_value();
         }

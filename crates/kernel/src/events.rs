@@ -320,6 +320,12 @@ impl Outbox {
         }
     }
 
+    /// After commit, when no consumer needs the change before the response leaves: the
+    /// background relay delivers it now, and the request does not wait for it.
+    pub fn nudge(&self) {
+        self.inner.wake.notify_one();
+    }
+
     /// Delivers pending events in commit order until none is left or one fails. Returns how
     /// many were delivered.
     pub async fn relay_pending(&self) -> anyhow::Result<usize> {

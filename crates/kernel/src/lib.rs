@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod graphql;
+pub mod idempotency;
 pub mod jwt;
 pub mod lang;
 pub mod list;

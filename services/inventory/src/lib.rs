@@ -1,13 +1,18 @@
-//! The inventory service (contract inventory.md). Built so far: the reference data (warehouses,
-//! location types, locations, vendors, batches), stock rows and the movement ledger.
-//! Reservations, transfers, restocks, alerts and GraphQL are not built yet.
+//! The inventory service (contract inventory.md): reference data (warehouses, location types,
+//! locations, vendors, batches), stock rows, the movement ledger (`ledger` is its one writer),
+//! reservations, transfers, restocks, bulk movements and reversals, and the product replica.
+//! Alerts, availability and GraphQL are not built yet.
 
+pub mod catalog;
+pub mod ledger;
+pub mod operations;
 pub mod reference;
+pub mod reservations;
 pub mod stock;
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,7 +21,7 @@ use kernel::auth::{Principal, ProjectScope};
 use kernel::events::Outbox;
 use kernel::extract::Json;
 use kernel::lang::Lang;
-use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
 use kernel::Platform;
 use serde_json::Value;
@@ -54,15 +59,122 @@ async fn create_movement(
     Ok((StatusCode::CREATED, JsonOut(movement)).into_response())
 }
 
-fn routes() -> Router<ServiceContext> {
-    use kernel::resource::rest::{routes as resource, routes_with};
-    let r = Router::new();
-    // Stock rows: canonical `stock/`, aliases `items/` (SDK) and `inventory/` (0a47ee5).
-    let r = ["stock", "items", "inventory"]
-        .into_iter()
-        .fold(r, |r, path| {
-            routes_with(r, "", path, &stock::STOCK, Some(post(create_stock)))
-        });
+/// `POST reservations/` → 201 a new reservation, 200 the order's existing one.
+async fn create_reservation(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let (created, reservation) =
+        reservations::create(&ctx, &scope, &principal.claims().username, &body).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, JsonOut(reservation)).into_response())
+}
+
+/// `POST reservations/{id}/{confirm|release|adjust}/`.
+async fn reservation_action(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Path((key, action)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    let username = &principal.claims().username;
+    let done = match action.as_str() {
+        "confirm" => reservations::confirm(&ctx, &scope, username, &key, &body).await?,
+        "release" => reservations::release(&ctx, &scope, username, &key, &body).await?,
+        "adjust" => reservations::adjust(&ctx, &scope, username, &key, &body).await?,
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok(JsonOut(done))
+}
+
+/// `POST reservations/release-by-order/` `{order_id}`.
+async fn release_by_order(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    Ok(JsonOut(
+        reservations::release_by_order(&ctx, &scope, &principal.claims().username, &body).await?,
+    ))
+}
+
+/// `POST transfers/`, `restock/`, `movements/bulk/` → 201.
+async fn transfer(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let done = operations::transfer(&ctx, &scope, &principal.claims().username, &body).await?;
+    Ok((StatusCode::CREATED, JsonOut(done)).into_response())
+}
+
+async fn restock(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let done = operations::restock(&ctx, &scope, &principal.claims().username, &body).await?;
+    Ok((StatusCode::CREATED, JsonOut(done)).into_response())
+}
+
+async fn bulk_movements(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let done = operations::bulk(&ctx, &scope, &principal.claims().username, &body).await?;
+    Ok((StatusCode::CREATED, JsonOut(done)).into_response())
+}
+
+/// `POST movements/{id}/reverse/` → 201 the reversing movement.
+async fn reverse_movement(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    let done = operations::reverse(&ctx, &scope, &principal.claims().username, id, &body).await?;
+    Ok((StatusCode::CREATED, JsonOut(done)).into_response())
+}
+
+/// The stock-moving POSTs: they honour `Idempotency-Key`.
+fn stock_moving(pool: sqlx::PgPool) -> Router<ServiceContext> {
+    use kernel::resource::rest::routes_with;
+    let r = at(
+        Router::new(),
+        "",
+        &["reservations/release-by-order"],
+        post(release_by_order),
+    );
+    let r = at(
+        r,
+        "",
+        &["reservations/{id}/{action}"],
+        post(reservation_action),
+    );
+    let r = at(r, "", &["movements/bulk"], post(bulk_movements));
+    let r = at(r, "", &["movements/{id}/reverse"], post(reverse_movement));
+    let r = routes_with(
+        r,
+        "",
+        "transfers",
+        &operations::TRANSFER,
+        Some(post(transfer)),
+    );
+    let r = routes_with(r, "", "restock", &operations::RESTOCK, Some(post(restock)));
     let r = routes_with(
         r,
         "",
@@ -70,6 +182,28 @@ fn routes() -> Router<ServiceContext> {
         &stock::MOVEMENT,
         Some(post(create_movement)),
     );
+    let r = routes_with(
+        r,
+        "",
+        "reservations",
+        &reservations::RESERVATION,
+        Some(post(create_reservation)),
+    );
+    r.route_layer(axum::middleware::from_fn_with_state(
+        pool,
+        kernel::idempotency::guard,
+    ))
+}
+
+fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
+    use kernel::resource::rest::{routes as resource, routes_with};
+    let r = stock_moving(pool);
+    // Stock rows: canonical `stock/`, aliases `items/` (SDK) and `inventory/` (0a47ee5).
+    let r = ["stock", "items", "inventory"]
+        .into_iter()
+        .fold(r, |r, path| {
+            routes_with(r, "", path, &stock::STOCK, Some(post(create_stock)))
+        });
     let r = resource(r, "", "warehouses", &reference::WAREHOUSE);
     let r = resource(r, "", "location-types", &reference::LOCATION_TYPE);
     let r = resource(r, "", "locations", &reference::LOCATION);
@@ -82,15 +216,23 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     kernel::events::install(&pool).await?;
     let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
     outbox.spawn_relay(Duration::from_secs(2));
+    kernel::idempotency::install(&pool).await?;
+    kernel::idempotency::spawn_pruner(pool.clone());
     let ctx = ServiceContext {
         platform: platform.clone(),
         pool: pool.clone(),
         outbox,
     };
+    platform.events().subscribe(
+        "inventory",
+        &["product.*", "variant.*"],
+        std::sync::Arc::new(catalog::CatalogFollower { ctx: ctx.clone() }),
+    );
+    reservations::spawn_sweeper(ctx.clone(), Duration::from_secs(30));
     Ok(mount(
         &SPEC,
         "/api/v1/inventory",
-        routes().with_state(ctx),
+        routes(pool.clone()).with_state(ctx.clone()),
         pool,
         None,
     ))

@@ -16,6 +16,8 @@ use kernel::{ApiError, FieldErrors};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
+use crate::catalog::{self, Stocked};
+use crate::ledger::{self, Actor, Entry, Outcome};
 use crate::reference::GRANTS;
 
 const STOCK_STATUS: &str = "CASE WHEN t.available_quantity = 0 THEN 'out_of_stock' \
@@ -134,6 +136,18 @@ pub static MOVEMENT: Resource = Resource {
         Field::text("reference", 100).read_only(),
         Field::text("notes", 5000).read_only(),
         Field::text("performed_by", 150).read_only(),
+        Field::new(
+            "unit_cost",
+            FieldKind::Decimal {
+                min: Some(0),
+                max: None,
+                scale: 4,
+            },
+        )
+        .read_only(),
+        Field::new("transfer_id", FieldKind::int_from(0)).read_only(),
+        Field::new("reservation_id", FieldKind::int_from(0)).read_only(),
+        Field::new("reversal_of", FieldKind::int_from(0)).read_only(),
     ],
     slug_from: None,
     computed: &[],
@@ -148,6 +162,8 @@ pub static MOVEMENT: Resource = Resource {
             Col::new("reference", "t.reference", Kind::Text),
             Col::new("created_at", "t.created_at", Kind::DateTime),
             Col::new("created_by", "t.created_by", Kind::Int),
+            Col::new("reservation_id", "t.reservation_id", Kind::Int),
+            Col::new("transfer_id", "t.transfer_id", Kind::Int),
         ],
         ordering: &[
             Col::new("created_at", "t.created_at", Kind::DateTime),
@@ -206,7 +222,7 @@ impl Hooks for Immutable {
 }
 
 /// (type, reason codes, the default one) of inventory.md §5.
-const TYPES: &[(&str, &[&str], &str)] = &[
+pub(crate) const TYPES: &[(&str, &[&str], &str)] = &[
     (
         "IN",
         &[
@@ -228,20 +244,20 @@ const TYPES: &[(&str, &[&str], &str)] = &[
     ("ADJUSTMENT", &["adjustment", "count"], "adjustment"),
 ];
 
-const MAX_QUANTITY: i64 = 1_000_000;
+pub(crate) const MAX_QUANTITY: i64 = 1_000_000;
 
 /// Which stock row a movement or a new row is about.
-struct Target {
-    inventory_id: Option<i64>,
-    product_id: Option<i64>,
-    variant_id: Option<i64>,
-    warehouse: Option<i64>,
-    location: Option<i64>,
-    batch: Option<i64>,
-    serial_number: Option<String>,
+pub(crate) struct Target {
+    pub inventory_id: Option<i64>,
+    pub product_id: Option<i64>,
+    pub variant_id: Option<i64>,
+    pub warehouse: Option<i64>,
+    pub location: Option<i64>,
+    pub batch: Option<i64>,
+    pub serial_number: Option<String>,
 }
 
-fn int(body: &Value, names: &[&str], errors: &mut FieldErrors) -> Option<i64> {
+pub(crate) fn int(body: &Value, names: &[&str], errors: &mut FieldErrors) -> Option<i64> {
     let (name, v) = names
         .iter()
         .find_map(|n| body.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))?;
@@ -256,7 +272,7 @@ fn int(body: &Value, names: &[&str], errors: &mut FieldErrors) -> Option<i64> {
 }
 
 impl Target {
-    fn parse(body: &Value, errors: &mut FieldErrors) -> Self {
+    pub(crate) fn parse(body: &Value, errors: &mut FieldErrors) -> Self {
         Self {
             inventory_id: int(body, &["inventory_id", "inventory"], errors),
             product_id: int(body, &["product_id", "product"], errors),
@@ -276,13 +292,16 @@ impl Target {
 
 /// The project's default warehouse, created ("Main Warehouse") when stock is first booked
 /// without one (inventory.md §3).
-async fn default_warehouse(tx: &mut PgConnection, scope: &ProjectScope) -> Result<i64, ApiError> {
-    lock_project_table(tx, "warehouses", scope.project_id()).await?;
+pub(crate) async fn default_warehouse(
+    tx: &mut PgConnection,
+    actor: &Actor,
+) -> Result<i64, ApiError> {
+    lock_project_table(tx, "warehouses", actor.project_id).await?;
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM warehouses WHERE project_id = $1 AND deleted_at IS NULL AND is_active \
          ORDER BY is_default DESC, priority, id LIMIT 1",
     )
-    .bind(scope.project_id())
+    .bind(actor.project_id)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(id) = found {
@@ -292,17 +311,17 @@ async fn default_warehouse(tx: &mut PgConnection, scope: &ProjectScope) -> Resul
         "INSERT INTO warehouses (project_id, name_en, is_default, created_by, updated_by) \
          VALUES ($1, 'Main Warehouse', true, $2, $2) RETURNING id",
     )
-    .bind(scope.project_id())
-    .bind(scope.user_id())
+    .bind(actor.project_id)
+    .bind(actor.user_id)
     .fetch_one(&mut *tx)
     .await?)
 }
 
 /// The row a target names: `(id, product_id, variant_id, warehouse)`. A missing row is created
 /// when `create` (increases), else `None`.
-async fn row_for(
+pub(crate) async fn row_for(
     tx: &mut PgConnection,
-    scope: &ProjectScope,
+    actor: &Actor,
     target: &Target,
     create: bool,
 ) -> Result<Option<(i64, i64, Option<i64>, i64)>, ApiError> {
@@ -312,7 +331,7 @@ async fn row_for(
              WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
         )
         .bind(id)
-        .bind(scope.project_id())
+        .bind(actor.project_id)
         .fetch_optional(&mut *tx)
         .await?;
         return row.map(Some).ok_or_else(|| {
@@ -327,7 +346,7 @@ async fn row_for(
     };
     let warehouse = match target.warehouse {
         Some(w) => w,
-        None => default_warehouse(tx, scope).await?,
+        None => default_warehouse(tx, actor).await?,
     };
     let mut errors = FieldErrors::new();
     for (field, table, id) in [
@@ -340,7 +359,7 @@ async fn row_for(
             "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL)"
         ))
         .bind(id)
-        .bind(scope.project_id())
+        .bind(actor.project_id)
         .fetch_one(&mut *tx)
         .await?;
         if !live {
@@ -351,7 +370,7 @@ async fn row_for(
         }
     }
     errors.into_result()?;
-    if let Some(row) = find_row(tx, scope, product, warehouse, target).await? {
+    if let Some(row) = find_row(tx, actor, product, warehouse, target).await? {
         return Ok(Some(row));
     }
     if !create {
@@ -363,23 +382,23 @@ async fn row_for(
          serial_number, created_by, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(scope.project_id())
+    .bind(actor.project_id)
     .bind(product)
     .bind(target.variant_id)
     .bind(warehouse)
     .bind(target.location)
     .bind(target.batch)
     .bind(target.serial_number.clone())
-    .bind(scope.user_id())
+    .bind(actor.user_id)
     .execute(&mut *tx)
     .await?;
-    find_row(tx, scope, product, warehouse, target).await
+    find_row(tx, actor, product, warehouse, target).await
 }
 
 /// The live row of exactly this key (nulls equal), as `(id, product, variant, warehouse)`.
 async fn find_row(
     tx: &mut PgConnection,
-    scope: &ProjectScope,
+    actor: &Actor,
     product: i64,
     warehouse: i64,
     target: &Target,
@@ -390,7 +409,7 @@ async fn find_row(
          AND location IS NOT DISTINCT FROM $5 AND batch IS NOT DISTINCT FROM $6 \
          AND serial_number IS NOT DISTINCT FROM $7 AND deleted_at IS NULL",
     )
-    .bind(scope.project_id())
+    .bind(actor.project_id)
     .bind(product)
     .bind(target.variant_id)
     .bind(warehouse)
@@ -401,19 +420,209 @@ async fn find_row(
     .await?)
 }
 
-/// The 422 of a decrease the stock cannot cover.
-fn insufficient(
-    product: i64,
-    variant: Option<i64>,
-    warehouse: i64,
-    requested: i64,
-    available: i64,
-) -> ApiError {
-    ApiError::rule("insufficient_stock", "Insufficient stock.").with(
-        "details",
-        json!({"product_id": product, "variant_id": variant, "warehouse_id": warehouse,
-               "requested": requested, "available": available}),
+/// A movement as clients send it: the type, reason and signed delta, validated.
+struct Parsed {
+    movement_type: &'static str,
+    reason_code: &'static str,
+    delta: i64,
+}
+
+/// Reads `movement_type` (IN, OUT, ADJUSTMENT/ADJUST, TRANSFER, or a HEAD lowercase reason),
+/// `reason_code` and `quantity` into a signed delta (contract inventory.md §5).
+fn parse_movement(body: &Value, errors: &mut FieldErrors) -> Option<Parsed> {
+    let raw = body
+        .get("movement_type")
+        .or_else(|| body.get("type"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or_default();
+    let upper = match raw.to_ascii_uppercase().as_str() {
+        "ADJUST" => "ADJUSTMENT".to_owned(),
+        other => other.to_owned(),
+    };
+    // HEAD's lowercase values name a reason: its type follows, the sign gives the direction.
+    let (spec, head_reason) = match TYPES.iter().find(|(t, _, _)| *t == upper) {
+        Some(spec) => (Some(spec), None),
+        None if upper == "TRANSFER" => (None, None),
+        None => match TYPES
+            .iter()
+            .find_map(|spec| spec.1.iter().find(|r| **r == raw).map(|r| (spec, *r)))
+        {
+            Some((spec, reason)) => (Some(spec), Some(reason)),
+            None => {
+                errors.add("movement_type", "Use IN, OUT, ADJUSTMENT or TRANSFER.");
+                return None;
+            }
+        },
+    };
+    let quantity = body.get("quantity").and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    });
+    let Some(q) = quantity else {
+        errors.add("quantity", "A valid integer is required.");
+        return None;
+    };
+    let Some(&(movement_type, reasons, default_reason)) = spec else {
+        // One half of the two-call transfer form: signed, non-zero.
+        if q == 0 || q.abs() > MAX_QUANTITY {
+            errors.add(
+                "quantity",
+                format!("Give a non-zero change of at most {MAX_QUANTITY} units."),
+            );
+            return None;
+        }
+        return Some(Parsed {
+            movement_type: "TRANSFER",
+            reason_code: "transfer",
+            delta: q,
+        });
+    };
+    let reason_code = match (head_reason, body.get("reason_code").and_then(Value::as_str)) {
+        (Some(reason), _) => reason,
+        (None, None) => default_reason,
+        (None, Some(code)) => match reasons.iter().find(|r| r.eq_ignore_ascii_case(code.trim())) {
+            Some(r) => r,
+            None => {
+                errors.add(
+                    "reason_code",
+                    format!("\"{code}\" is not a valid reason for {movement_type}."),
+                );
+                return None;
+            }
+        },
+    };
+    let delta = match movement_type {
+        "ADJUSTMENT" if q != 0 && q.abs() <= MAX_QUANTITY => q,
+        "ADJUSTMENT" => {
+            errors.add(
+                "quantity",
+                format!("Give a non-zero change of at most {MAX_QUANTITY} units."),
+            );
+            return None;
+        }
+        // HEAD lowercase decreases: either sign means a decrease.
+        "OUT" if head_reason.is_some() && q != 0 && q.abs() <= MAX_QUANTITY => -q.abs(),
+        t if (1..=MAX_QUANTITY).contains(&q) => {
+            if t == "OUT" {
+                -q
+            } else {
+                q
+            }
+        }
+        t => {
+            errors.add(
+                "quantity",
+                format!("Quantity must be positive (1 to {MAX_QUANTITY}) for {t} movements."),
+            );
+            return None;
+        }
+    };
+    Some(Parsed {
+        movement_type,
+        reason_code,
+        delta,
+    })
+}
+
+/// An optional text field of at most `max` characters (absent → empty).
+pub(crate) fn text(body: &Value, name: &str, max: usize, errors: &mut FieldErrors) -> String {
+    match body.get(name) {
+        Some(Value::String(s)) if s.chars().count() <= max => s.trim().to_owned(),
+        Some(Value::String(_)) => {
+            errors.add(
+                name,
+                format!("Ensure this field has no more than {max} characters."),
+            );
+            String::new()
+        }
+        Some(Value::Null) | None => String::new(),
+        Some(_) => {
+            errors.add(name, "Not a valid string.");
+            String::new()
+        }
+    }
+}
+
+/// An optional non-negative decimal (`unit_cost`), as a string PostgreSQL reads as NUMERIC.
+pub(crate) fn money(body: &Value, name: &str, errors: &mut FieldErrors) -> Option<String> {
+    let v = body.get(name).filter(|v| !v.is_null())?;
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => String::new(),
+    };
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..1e12).contains(&n) => Some(text),
+        _ => {
+            errors.add(name, "A valid non-negative number is required.");
+            None
+        }
+    }
+}
+
+/// 422 `batch_expired`: a decrease from an expired batch other than its write-off.
+async fn refuse_expired_batch(
+    tx: &mut PgConnection,
+    row: i64,
+    reason_code: &str,
+) -> Result<(), ApiError> {
+    if matches!(reason_code, "expiry" | "damage") {
+        return Ok(());
+    }
+    let expired: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM stock_items s JOIN batches b ON b.id = s.batch \
+         WHERE s.id = $1 AND b.expiry_date < current_date)",
     )
+    .bind(row)
+    .fetch_one(&mut *tx)
+    .await?;
+    if expired {
+        return Err(ApiError::rule(
+            "batch_expired",
+            "This batch has expired: book it out with reason expiry or damage.",
+        ));
+    }
+    Ok(())
+}
+
+/// The product a target names, checked against the replica (a row's own product when the
+/// target is `inventory_id`).
+async fn checked_product(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    target: &Target,
+) -> Result<Stocked, ApiError> {
+    let (product, variant) = match target.inventory_id {
+        Some(id) => {
+            let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+                "SELECT product_id, variant_id FROM stock_items \
+                 WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+            )
+            .bind(id)
+            .bind(scope.project_id())
+            .fetch_optional(&ctx.pool)
+            .await?;
+            row.ok_or_else(|| {
+                ApiError::field(
+                    "inventory_id",
+                    format!("Invalid pk \"{id}\" - object does not exist."),
+                )
+            })?
+        }
+        None => match target.product_id {
+            Some(p) => (p, target.variant_id),
+            None => return Err(ApiError::field("product_id", "This field is required.")),
+        },
+    };
+    catalog::check(ctx, scope.project_id(), product, variant).await
+}
+
+/// The answer to a stock call about a product whose stock is not tracked: success, no change.
+fn untracked(target: &Target, delta: i64) -> Value {
+    json!({"product_id": target.product_id, "variant_id": target.variant_id,
+           "quantity": delta, "tracked": false,
+           "detail": "Stock is not tracked for this product; nothing was booked."})
 }
 
 /// `POST movements/`: one movement, its row changed in the same transaction → the movement.
@@ -425,160 +634,62 @@ pub async fn record(
 ) -> Result<Value, ApiError> {
     scope.require("inventory.add_movement", &GRANTS)?;
     let mut errors = FieldErrors::new();
-    let kind = body
-        .get("movement_type")
-        .and_then(Value::as_str)
-        .map(|t| t.trim().to_ascii_uppercase())
-        .map(|t| {
-            if t == "ADJUST" {
-                "ADJUSTMENT".to_owned()
-            } else {
-                t
-            }
-        });
-    let spec = kind
-        .as_deref()
-        .and_then(|k| TYPES.iter().find(|(t, _, _)| *t == k));
-    let Some(&(movement_type, reasons, default_reason)) = spec else {
-        return Err(ApiError::field(
-            "movement_type",
-            "Use IN, OUT or ADJUSTMENT.",
-        ));
-    };
-    let reason_code = match body.get("reason_code").and_then(Value::as_str) {
-        None => default_reason,
-        Some(code) => match reasons.iter().find(|r| r.eq_ignore_ascii_case(code.trim())) {
-            Some(r) => r,
-            None => {
-                errors.add(
-                    "reason_code",
-                    format!("\"{code}\" is not a valid reason for {movement_type}."),
-                );
-                default_reason
-            }
-        },
-    };
-    let quantity = body.get("quantity").and_then(|v| {
-        v.as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-    });
-    let delta = match (movement_type, quantity) {
-        (_, None) => {
-            errors.add("quantity", "A valid integer is required.");
-            0
-        }
-        ("ADJUSTMENT", Some(q)) if q != 0 && q.abs() <= MAX_QUANTITY => q,
-        ("ADJUSTMENT", Some(_)) => {
-            errors.add(
-                "quantity",
-                format!("Give a non-zero change of at most {MAX_QUANTITY} units."),
-            );
-            0
-        }
-        (t, Some(q)) if (1..=MAX_QUANTITY).contains(&q) => {
-            if t == "OUT" {
-                -q
-            } else {
-                q
-            }
-        }
-        (t, Some(_)) => {
-            errors.add(
-                "quantity",
-                format!("Quantity must be positive (1 to {MAX_QUANTITY}) for {t} movements."),
-            );
-            0
-        }
-    };
-    let text = |name: &str, max: usize, errors: &mut FieldErrors| -> String {
-        match body.get(name) {
-            Some(Value::String(s)) if s.chars().count() <= max => s.trim().to_owned(),
-            Some(Value::String(_)) => {
-                errors.add(
-                    name,
-                    format!("Ensure this field has no more than {max} characters."),
-                );
-                String::new()
-            }
-            Some(Value::Null) | None => String::new(),
-            Some(_) => {
-                errors.add(name, "Not a valid string.");
-                String::new()
-            }
-        }
-    };
-    let reason = text("reason", 1000, &mut errors);
-    let reference = text("reference", 100, &mut errors);
-    let notes = text("notes", 5000, &mut errors);
+    let parsed = parse_movement(body, &mut errors);
+    let reason = text(body, "reason", 1000, &mut errors);
+    let reference = text(body, "reference", 100, &mut errors);
+    let notes = text(body, "notes", 5000, &mut errors);
+    let unit_cost = money(body, "unit_cost", &mut errors);
     let target = Target::parse(body, &mut errors);
     errors.into_result()?;
-
+    let Some(parsed) = parsed else {
+        return Err(ApiError::field(
+            "movement_type",
+            "A valid movement is required.",
+        ));
+    };
+    let stocked = checked_product(ctx, scope, &target).await?;
+    if !stocked.tracked {
+        return Ok(untracked(&target, parsed.delta));
+    }
+    let entry = Entry {
+        movement_type: parsed.movement_type,
+        reason_code: parsed.reason_code,
+        reason: &reason,
+        reference: &reference,
+        notes: &notes,
+        unit_cost: unit_cost.as_deref(),
+        ..Entry::default()
+    };
+    let actor = Actor::member(scope, username);
     let mut tx = ctx.pool.begin().await?;
     let Some((row, product, variant, warehouse)) =
-        row_for(&mut tx, scope, &target, delta > 0).await?
+        row_for(&mut tx, &actor, &target, parsed.delta > 0).await?
     else {
-        let requested = -delta;
-        return Err(insufficient(
+        return Err(ledger::insufficient(
             target.product_id.unwrap_or_default(),
             target.variant_id,
-            target.warehouse.unwrap_or_default(),
-            requested,
+            target.warehouse,
+            -parsed.delta,
             0,
         ));
     };
-    let restock = matches!(
-        reason_code,
-        "restock" | "purchase" | "initial" | "production"
-    );
-    let changed: Option<i32> = sqlx::query_scalar(
-        "UPDATE stock_items SET quantity = quantity + $2, updated_at = now(), updated_by = $3, \
-           last_restocked_at = CASE WHEN $4 THEN now() ELSE last_restocked_at END \
-         WHERE id = $1 AND ($2 > 0 OR quantity - reserved_quantity >= -$2) RETURNING quantity",
-    )
-    .bind(row)
-    .bind(delta as i32)
-    .bind(scope.user_id())
-    .bind(restock && delta > 0)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(new_quantity) = changed else {
-        let available: i32 =
-            sqlx::query_scalar("SELECT available_quantity FROM stock_items WHERE id = $1")
-                .bind(row)
-                .fetch_one(&mut *tx)
-                .await?;
-        return Err(insufficient(
-            product,
-            variant,
-            warehouse,
-            -delta,
-            available.into(),
-        ));
+    if parsed.delta < 0 {
+        refuse_expired_batch(&mut tx, row, parsed.reason_code).await?;
+    }
+    let movement = match ledger::change(ctx, &mut tx, &actor, row, parsed.delta, 0, &entry).await? {
+        Outcome::Done { movement, .. } => movement.unwrap_or_default(),
+        Outcome::Short { available } => {
+            return Err(ledger::insufficient(
+                product,
+                variant,
+                Some(warehouse),
+                -parsed.delta,
+                available,
+            ))
+        }
     };
-    let movement: Value = sqlx::query_scalar(
-        "INSERT INTO movements (project_id, inventory_id, product_id, variant_id, warehouse, \
-           movement_type, reason_code, quantity, previous_quantity, new_quantity, reason, reference, \
-           notes, created_by, performed_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9 - $8, $9, $10, $11, $12, $13, $14) \
-         RETURNING to_jsonb(movements.*)",
-    )
-    .bind(scope.project_id())
-    .bind(row)
-    .bind(product)
-    .bind(variant)
-    .bind(warehouse)
-    .bind(movement_type)
-    .bind(reason_code)
-    .bind(delta as i32)
-    .bind(new_quantity)
-    .bind(&reason)
-    .bind(&reference)
-    .bind(&notes)
-    .bind(scope.user_id())
-    .bind(username)
-    .fetch_one(&mut *tx)
-    .await?;
     tx.commit().await?;
+    ctx.outbox.nudge();
     Ok(MOVEMENT.shape(&movement, "en", true))
 }
 
@@ -610,21 +721,32 @@ pub async fn create(
             }
         },
     };
+    let reference = text(body, "reference", 100, &mut errors);
     let levels = STOCK.values(body, true, lang)?;
     errors.into_result()?;
+    let stocked = checked_product(ctx, scope, &target).await?;
+    let actor = Actor::member(scope, username);
     let mut tx = ctx.pool.begin().await?;
-    if row_for(&mut tx, scope, &target, false).await?.is_some() {
+    if row_for(&mut tx, &actor, &target, false).await?.is_some() {
         return Err(ApiError::field(
             "non_field_errors",
             "A stock row for this product, variant, warehouse, location, batch and serial number already exists.",
         ));
     }
-    let Some((row, ..)) = row_for(&mut tx, scope, &target, true).await? else {
+    let Some((row, ..)) = row_for(&mut tx, &actor, &target, true).await? else {
         return Err(ApiError::conflict(
             "conflict",
             "The stock row could not be created.",
         ));
     };
+    let explicit_threshold = levels.iter().any(|(c, _)| c == "low_stock_threshold");
+    if let (false, Some(t)) = (explicit_threshold, stocked.low_stock_threshold) {
+        sqlx::query("UPDATE stock_items SET low_stock_threshold = $2 WHERE id = $1")
+            .bind(row)
+            .bind(t.clamp(0, i32::MAX.into()) as i32)
+            .execute(&mut *tx)
+            .await?;
+    }
     for (column, value) in levels {
         if let kernel::resource::Bind::Int(n) = value {
             sqlx::query(&format!(
@@ -636,15 +758,17 @@ pub async fn create(
             .await?;
         }
     }
-    tx.commit().await?;
-    if quantity > 0 {
-        let mut initial = json!({"movement_type": "IN", "reason_code": "initial", "quantity": quantity,
-                                 "inventory_id": row});
-        if let Some(reference) = body.get("reference") {
-            initial["reference"] = reference.clone();
-        }
-        record(ctx, scope, username, &initial).await?;
+    if quantity > 0 && stocked.tracked {
+        let entry = Entry {
+            movement_type: "IN",
+            reason_code: "initial",
+            reference: &reference,
+            ..Entry::default()
+        };
+        ledger::change(ctx, &mut tx, &actor, row, quantity, 0, &entry).await?;
     }
+    tx.commit().await?;
+    ctx.outbox.nudge();
     kernel::resource::retrieve(
         ctx,
         &STOCK,
@@ -653,4 +777,47 @@ pub async fn create(
         lang,
     )
     .await
+}
+
+/// The stock a product is created with (`product.created` with `initialStock`): an IN
+/// `initial` movement into its default-warehouse row, in the consumer's transaction.
+pub async fn book_initial(
+    ctx: &ServiceContext,
+    tx: &mut PgConnection,
+    project_id: i64,
+    actor_id: Option<i64>,
+    product: &integration::product::ProductSnapshot,
+    quantity: i64,
+) -> Result<(), ApiError> {
+    let actor = Actor {
+        user_id: actor_id,
+        ..Actor::system(project_id)
+    };
+    let target = Target {
+        inventory_id: None,
+        product_id: Some(product.product_id),
+        variant_id: None,
+        warehouse: None,
+        location: None,
+        batch: None,
+        serial_number: None,
+    };
+    let Some((row, ..)) = row_for(tx, &actor, &target, true).await? else {
+        return Err(ApiError::internal("no default stock row"));
+    };
+    if let Some(t) = product.low_stock_threshold {
+        sqlx::query("UPDATE stock_items SET low_stock_threshold = $2 WHERE id = $1")
+            .bind(row)
+            .bind(t.clamp(0, i32::MAX.into()) as i32)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let entry = Entry {
+        movement_type: "IN",
+        reason_code: "initial",
+        reference: "product:created",
+        ..Entry::default()
+    };
+    ledger::change(ctx, tx, &actor, row, quantity.min(MAX_QUANTITY), 0, &entry).await?;
+    Ok(())
 }

@@ -33,6 +33,7 @@ pub mod images;
 pub mod merch;
 pub mod products;
 pub mod settings;
+pub mod stock;
 pub mod variants;
 
 use std::time::Duration;
@@ -116,6 +117,14 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         pool: pool.clone(),
         outbox,
     };
+    platform.events().subscribe(
+        "product",
+        &["inventory.stock_changed"],
+        std::sync::Arc::new(stock::StockFollower { ctx: ctx.clone() }),
+    );
+    platform.provide::<integration::product::SharedCatalog>(std::sync::Arc::new(stock::Lookup(
+        pool.clone(),
+    )));
     let schema = kernel::resource_graphql::ResourceSchema::with_mutations(
         graphql::RESOURCES,
         ctx.clone(),

@@ -455,7 +455,7 @@ async fn set_tags(
     Ok(())
 }
 
-fn snapshot(row: &Value) -> ProductSnapshot {
+pub(crate) fn snapshot(row: &Value) -> ProductSnapshot {
     let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_owned);
     let name = ["name_en", "name_ar", "name_fr"]
         .iter()

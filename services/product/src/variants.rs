@@ -397,7 +397,7 @@ async fn check_variant_attributes(
     Ok(())
 }
 
-fn variant_snapshot(row: &Value) -> VariantSnapshot {
+pub(crate) fn variant_snapshot(row: &Value) -> VariantSnapshot {
     let text = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_owned);
     VariantSnapshot {
         variant_id: row["id"].as_i64().unwrap_or_default(),

@@ -10,7 +10,22 @@ use crate::projects::{member, owner_with_project, Owner};
 
 const API: &str = "/api/v1/inventory/";
 
-async fn create(app: &TestApp, owner: &Owner, path: &str, body: Value) -> Value {
+/// A product of the owner's project (the inventory service checks products against the
+/// product service), with its id.
+pub async fn product(app: &TestApp, owner: &Owner, name: &str) -> i64 {
+    let (status, created) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/",
+            json!({"name": name, "price": "10.00", "status": "active"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["id"].as_i64().expect("product id")
+}
+
+pub async fn create(app: &TestApp, owner: &Owner, path: &str, body: Value) -> Value {
     let (status, created) = app
         .call(Method::POST, &format!("{API}{path}"), body, &owner.access)
         .await;
@@ -293,11 +308,14 @@ async fn ledger_differences(app: &TestApp) -> i64 {
 async fn movements_keep_the_ledger_and_never_go_negative() {
     let app = TestApp::spawn().await;
     let owner = owner_with_project(&app, "lina", "Lina Logistics").await;
+    let p101 = product(&app, &owner, "Tea").await;
+    let p102 = product(&app, &owner, "Sugar").await;
+    let p999 = product(&app, &owner, "Salt").await;
     let row = create(
         &app,
         &owner,
         "stock/",
-        json!({"product_id": 101, "quantity": 50, "low_stock_threshold": 5}),
+        json!({"product_id": p101, "quantity": 50, "low_stock_threshold": 5}),
     )
     .await;
     assert_eq!(
@@ -317,7 +335,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
         .call(
             Method::POST,
             &format!("{API}stock/"),
-            json!({"product_id": 101}),
+            json!({"product_id": p101}),
             &owner.access,
         )
         .await;
@@ -328,7 +346,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
         &app,
         &owner,
         "movements/",
-        json!({"movement_type": "OUT", "quantity": 10, "product_id": 101, "reference": "ORD-1"}),
+        json!({"movement_type": "OUT", "quantity": 10, "product_id": p101, "reference": "ORD-1"}),
     )
     .await;
     assert_eq!(
@@ -355,16 +373,16 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
 
     // Hostile input changes nothing.
     for body in [
-        json!({"movement_type": "IN", "quantity": 0, "product_id": 101}),
-        json!({"movement_type": "IN", "quantity": -5, "product_id": 101}),
-        json!({"movement_type": "IN", "quantity": 1_000_001, "product_id": 101}),
-        json!({"movement_type": "IN", "quantity": "many", "product_id": 101}),
-        json!({"movement_type": "FOO", "quantity": 1, "product_id": 101}),
-        json!({"movement_type": "IN", "reason_code": "sale", "quantity": 1, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": 0, "product_id": p101}),
+        json!({"movement_type": "IN", "quantity": -5, "product_id": p101}),
+        json!({"movement_type": "IN", "quantity": 1_000_001, "product_id": p101}),
+        json!({"movement_type": "IN", "quantity": "many", "product_id": p101}),
+        json!({"movement_type": "FOO", "quantity": 1, "product_id": p101}),
+        json!({"movement_type": "IN", "reason_code": "sale", "quantity": 1, "product_id": p101}),
         json!({"movement_type": "IN", "quantity": 1, "inventory_id": 987_654}),
         json!({"movement_type": "IN", "quantity": 1}),
-        json!({"movement_type": "IN", "quantity": 1, "product_id": 101, "warehouse_id": 987_654}),
-        json!({"movement_type": "ADJUSTMENT", "quantity": 0, "product_id": 101}),
+        json!({"movement_type": "IN", "quantity": 1, "product_id": p101, "warehouse_id": 987_654}),
+        json!({"movement_type": "ADJUSTMENT", "quantity": 0, "product_id": p101}),
         json!({"movement_type": "IN", "quantity": 1, "product_id": "1; DROP TABLE stock_items"}),
     ] {
         let (status, err) = app
@@ -383,7 +401,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
     assert_eq!(now["quantity"], 40);
     let (_, ledger, _) = app
         .get(
-            &format!("{API}movements/?product_id=101"),
+            &format!("{API}movements/?product_id={p101}"),
             Some(&owner.access),
         )
         .await;
@@ -404,7 +422,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
         .call(
             Method::POST,
             &format!("{API}movements/"),
-            json!({"movement_type": "OUT", "quantity": 1, "product_id": 999}),
+            json!({"movement_type": "OUT", "quantity": 1, "product_id": p999}),
             &owner.access,
         )
         .await;
@@ -444,7 +462,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
         &app,
         &owner,
         "inventory/",
-        json!({"product_id": 102, "quantity": 3}),
+        json!({"product_id": p102, "quantity": 3}),
     )
     .await;
     let (status, body) = app
@@ -470,7 +488,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
     assert_eq!(status, StatusCode::NO_CONTENT, "an empty row can go");
     assert_eq!(ledger_differences(&app).await, 0);
 
-    // Viewers read the ledger; only owners and admins move stock.
+    // Viewers read the ledger; editors ("staff") and up move stock.
     let (_, viewer) = member(&app, &owner, "vito", "viewer").await;
     let (status, _, _) = app.get(&format!("{API}movements/"), Some(&viewer)).await;
     assert_eq!(status, StatusCode::OK);
@@ -478,7 +496,7 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
         .call(
             Method::POST,
             &format!("{API}movements/"),
-            json!({"movement_type": "IN", "quantity": 1, "product_id": 101}),
+            json!({"movement_type": "IN", "quantity": 1, "product_id": p101}),
             &viewer,
         )
         .await;
@@ -489,11 +507,12 @@ async fn movements_keep_the_ledger_and_never_go_negative() {
 async fn concurrent_decreases_never_oversell() {
     let app = TestApp::spawn().await;
     let owner = owner_with_project(&app, "omran", "Omran Outlet").await;
+    let p7 = product(&app, &owner, "Rice").await;
     let row = create(
         &app,
         &owner,
         "stock/",
-        json!({"product_id": 7, "quantity": 50}),
+        json!({"product_id": p7, "quantity": 50}),
     )
     .await;
     let mut sends = Vec::new();
@@ -534,8 +553,10 @@ async fn stock_and_movements_do_not_cross_tenants() {
     let app = TestApp::spawn().await;
     let a = owner_with_project(&app, "adam", "Adam Depot").await;
     let b = owner_with_project(&app, "bana", "Bana Store").await;
-    let row = create(&app, &a, "stock/", json!({"product_id": 5, "quantity": 9})).await;
-    let empty = create(&app, &a, "stock/", json!({"product_id": 6})).await;
+    let p5 = product(&app, &a, "Oil").await;
+    let p6 = product(&app, &a, "Flour").await;
+    let row = create(&app, &a, "stock/", json!({"product_id": p5, "quantity": 9})).await;
+    let empty = create(&app, &a, "stock/", json!({"product_id": p6})).await;
     let (status, _) = app
         .call(
             Method::DELETE,

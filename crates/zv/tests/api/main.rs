@@ -14,5 +14,6 @@ mod images;
 mod inventory;
 mod limits;
 mod projects;
+mod reservations;
 mod tenancy;
 mod tokens;

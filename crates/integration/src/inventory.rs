@@ -1,0 +1,126 @@
+//! Events published by the inventory service (contract inventory.md §10). camelCase payloads.
+
+use kernel::events::IntegrationEvent;
+use serde::{Deserialize, Serialize};
+
+/// A stock row's levels after a change (a movement, or a reservation moving `reserved`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StockChanged {
+    pub inventory_id: i64,
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub warehouse_id: i64,
+    pub quantity: i64,
+    pub reserved_quantity: i64,
+    pub available_quantity: i64,
+    /// The change of `quantity` (0 when only `reserved` moved).
+    pub delta: i64,
+    pub movement_id: Option<i64>,
+    pub reason_code: String,
+    /// Increases with every change of the row: a consumer keeps the highest it has seen (and
+    /// sums rows itself, so events of different rows may arrive in any order).
+    pub version: i64,
+}
+
+impl IntegrationEvent for StockChanged {
+    const TYPE: &'static str = "inventory.stock_changed";
+}
+
+/// A threshold crossing of one row (`low_stock`, `out_of_stock`, `restocked`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StockAlert {
+    pub inventory_id: i64,
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub warehouse_id: i64,
+    pub available_quantity: i64,
+    pub threshold: i64,
+}
+
+macro_rules! alert {
+    ($name:ident, $type:literal) => {
+        #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+        pub struct $name(pub StockAlert);
+
+        impl IntegrationEvent for $name {
+            const TYPE: &'static str = $type;
+        }
+    };
+}
+
+alert!(LowStock, "inventory.low_stock");
+alert!(OutOfStock, "inventory.out_of_stock");
+alert!(Restocked, "inventory.restocked");
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationLine {
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub quantity: i64,
+}
+
+/// A reservation's state change (`created`, `confirmed`, `released`, `expired`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationEvent {
+    pub reservation_id: i64,
+    pub reservation_number: String,
+    pub order_id: Option<String>,
+    pub reference: Option<String>,
+    pub items: Vec<ReservationLine>,
+    pub reason: Option<String>,
+}
+
+macro_rules! reservation {
+    ($name:ident, $type:literal) => {
+        #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+        pub struct $name(pub ReservationEvent);
+
+        impl IntegrationEvent for $name {
+            const TYPE: &'static str = $type;
+        }
+    };
+}
+
+reservation!(ReservationCreated, "inventory.reservation_created");
+reservation!(ReservationConfirmed, "inventory.reservation_confirmed");
+reservation!(ReservationReleased, "inventory.reservation_released");
+reservation!(ReservationExpired, "inventory.reservation_expired");
+
+/// Lines of a bulk movement in `shortfall` mode that could not be taken in full.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Shortfall {
+    pub reference: String,
+    pub lines: Vec<ShortLine>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShortLine {
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub requested: i64,
+    pub applied: i64,
+}
+
+impl IntegrationEvent for Shortfall {
+    const TYPE: &'static str = "inventory.shortfall";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferCompleted {
+    pub transfer_id: i64,
+    pub transfer_number: String,
+    pub from_warehouse_id: i64,
+    pub to_warehouse_id: i64,
+    pub items: Vec<ReservationLine>,
+}
+
+impl IntegrationEvent for TransferCompleted {
+    const TYPE: &'static str = "inventory.transfer_completed";
+}
