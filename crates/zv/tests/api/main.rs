@@ -15,5 +15,6 @@ mod inventory;
 mod limits;
 mod projects;
 mod reservations;
+mod stock_operations;
 mod tenancy;
 mod tokens;
