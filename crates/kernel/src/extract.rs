@@ -158,6 +158,26 @@ where
     }
 }
 
+/// The query string as a map (a repeated key keeps its last value). Never rejects: handlers
+/// validate the values they read.
+#[derive(Clone, Debug, Default)]
+pub struct Params(pub std::collections::BTreeMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Params(
+            form_urlencoded_parse(parts.uri.query().unwrap_or(""))
+                .into_owned()
+                .collect(),
+        ))
+    }
+}
+
 fn form_urlencoded_parse(query: &str) -> url::form_urlencoded::Parse<'_> {
     url::form_urlencoded::parse(query.as_bytes())
 }

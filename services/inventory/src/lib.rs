@@ -9,17 +9,18 @@ pub mod operations;
 pub mod reference;
 pub mod reservations;
 pub mod stock;
+pub mod views;
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json as JsonOut, Router};
 use kernel::auth::{Principal, ProjectScope};
 use kernel::events::Outbox;
-use kernel::extract::Json;
+use kernel::extract::{Json, Params};
 use kernel::lang::Lang;
 use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
@@ -150,6 +151,36 @@ async fn reverse_movement(
     Ok((StatusCode::CREATED, JsonOut(done)).into_response())
 }
 
+/// `GET alerts/low_stock/` (alias `alerts/low-stock/`).
+async fn low_stock(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Lang(lang): Lang,
+    Params(params): Params,
+) -> Result<JsonOut<Value>, ApiError> {
+    Ok(JsonOut(
+        views::low_stock(&ctx, &scope, &params, lang).await?,
+    ))
+}
+
+/// `GET availability/?product_id=…`.
+async fn availability(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Params(params): Params,
+) -> Result<JsonOut<Value>, ApiError> {
+    Ok(JsonOut(views::availability(&ctx, &scope, &params).await?))
+}
+
+/// `POST availability/check/`.
+async fn availability_check(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    Ok(JsonOut(views::check(&ctx, &scope, &body).await?))
+}
+
 /// The stock-moving POSTs: they honour `Idempotency-Key`.
 fn stock_moving(pool: sqlx::PgPool) -> Router<ServiceContext> {
     use kernel::resource::rest::routes_with;
@@ -198,6 +229,9 @@ fn stock_moving(pool: sqlx::PgPool) -> Router<ServiceContext> {
 fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     use kernel::resource::rest::{routes as resource, routes_with};
     let r = stock_moving(pool);
+    let r = at(r, "", &["alerts/low_stock"], get(low_stock));
+    let r = at(r, "", &["availability"], get(availability));
+    let r = at(r, "", &["availability/check"], post(availability_check));
     // Stock rows: canonical `stock/`, aliases `items/` (SDK) and `inventory/` (0a47ee5).
     let r = ["stock", "items", "inventory"]
         .into_iter()

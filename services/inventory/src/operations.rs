@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 
 use crate::catalog;
 use crate::ledger::{self, Actor, Entry, Outcome};
-use crate::reservations::STOCK_GRANTS;
+use crate::reference::STOCK_GRANTS;
 use crate::stock::{
     default_warehouse, int, money, row_for, text, Target, MAX_QUANTITY, MOVEMENT, TYPES,
 };

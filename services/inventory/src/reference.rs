@@ -19,6 +19,26 @@ pub const GRANTS: Grants = Grants {
     editor_writes: Some(&[]),
 };
 
+/// Members read stock; editors ("staff") and up move it; owners and admins manage the
+/// reference data and reverse movements.
+pub const STOCK_GRANTS: Grants = Grants {
+    editor_extra: &[],
+    editor_writes: Some(&[
+        "inventory.add_inventory",
+        "inventory.change_inventory",
+        "inventory.add_movement",
+        "inventory.add_batch",
+        "inventory.change_batch",
+        "inventory.add_stockreservation",
+        "inventory.change_stockreservation",
+        "inventory.reserve_stock",
+        "inventory.confirm_reservation",
+        "inventory.release_reservation",
+        "inventory.add_transfer",
+        "inventory.add_restock",
+    ]),
+};
+
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
 const CREATED: Col = Col::new("created_at", "t.created_at", Kind::DateTime);
@@ -100,6 +120,29 @@ impl Hooks for WarehouseRules {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        }
+        Ok(())
+    }
+
+    /// A warehouse holding or reserving units stays (inventory.md §3).
+    async fn before_delete(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        id: i64,
+    ) -> Result<(), ApiError> {
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM stock_items WHERE warehouse = $1 AND deleted_at IS NULL              AND (quantity > 0 OR reserved_quantity > 0))",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if busy {
+            return Err(ApiError::rule(
+                "warehouse_not_empty",
+                "This warehouse still holds or reserves units: transfer them first.",
+            ));
         }
         Ok(())
     }
@@ -281,6 +324,8 @@ pub static VENDOR: Resource = Resource {
 /// Whether a batch is past its expiry, and the days left.
 const IS_EXPIRED: &str = "(t.expiry_date IS NOT NULL AND t.expiry_date < current_date)";
 const DAYS_TO_EXPIRY: &str = "(t.expiry_date - current_date)";
+const ON_HAND: &str = "(SELECT COALESCE(sum(s.quantity), 0)::bigint FROM stock_items s \
+    WHERE s.batch = t.id AND s.deleted_at IS NULL)";
 
 pub static BATCH: Resource = Resource {
     service: "inventory",
@@ -307,6 +352,7 @@ pub static BATCH: Resource = Resource {
     computed: &[
         ("is_expired", IS_EXPIRED),
         ("days_to_expiry", DAYS_TO_EXPIRY),
+        ("quantity_on_hand", ON_HAND),
     ],
     list: ListSpec {
         filters: &[
@@ -328,7 +374,7 @@ pub static BATCH: Resource = Resource {
     search_vector: None,
     public_read: false,
     public_filter: None,
-    grants: GRANTS,
+    grants: STOCK_GRANTS,
     unique: &[ConstraintField {
         constraint: "batches_number_live",
         field: "batch_number",
@@ -376,6 +422,30 @@ impl Hooks for BatchDates {
                     "The expiry date is before the manufacture date.",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A batch with units on hand stays (inventory.md §7).
+    async fn before_delete(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        id: i64,
+    ) -> Result<(), ApiError> {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM stock_items WHERE batch = $1 AND deleted_at IS NULL \
+             AND (quantity > 0 OR reserved_quantity > 0))",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if held {
+            return Err(ApiError::rule(
+                "stock_not_empty",
+                "Units of this batch are still on hand.",
+            ));
         }
         Ok(())
     }

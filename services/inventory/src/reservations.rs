@@ -19,7 +19,6 @@ use integration::inventory::{
 };
 use kernel::auth::ProjectScope;
 use kernel::list::{Field as Col, Kind, ListSpec};
-use kernel::rbac::Grants;
 use kernel::resource::{Bind, Field, FieldKind, Hooks, Resource, Values};
 use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
@@ -28,27 +27,8 @@ use sqlx::PgConnection;
 
 use crate::catalog;
 use crate::ledger::{self, Actor, Entry, Outcome};
+use crate::reference::STOCK_GRANTS;
 use crate::stock::{int, text, MAX_QUANTITY};
-
-/// Members read stock; editors ("staff") and up move it; owners and admins manage the
-/// reference data and reverse movements.
-pub const STOCK_GRANTS: Grants = Grants {
-    editor_extra: &[],
-    editor_writes: Some(&[
-        "inventory.add_inventory",
-        "inventory.change_inventory",
-        "inventory.add_movement",
-        "inventory.add_batch",
-        "inventory.change_batch",
-        "inventory.add_stockreservation",
-        "inventory.change_stockreservation",
-        "inventory.reserve_stock",
-        "inventory.confirm_reservation",
-        "inventory.release_reservation",
-        "inventory.add_transfer",
-        "inventory.add_restock",
-    ]),
-};
 
 const ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
     'product_id', i.product_id, 'variant_id', i.variant_id, 'product_name', i.product_name, \

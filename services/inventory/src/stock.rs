@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 
 use crate::catalog::{self, Stocked};
 use crate::ledger::{self, Actor, Entry, Outcome};
-use crate::reference::GRANTS;
+use crate::reference::STOCK_GRANTS as GRANTS;
 
 const STOCK_STATUS: &str = "CASE WHEN t.available_quantity = 0 THEN 'out_of_stock' \
     WHEN t.available_quantity <= t.low_stock_threshold THEN 'low_stock' ELSE 'in_stock' END";
@@ -36,10 +36,17 @@ pub static STOCK: Resource = Resource {
     fields: &[
         Field::new("product_id", FieldKind::int_from(0)).read_only(),
         Field::new("variant_id", FieldKind::int_from(0)).read_only(),
-        Field::new("warehouse", FieldKind::int_from(0)).read_only(),
-        Field::new("location", FieldKind::int_from(0)).read_only(),
-        Field::new("batch", FieldKind::int_from(0)).read_only(),
+        Field::new(
+            "warehouse",
+            FieldKind::Ref {
+                table: "warehouses",
+            },
+        )
+        .aliases(&["warehouse_id"]),
+        Field::new("location", FieldKind::Ref { table: "locations" }).aliases(&["location_id"]),
+        Field::new("batch", FieldKind::Ref { table: "batches" }).aliases(&["batch_id"]),
         Field::text("serial_number", 100).read_only(),
+        // Changed by movements only; a PATCH of `quantity` books an ADJUSTMENT `count`.
         Field::new("quantity", FieldKind::int_from(0)).read_only(),
         Field::new("reserved_quantity", FieldKind::int_from(0)).read_only(),
         Field::new("available_quantity", FieldKind::int_from(0)).read_only(),
@@ -87,11 +94,98 @@ pub static STOCK: Resource = Resource {
     params: None,
 };
 
-/// A row is deleted only when it holds nothing.
+/// A row moves (warehouse, location, batch) only while empty, is counted (`quantity`) by an
+/// ADJUSTMENT, and is deleted only when it holds nothing.
 pub struct StockRules;
+
+/// The username of a user id, for the ledger (`performed_by`).
+async fn username(ctx: &ServiceContext, user_id: i64) -> String {
+    let directory = ctx
+        .platform
+        .lookup::<integration::users::SharedUserDirectory>();
+    match directory {
+        Some(d) => match d.by_id(user_id).await {
+            Ok(Some(user)) => user.username,
+            _ => format!("user:{user_id}"),
+        },
+        None => format!("user:{user_id}"),
+    }
+}
 
 #[async_trait]
 impl Hooks for StockRules {
+    async fn before_write(
+        &self,
+        ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        scope: &ProjectScope,
+        id: Option<i64>,
+        body: &Value,
+        values: &mut Values,
+    ) -> Result<(), ApiError> {
+        let Some(id) = id else {
+            return Ok(());
+        };
+        let (quantity, reserved): (i32, i32) = sqlx::query_as(
+            "SELECT quantity, reserved_quantity FROM stock_items WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let moves = ["warehouse", "location", "batch"]
+            .iter()
+            .any(|c| values.contains_key(*c));
+        if moves && (quantity > 0 || reserved > 0) {
+            return Err(ApiError::rule(
+                "stock_not_empty",
+                "This row holds units: move them with transfers/ instead.",
+            ));
+        }
+        if values.get("warehouse") == Some(&kernel::resource::Bind::Null) {
+            return Err(ApiError::field("warehouse", "This field may not be null."));
+        }
+        let Some(counted) = body
+            .get("quantity")
+            .or_else(|| body.get("quantity_on_hand"))
+        else {
+            return Ok(());
+        };
+        let counted = counted
+            .as_i64()
+            .filter(|q| (0..=MAX_QUANTITY).contains(q))
+            .ok_or_else(|| {
+                ApiError::field("quantity", format!("Give 0 to {MAX_QUANTITY} units."))
+            })?;
+        if counted < i64::from(reserved) {
+            let (product, variant, warehouse): (i64, Option<i64>, i64) = sqlx::query_as(
+                "SELECT product_id, variant_id, warehouse FROM stock_items WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            return Err(ledger::insufficient(
+                product,
+                variant,
+                Some(warehouse),
+                i64::from(quantity) - counted,
+                i64::from(quantity - reserved),
+            ));
+        }
+        let delta = counted - i64::from(quantity);
+        if delta != 0 {
+            let actor = Actor::member(scope, &username(ctx, scope.user_id()).await);
+            let entry = Entry {
+                movement_type: "ADJUSTMENT",
+                reason_code: "count",
+                reason: "Counted quantity",
+                ..Entry::default()
+            };
+            ledger::change(ctx, tx, &actor, id, delta, 0, &entry).await?;
+            ctx.outbox.nudge();
+        }
+        Ok(())
+    }
+
     async fn before_delete(
         &self,
         _ctx: &ServiceContext,
@@ -747,8 +841,14 @@ pub async fn create(
             .execute(&mut *tx)
             .await?;
     }
+    const LEVELS: [&str; 4] = [
+        "low_stock_threshold",
+        "maximum_stock_level",
+        "reorder_point",
+        "reorder_quantity",
+    ];
     for (column, value) in levels {
-        if let kernel::resource::Bind::Int(n) = value {
+        if let (true, kernel::resource::Bind::Int(n)) = (LEVELS.contains(&column.as_str()), value) {
             sqlx::query(&format!(
                 "UPDATE stock_items SET \"{column}\" = $2 WHERE id = $1"
             ))

@@ -605,3 +605,266 @@ async fn transfers_and_restocks_do_not_cross_tenants() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(level(&app, &a, speaker, &north["id"]).await, Some((2, 0)));
 }
+
+#[tokio::test]
+async fn counts_moves_alerts_and_availability() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "nadia", "Nadia Nursery").await;
+    let seed = product(&app, &owner, "Seeds").await;
+    let pot = product(&app, &owner, "Pot").await;
+    let soil = product(&app, &owner, "Soil").await;
+    let main = create(
+        &app,
+        &owner,
+        "warehouses/",
+        json!({"name": "Main", "is_default": true}),
+    )
+    .await;
+    let lot = create(
+        &app,
+        &owner,
+        "batches/",
+        json!({"batch_number": "S-1", "expiry_date": "2999-01-01"}),
+    )
+    .await;
+    let seeds = create(&app, &owner, "stock/", json!({"product_id": seed, "quantity": 20, "batch_id": lot["id"], "low_stock_threshold": 5})).await;
+    let pots = create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": pot, "quantity": 4, "low_stock_threshold": 10}),
+    )
+    .await;
+    let soils = create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": soil, "quantity": 0}),
+    )
+    .await;
+    let path = |row: &Value| format!("{API}stock/{}/", row["id"]);
+
+    // A count books the difference as an ADJUSTMENT; it cannot go below what is held.
+    post(
+        &app,
+        &owner,
+        "reservations/",
+        json!({"items": [{"product_id": seed, "quantity": 6}]}),
+    )
+    .await;
+    let (status, counted) = app
+        .call(
+            Method::PATCH,
+            &path(&seeds),
+            json!({"quantity": 18}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{counted}");
+    assert_eq!(
+        (
+            counted["quantity"].clone(),
+            counted["available_quantity"].clone()
+        ),
+        (json!(18), json!(12))
+    );
+    let (_, counts, _) = app
+        .get(
+            &format!(
+                "{API}movements/?inventory_id={}&reason_code=count",
+                seeds["id"]
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(counts["results"][0]["quantity"], -2);
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &path(&seeds),
+            json!({"quantity_on_hand": 5}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("insufficient_stock")
+        )
+    );
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &path(&seeds),
+            json!({"quantity": -1}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A row holding units does not move; an empty one does.
+    let north = create(&app, &owner, "warehouses/", json!({"name": "North"})).await;
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &path(&pots),
+            json!({"warehouse_id": north["id"]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("stock_not_empty"))
+    );
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            &path(&soils),
+            json!({"warehouse_id": north["id"]}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["warehouse"].clone()),
+        (StatusCode::OK, north["id"].clone()),
+        "{body}"
+    );
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &path(&soils),
+            json!({"warehouse_id": 987_654}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Warehouses and batches with units on hand stay.
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}warehouses/{}/", main["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("warehouse_not_empty")
+        )
+    );
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}batches/{}/", lot["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("stock_not_empty"))
+    );
+    let (_, batch, _) = app
+        .get(&format!("{API}batches/{}/", lot["id"]), Some(&owner.access))
+        .await;
+    assert_eq!(batch["quantity_on_hand"], 18);
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}warehouses/{}/", north["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "an empty warehouse goes");
+
+    // Alerts: soil (0) and pots (4 of 10, not above half) are critical; seeds (12 of 5) fine.
+    let (status, alerts, _) = app
+        .get(&format!("{API}alerts/low_stock/"), Some(&owner.access))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{alerts}");
+    assert_eq!(alerts["count"], 2);
+    assert_eq!(alerts["results"][0]["product"]["name"], "Soil");
+    assert_eq!(alerts["results"][0]["severity"], "critical");
+    assert_eq!(
+        alerts["results"][0]["suggested_action"],
+        "Immediate restock recommended"
+    );
+    post(
+        &app,
+        &owner,
+        "movements/",
+        json!({"movement_type": "IN", "quantity": 3, "inventory_id": pots["id"]}),
+    )
+    .await;
+    let (_, warning, _) = app
+        .get(
+            &format!("{API}alerts/low-stock/?severity=warning"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(warning["count"], 1, "{warning}");
+    assert_eq!(warning["results"][0]["product_id"], pot);
+    let (_, arabic, _) = app
+        .send(
+            app.client
+                .get(app.url(&format!("{API}alerts/low_stock/?severity=warning")))
+                .bearer_auth(&owner.access)
+                .header("Accept-Language", "ar"),
+        )
+        .await;
+    assert_eq!(
+        arabic["results"][0]["suggested_action"],
+        "خطط لإعادة التخزين خلال 3 أيام"
+    );
+    let (status, _, _) = app
+        .get(
+            &format!("{API}alerts/low_stock/?severity=panic"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Availability per product, and whether an order can be fulfilled.
+    let (status, levels, _) = app
+        .get(
+            &format!("{API}availability/?product_id={seed},{pot},{soil}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{levels}");
+    assert_eq!(
+        levels[0],
+        json!({"product_id": seed, "variant_id": null, "on_hand": 18, "reserved": 6, "available": 12,
+               "is_low_stock": false, "is_out_of_stock": false, "stock_status": "in_stock"})
+    );
+    assert_eq!(levels[2]["stock_status"], "out_of_stock");
+    let (status, _, _) = app
+        .get(
+            &format!("{API}availability/?product_id=abc"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, answer) = post(&app, &owner, "availability/check/", json!({"items": [
+        {"product_id": seed, "quantity": 10}, {"product_id": seed, "quantity": 3}, {"product_id": pot, "quantity": 7}
+    ]})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer,
+        json!({"can_fulfill": false, "unavailable_items": [
+            {"product_id": seed, "variant_id": null, "requested_quantity": 13, "available_quantity": 12}
+        ]})
+    );
+    let (_, yes) = post(
+        &app,
+        &owner,
+        "availability/check/",
+        json!({"items": [{"product_id": pot, "quantity": 7}]}),
+    )
+    .await;
+    assert_eq!(yes["can_fulfill"], true);
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
