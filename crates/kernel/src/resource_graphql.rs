@@ -102,6 +102,9 @@ pub enum InputKind {
     Strings,
     Ids,
     Json,
+    Id,
+    Int,
+    Text,
 }
 
 /// The ids a row key holds: an id, an `{id, …}` object, or a list of either.
@@ -290,6 +293,9 @@ fn input_object(g: &GraphqlResource) -> InputObject {
             InputKind::Strings => TypeRef::named_nn_list(TypeRef::STRING),
             InputKind::Ids => TypeRef::named_nn_list(TypeRef::ID),
             InputKind::Json => TypeRef::named("JSON"),
+            InputKind::Id => TypeRef::named(TypeRef::ID),
+            InputKind::Int => TypeRef::named(TypeRef::INT),
+            InputKind::Text => TypeRef::named(TypeRef::STRING),
         };
         push(name, ty);
     }
@@ -940,15 +946,17 @@ fn input_body(ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
     ))
 }
 
-/// Service-specific mutations beside the generic ones: given the `Mutation` object, returns it
-/// with the new fields and the object types they need.
-pub type Extend = fn(Object) -> (Object, Vec<async_graphql::dynamic::Type>);
+/// Service-specific fields beside the generic ones: given the `Query` and `Mutation` objects,
+/// returns them with the new fields (a field of a generic name replaces the generic one) and
+/// the types they need.
+pub type Extend = fn(Object, Object) -> (Object, Object, Vec<async_graphql::dynamic::Type>);
 
 fn build(
     resources: &'static [&'static GraphqlResource],
     svc: ServiceContext,
     connection: bool,
     extend: Option<Extend>,
+    replaced: &[&str],
 ) -> anyhow::Result<Schema> {
     let mut query = Object::new("Query");
     let mut mutation = Object::new("Mutation");
@@ -1055,9 +1063,10 @@ fn build(
             .argument(InputValue::new("search", TypeRef::named(TypeRef::STRING))),
         );
         let t = g.type_name;
-        mutation = mutation
-            .field(
-                Field::new(format!("create{t}"), TypeRef::named(t), move |ctx| {
+        let create = format!("create{t}");
+        if !replaced.contains(&create.as_str()) {
+            mutation = mutation.field(
+                Field::new(create, TypeRef::named(t), move |ctx| {
                     FieldFuture::new(async move {
                         let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                             let (svc, scope, lang) = member(&ctx).await?;
@@ -1080,7 +1089,9 @@ fn build(
                     "input",
                     TypeRef::named_nn(input_type.clone()),
                 )),
-            )
+            );
+        }
+        mutation = mutation
             .field(
                 Field::new(format!("update{t}"), TypeRef::named(t), move |ctx| {
                     FieldFuture::new(async move {
@@ -1141,8 +1152,9 @@ fn build(
             );
     }
     if let Some(extend) = extend {
-        let (extended, types) = extend(mutation);
-        mutation = extended;
+        let (queries, mutations, types) = extend(query, mutation);
+        query = queries;
+        mutation = mutations;
         for t in types {
             schema = schema.register(t);
         }
@@ -1172,7 +1184,7 @@ impl ResourceSchema {
         resources: &'static [&'static GraphqlResource],
         svc: ServiceContext,
     ) -> anyhow::Result<Self> {
-        Self::build(resources, svc, None)
+        Self::build(resources, svc, None, &[])
     }
 
     /// With the service's own mutations (see [`Extend`]).
@@ -1181,17 +1193,29 @@ impl ResourceSchema {
         svc: ServiceContext,
         extend: Extend,
     ) -> anyhow::Result<Self> {
-        Self::build(resources, svc, Some(extend))
+        Self::build(resources, svc, Some(extend), &[])
+    }
+
+    /// With the service's own fields, where `replaced` names generic `create<Type>` mutations
+    /// the service defines itself (a create that books stock, not a plain insert).
+    pub fn with_extensions(
+        resources: &'static [&'static GraphqlResource],
+        svc: ServiceContext,
+        extend: Extend,
+        replaced: &'static [&'static str],
+    ) -> anyhow::Result<Self> {
+        Self::build(resources, svc, Some(extend), replaced)
     }
 
     fn build(
         resources: &'static [&'static GraphqlResource],
         svc: ServiceContext,
         extend: Option<Extend>,
+        replaced: &'static [&'static str],
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            flat: Arc::new(build(resources, svc.clone(), false, extend)?),
-            connection: Arc::new(build(resources, svc.clone(), true, extend)?),
+            flat: Arc::new(build(resources, svc.clone(), false, extend, replaced)?),
+            connection: Arc::new(build(resources, svc.clone(), true, extend, replaced)?),
             svc,
             service: resources.first().map_or("", |g| g.resource.service),
             types: Arc::new(

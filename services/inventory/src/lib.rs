@@ -1,9 +1,10 @@
 //! The inventory service (contract inventory.md): reference data (warehouses, location types,
 //! locations, vendors, batches), stock rows, the movement ledger (`ledger` is its one writer),
-//! reservations, transfers, restocks, bulk movements and reversals, and the product replica.
-//! Alerts, availability and GraphQL are not built yet.
+//! reservations, transfers, restocks, bulk movements and reversals, the product replica,
+//! alerts and availability, and `/graphql/inventory`.
 
 pub mod catalog;
+pub mod graphql;
 pub mod ledger;
 pub mod operations;
 pub mod reference;
@@ -263,11 +264,14 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         std::sync::Arc::new(catalog::CatalogFollower { ctx: ctx.clone() }),
     );
     reservations::spawn_sweeper(ctx.clone(), Duration::from_secs(30));
-    Ok(mount(
-        &SPEC,
-        "/api/v1/inventory",
-        routes(pool.clone()).with_state(ctx.clone()),
-        pool,
-        None,
-    ))
+    let schema = kernel::resource_graphql::ResourceSchema::with_extensions(
+        graphql::RESOURCES,
+        ctx.clone(),
+        graphql::extend,
+        &["createInventory", "createInventoryMovement"],
+    )?;
+    let router = routes(pool.clone())
+        .with_state(ctx)
+        .merge(kernel::graphql::routes(schema, "/graphql/inventory"));
+    Ok(mount(&SPEC, "/api/v1/inventory", router, pool, None))
 }

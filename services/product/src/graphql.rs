@@ -382,7 +382,7 @@ fn remove_image() -> Field {
 }
 
 /// The product service's own mutations (contract §6): image and tag links.
-pub fn mutations(mutation: Object) -> (Object, Vec<Type>) {
+pub fn mutations(query: Object, mutation: Object) -> (Object, Object, Vec<Type>) {
     let image_input = [
         ("attachmentId", TypeRef::named(TypeRef::ID)),
         ("url", TypeRef::named(TypeRef::STRING)),
@@ -401,6 +401,7 @@ pub fn mutations(mutation: Object) -> (Object, Vec<Type>) {
         .field(tags_mutation("addProductTags", true))
         .field(tags_mutation("removeProductTags", false));
     (
+        query,
         mutation,
         vec![image_input.into(), add_image_payload().into()],
     )

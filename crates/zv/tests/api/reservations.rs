@@ -1263,3 +1263,182 @@ async fn reservations_do_not_cross_tenants() {
     assert_eq!((status, body), (StatusCode::OK, json!({"released": 0})));
     assert_eq!(levels(&app, &a, &shirt_row["id"]).await, (4, 1));
 }
+
+#[tokio::test]
+async fn graphql_inventory_reads_and_works_the_stock() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "ghada", "Ghada Garden").await;
+    let rake = product(&app, &owner, "Rake").await;
+    let hose = product(&app, &owner, "Hose").await;
+    let gql = |query: &str, variables: Value| json!({"query": query, "variables": variables});
+    let ask = |body: Value| {
+        let app = &app;
+        let token = owner.access.clone();
+        async move {
+            let (status, answer, _) = app.post("/graphql/inventory", body, Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer
+        }
+    };
+    // createInventory books the initial quantity; createInventoryMovement is POST movements/.
+    let made = ask(gql(
+        "mutation($p: ID!) { createInventory(input: {productId: $p, quantity: 9, lowStockThreshold: 3}) { id quantity availableQuantity stockStatus warehouse { name } } }",
+        json!({"p": rake}),
+    ))
+    .await;
+    let row = made["data"]["createInventory"].clone();
+    assert_eq!(
+        (row["quantity"].clone(), row["warehouse"]["name"].clone()),
+        (json!(9), json!("Main Warehouse")),
+        "{made}"
+    );
+    let moved = ask(gql(
+        "mutation($p: ID!) { createInventoryMovement(input: {productId: $p, movementType: \"IN\", quantity: 4, reference: \"PO-1\"}) { quantity newQuantity reasonCode } }",
+        json!({"p": hose}),
+    ))
+    .await;
+    assert_eq!(
+        moved["data"]["createInventoryMovement"],
+        json!({"quantity": 4, "newQuantity": 4, "reasonCode": "restock"}),
+        "{moved}"
+    );
+
+    // The workflow: reserve (payload errors when short), confirm, release.
+    let short = ask(gql(
+        "mutation($p: ID!) { reserveStock(input: {orderId: \"G-1\", productId: $p, quantity: 50}) { reservation { id } errors { field message } } }",
+        json!({"p": rake}),
+    ))
+    .await;
+    assert_eq!(
+        short["data"]["reserveStock"]["reservation"],
+        Value::Null,
+        "{short}"
+    );
+    assert_eq!(
+        short["data"]["reserveStock"]["errors"][0]["field"],
+        "insufficientStock"
+    );
+    let held = ask(gql(
+        "mutation($p: ID!, $h: ID!) { reserveStock(input: {orderId: \"G-1\", items: [{productId: $p, quantity: 2}, {productId: $h, quantity: 1}], expiresInMinutes: 30}) { reservation { id reservationNumber status items } errors { field message } } }",
+        json!({"p": rake, "h": hose}),
+    ))
+    .await;
+    let reservation = held["data"]["reserveStock"]["reservation"].clone();
+    assert_eq!(reservation["status"], "active", "{held}");
+    assert_eq!(held["data"]["reserveStock"]["errors"], json!([]));
+    let confirmed = ask(gql(
+        "mutation($r: ID!) { confirmReservation(reservationId: $r) { reservation { status } errors { field } } }",
+        json!({"r": reservation["reservationNumber"]}),
+    ))
+    .await;
+    assert_eq!(
+        confirmed["data"]["confirmReservation"]["reservation"]["status"], "confirmed",
+        "{confirmed}"
+    );
+    let refused = ask(gql(
+        "mutation($r: ID!) { releaseReservation(reservationId: $r) { success errors { field message } } }",
+        json!({"r": reservation["id"]}),
+    ))
+    .await;
+    assert_eq!(
+        refused["data"]["releaseReservation"]["success"], false,
+        "{refused}"
+    );
+    assert_eq!(
+        refused["data"]["releaseReservation"]["errors"][0]["field"],
+        "reservationNotActive"
+    );
+
+    // adjustStock (0a47ee5 REMOVAL), updateLowStockThreshold, transferStock.
+    let adjusted = ask(gql(
+        "mutation($p: ID!) { adjustStock(input: {productId: $p, quantity: 2, type: \"REMOVAL\", reference: \"count\"}) { inventoryItem { quantity } movement { movementType quantity } errors { field } } }",
+        json!({"p": rake}),
+    ))
+    .await;
+    assert_eq!(
+        adjusted["data"]["adjustStock"],
+        json!({"inventoryItem": {"quantity": 5}, "movement": {"movementType": "ADJUSTMENT", "quantity": -2}, "errors": []}),
+        "{adjusted}"
+    );
+    let limited = ask(gql(
+        "mutation($p: ID!) { updateLowStockThreshold(input: {productId: $p, threshold: 6}) { inventoryItem { lowStockThreshold isLowStock } errors { field } } }",
+        json!({"p": rake}),
+    ))
+    .await;
+    assert_eq!(
+        limited["data"]["updateLowStockThreshold"]["inventoryItem"],
+        json!({"lowStockThreshold": 6, "isLowStock": true}),
+        "{limited}"
+    );
+    let (_, north) = post(&app, &owner, "warehouses/", json!({"name": "North"})).await;
+    let (_, rows, _) = app
+        .get(
+            &format!("{API}stock/?product_id={rake}"),
+            Some(&owner.access),
+        )
+        .await;
+    let from = rows["results"][0]["warehouse"].clone();
+    let transferred = ask(gql(
+        "mutation($p: ID!, $f: ID!, $t: ID!) { transferStock(input: {productId: $p, quantity: 1, fromWarehouseId: $f, toWarehouseId: $t}) { transfer { transferNumber toLocation } movement errors { field } } }",
+        json!({"p": rake, "f": from, "t": north["id"]}),
+    ))
+    .await;
+    let payload = transferred["data"]["transferStock"].clone();
+    assert_eq!(payload["transfer"]["toLocation"], "North", "{transferred}");
+    assert_eq!(payload["movement"]["quantity"], -1);
+    assert_eq!(payload["movement"]["toLocation"], "North");
+
+    // Reads: lists with where/orderBy, relations, meta, and the workflow queries.
+    let listed = ask(gql(
+        "query($p: Int!) { inventories(where: {productId: $p}) { id quantity reservedQuantity warehouse { name } } _inventoriesMeta { count } inventoryMovements(orderBy: \"-quantity\", limit: 2) { quantity } stockReservations { reservationNumber status } lowStockItems productInventory(productId: $p) }",
+        json!({"p": rake}),
+    ))
+    .await;
+    let data = listed["data"].clone();
+    assert_eq!(
+        data["inventories"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    assert_eq!(data["_inventoriesMeta"]["count"], 3);
+    assert_eq!(data["inventoryMovements"][0]["quantity"], 9);
+    assert_eq!(data["stockReservations"][0]["status"], "confirmed");
+    assert_eq!(
+        data["lowStockItems"].as_array().map(Vec::len),
+        Some(3),
+        "rake rows at 4 ≤ 6 and 1 ≤ 10, hose at 3 ≤ 10"
+    );
+    assert_eq!(data["productInventory"][0]["onHand"], 5);
+    let fulfil = ask(gql(
+        "query($p: ID!) { canFulfillOrder(items: [{productId: $p, quantity: 5}]) }",
+        json!({"p": rake}),
+    ))
+    .await;
+    assert_eq!(
+        fulfil["data"]["canFulfillOrder"]["canFulfill"], true,
+        "{fulfil}"
+    );
+    // The ledger stays immutable here too.
+    let immutable = ask(gql(
+        "mutation { deleteInventoryMovement(id: 1) }",
+        Value::Null,
+    ))
+    .await;
+    assert!(
+        immutable["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be changed")),
+        "{immutable}"
+    );
+    // Viewers read, and cannot reserve.
+    let (_, viewer) = member(&app, &owner, "vika", "viewer").await;
+    let (_, denied, _) = app
+        .post(
+            "/graphql/inventory",
+            gql("mutation($p: ID!) { reserveStock(input: {productId: $p, quantity: 1}) { errors { field } } }", json!({"p": rake})),
+            Some(&viewer),
+        )
+        .await;
+    assert!(denied["errors"].is_array(), "{denied}");
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
