@@ -496,3 +496,145 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     catalogue_currency(&pool, project, "EUR").await;
     clean(&app, &ns, &["auth", "project", "product", "probe_tally"]).await;
 }
+
+/// Stock written while the broker is away: every `inventory.stock_changed` arrives once the
+/// broker is back, each applied exactly once, and the catalogue ends at the true level.
+#[tokio::test]
+async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
+    let cable = Cable::new().await;
+    let (app, ns) = app_on_broker(&cable.url).await;
+    let pool = service_pool(app.platform.config(), "product").await;
+    sqlx::query("CREATE TABLE probe_tally (n BIGSERIAL, event_id UUID NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("tally table");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let events = app.platform.events().clone();
+    events.subscribe(
+        "probe_tally",
+        &["inventory.stock_changed"],
+        Arc::new(Tally {
+            pool: pool.clone(),
+            calls: calls.clone(),
+        }),
+    );
+    events.start();
+    eventually("the tally queue exists", || async {
+        messages(&format!("{ns}.probe_tally")).await.is_some()
+    })
+    .await;
+    let owner = crate::projects::owner_with_project_eventually(&app, "ilyas", "Ilyas Ink").await;
+    let pen = crate::inventory::product(&app, &owner, "Pen").await;
+    let row = crate::inventory::create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": pen, "quantity": 100}),
+    )
+    .await;
+    let inventory = service_pool(app.platform.config(), "inventory").await;
+    let tallied = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
+            .fetch_one(&pool)
+            .await
+            .expect("tally")
+    };
+    eventually("the initial level is tallied", || async {
+        tallied().await == 1
+    })
+    .await;
+
+    // The broker goes away while sales and reservations are written, concurrently.
+    cable.down();
+    let writes = (0..40).map(|n| {
+        let app = &app;
+        let token = owner.access.clone();
+        let id = row["id"].clone();
+        async move {
+            let (path, body) = if n % 4 == 0 {
+                (
+                    "reservations/",
+                    json!({"items": [{"product_id": pen, "quantity": 2}]}),
+                )
+            } else {
+                (
+                    "movements/",
+                    json!({"movement_type": "OUT", "quantity": 1, "inventory_id": id}),
+                )
+            };
+            app.call(
+                Method::POST,
+                &format!("/api/v1/inventory/{path}"),
+                body,
+                &token,
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures::future::join_all(writes).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+    let pending = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NULL",
+        )
+        .fetch_one(&inventory)
+        .await
+        .expect("outbox")
+    };
+    assert!(pending().await >= 40, "held in the outbox");
+    assert_eq!(
+        tallied().await,
+        1,
+        "nothing crossed while the broker was away"
+    );
+
+    cable.restore();
+    eventually("the inventory outbox drains", || async {
+        pending().await == 0
+    })
+    .await;
+    let published: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM zv_outbox WHERE event_type = 'inventory.stock_changed'",
+    )
+    .fetch_one(&inventory)
+    .await
+    .expect("outbox");
+    assert_eq!(published, 41);
+    eventually("every change is tallied", || async {
+        tallied().await == published
+    })
+    .await;
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_id) FROM probe_tally")
+        .fetch_one(&pool)
+        .await
+        .expect("tally");
+    assert_eq!(distinct, published, "each once");
+    // The catalogue shows the true level: 100 − 30 sold − 20 held.
+    let (_, now, _) = app
+        .get(
+            &format!("/api/v1/inventory/stock/{}/", row["id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(now["available_quantity"], 50);
+    eventually("the catalogue follows", || async {
+        let (_, p, _) = app
+            .get(
+                &format!("/api/v1/product/products/{pen}/"),
+                Some(&owner.access),
+            )
+            .await;
+        p["stock_quantity"] == 50
+    })
+    .await;
+    clean(
+        &app,
+        &ns,
+        &["auth", "project", "product", "inventory", "probe_tally"],
+    )
+    .await;
+}
