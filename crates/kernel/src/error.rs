@@ -106,6 +106,18 @@ impl ApiError {
         }))
     }
 
+    /// 400 with one field map per item of the list `field` (DRF's nested shape) when any item
+    /// has errors: `{"items": [{}, {"quantity": ["…"]}]}`.
+    pub fn per_item(field: &str, items: &[FieldErrors]) -> Result<(), Self> {
+        if items.iter().all(FieldErrors::is_empty) {
+            return Ok(());
+        }
+        let shaped: Vec<Value> = items.iter().map(FieldErrors::to_value).collect();
+        let mut body = Map::new();
+        body.insert(field.to_owned(), Value::Array(shaped));
+        Err(Self::nested(Value::Object(body)))
+    }
+
     /// 400 with DRF's nested shape, e.g. `{"items": [{}, {"quantity": ["…"]}]}`.
     pub fn nested(body: Value) -> Self {
         let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid", "Invalid input.");

@@ -263,3 +263,13 @@ pub async fn lock_timeout(tx: &mut PgConnection) -> Result<(), ApiError> {
         .await?;
     Ok(())
 }
+
+/// Locks the given stock rows in ascending id, in one statement: every multi-row operation takes
+/// its row locks in this order, so two of them never wait on each other in a cycle.
+pub async fn lock(tx: &mut PgConnection, rows: &[i64]) -> Result<(), ApiError> {
+    sqlx::query("SELECT id FROM stock_items WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(rows)
+        .execute(tx)
+        .await?;
+    Ok(())
+}

@@ -12,14 +12,15 @@ use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{Field, FieldKind, Resource};
 use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use crate::catalog;
 use crate::ledger::{self, Actor, Entry, Outcome};
 use crate::reference::STOCK_GRANTS;
 use crate::stock::{
-    default_warehouse, int, money, row_for, text, Target, MAX_QUANTITY, MOVEMENT, TYPES,
+    default_warehouse, int, items, money, row_for, text, Refuse, Target, MAX_QUANTITY, MOVEMENT,
+    TYPES,
 };
 
 /// Transfers, read through the resource machinery (they are written by [`transfer`] only).
@@ -59,7 +60,7 @@ pub static TRANSFER: Resource = Resource {
     public_filter: None,
     grants: STOCK_GRANTS,
     unique: &[],
-    hooks: Some(&Recorded),
+    hooks: Some(&RECORDED),
     params: None,
 };
 
@@ -115,44 +116,15 @@ pub static RESTOCK: Resource = Resource {
     public_filter: None,
     grants: STOCK_GRANTS,
     unique: &[],
-    hooks: Some(&Recorded),
+    hooks: Some(&RECORDED),
     params: None,
 };
 
 /// Transfers and restocks record stock that moved: they are never changed or deleted.
-pub struct Recorded;
-
-fn recorded() -> ApiError {
-    ApiError::rule(
-        "record_immutable",
-        "Transfers and restocks record stock that moved; they are not changed or deleted.",
-    )
-}
-
-#[async_trait::async_trait]
-impl kernel::resource::Hooks for Recorded {
-    async fn before_write(
-        &self,
-        _ctx: &ServiceContext,
-        _tx: &mut PgConnection,
-        _scope: &ProjectScope,
-        _id: Option<i64>,
-        _body: &Value,
-        _values: &mut kernel::resource::Values,
-    ) -> Result<(), ApiError> {
-        Err(recorded())
-    }
-
-    async fn before_delete(
-        &self,
-        _ctx: &ServiceContext,
-        _tx: &mut PgConnection,
-        _scope: &ProjectScope,
-        _id: i64,
-    ) -> Result<(), ApiError> {
-        Err(recorded())
-    }
-}
+static RECORDED: Refuse = Refuse {
+    code: "record_immutable",
+    detail: "Transfers and restocks record stock that moved; they are not changed or deleted.",
+};
 
 /// One line of a transfer, restock or bulk movement.
 #[derive(Clone, Debug)]
@@ -173,15 +145,7 @@ async fn lines(
     body: &Value,
     with_cost: bool,
 ) -> Result<Vec<Line>, ApiError> {
-    let Some(items) = body.get("items").and_then(Value::as_array) else {
-        return Err(ApiError::field(
-            "items",
-            "A non-empty list of lines is required.",
-        ));
-    };
-    if items.is_empty() || items.len() > 200 {
-        return Err(ApiError::field("items", "Give 1 to 200 lines."));
-    }
+    let items = items(body)?;
     let mut errors = Vec::with_capacity(items.len());
     let mut parsed = Vec::with_capacity(items.len());
     for item in items {
@@ -212,19 +176,7 @@ async fn lines(
             parsed.push((product_id, variant_id, batch_id, quantity, unit_cost));
         }
     }
-    if errors.iter().any(|e| !e.is_empty()) {
-        let shaped: Vec<Value> = errors
-            .iter()
-            .map(|e| {
-                Value::Object(
-                    e.iter()
-                        .map(|(k, v)| (k.clone(), json!(v)))
-                        .collect::<Map<_, _>>(),
-                )
-            })
-            .collect();
-        return Err(ApiError::nested(json!({ "items": shaped })));
-    }
+    ApiError::per_item("items", &errors)?;
     let mut out = Vec::with_capacity(parsed.len());
     for (product_id, variant_id, batch_id, quantity, unit_cost) in parsed {
         let stocked = catalog::check(ctx, project_id, product_id, variant_id).await?;
@@ -382,15 +334,6 @@ fn target(line: &Line, warehouse: i64, location: Option<i64>) -> Target {
     }
 }
 
-/// Locks the given rows in ascending id (one statement).
-async fn lock(tx: &mut PgConnection, rows: &[i64]) -> Result<(), ApiError> {
-    sqlx::query("SELECT id FROM stock_items WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(rows)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 /// `POST transfers/`: every line moves from one place to the other, or nothing moves.
 pub async fn transfer(
     ctx: &ServiceContext,
@@ -436,7 +379,7 @@ pub async fn transfer(
         let mut rows: Vec<i64> = pairs.iter().flat_map(|p| [p.1, p.2]).collect();
         rows.sort_unstable();
         rows.dedup();
-        lock(&mut tx, &rows).await?;
+        ledger::lock(&mut tx, &rows).await?;
         let (id, number): (i64, String) = sqlx::query_as(
             "WITH n AS (SELECT nextval(pg_get_serial_sequence('transfers', 'id')) AS id) \
              INSERT INTO transfers (id, project_id, transfer_number, reference, reason, \
@@ -623,7 +566,7 @@ pub async fn restock(
         let mut ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
         ids.sort_unstable();
         ids.dedup();
-        lock(&mut tx, &ids).await?;
+        ledger::lock(&mut tx, &ids).await?;
         let (id, number): (i64, String) = sqlx::query_as(
             "WITH n AS (SELECT nextval(pg_get_serial_sequence('restocks', 'id')) AS id) \
              INSERT INTO restocks (id, project_id, restock_number, supplier, vendor_id, \
@@ -842,7 +785,7 @@ pub async fn bulk(
         let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.1).collect();
         ids.sort_unstable();
         ids.dedup();
-        lock(&mut tx, &ids).await?;
+        ledger::lock(&mut tx, &ids).await?;
         let mut movements = Vec::new();
         let mut shortfall = Vec::new();
         let mut short = Vec::new();

@@ -22,13 +22,13 @@ use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{Bind, Field, FieldKind, Hooks, Resource, Values};
 use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use crate::catalog;
 use crate::ledger::{self, Actor, Entry, Outcome};
 use crate::reference::STOCK_GRANTS;
-use crate::stock::{int, text, MAX_QUANTITY};
+use crate::stock::{int, items, text, MAX_QUANTITY};
 
 const ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
     'product_id', i.product_id, 'variant_id', i.variant_id, 'product_name', i.product_name, \
@@ -160,8 +160,6 @@ fn not_active() -> ApiError {
 const MAX_HOLD_DAYS: i64 = 30;
 /// The hold when the caller gives none.
 const DEFAULT_HOLD_HOURS: i64 = 24;
-/// Lines one request may carry.
-const MAX_LINES: usize = 200;
 
 fn check_expiry(at: DateTime<Utc>) -> Result<(), ApiError> {
     let now = Utc::now();
@@ -189,18 +187,7 @@ struct Line {
 
 /// Reads `items` (per-line errors in DRF's nested shape) and merges repeated lines.
 fn parse_lines(body: &Value, header_warehouse: Option<i64>) -> Result<Vec<Line>, ApiError> {
-    let Some(items) = body.get("items").and_then(Value::as_array) else {
-        return Err(ApiError::field(
-            "items",
-            "A non-empty list of lines is required.",
-        ));
-    };
-    if items.is_empty() || items.len() > MAX_LINES {
-        return Err(ApiError::field(
-            "items",
-            format!("Give 1 to {MAX_LINES} lines."),
-        ));
-    }
+    let items = items(body)?;
     let mut errors = Vec::with_capacity(items.len());
     let mut lines = Vec::with_capacity(items.len());
     for item in items {
@@ -237,19 +224,7 @@ fn parse_lines(body: &Value, header_warehouse: Option<i64>) -> Result<Vec<Line>,
             });
         }
     }
-    if errors.iter().any(|e| !e.is_empty()) {
-        let shaped: Vec<Value> = errors
-            .iter()
-            .map(|e| {
-                Value::Object(
-                    e.iter()
-                        .map(|(k, v)| (k.clone(), json!(v)))
-                        .collect::<Map<_, _>>(),
-                )
-            })
-            .collect();
-        return Err(ApiError::nested(json!({ "items": shaped })));
-    }
+    ApiError::per_item("items", &errors)?;
     merge(lines)
 }
 
@@ -521,15 +496,6 @@ async fn allocations(
     .await?)
 }
 
-/// Locks the given stock rows in ascending id.
-async fn lock_ids(tx: &mut PgConnection, ids: &[i64]) -> Result<(), ApiError> {
-    sqlx::query("SELECT id FROM stock_items WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(ids)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 /// Ends an active, locked reservation without booking out: `released` or `expired`.
 /// Its held units return to available.
 async fn end(
@@ -542,7 +508,7 @@ async fn end(
 ) -> Result<usize, ApiError> {
     let allocations = allocations(tx, header.id).await?;
     let rows: Vec<i64> = allocations.iter().map(|a| a.2).collect();
-    lock_ids(tx, &rows).await?;
+    ledger::lock(tx, &rows).await?;
     for (_, _, row, quantity) in &allocations {
         let entry = Entry::default();
         if let Outcome::Short { .. } =
@@ -941,7 +907,7 @@ async fn attempt_confirm(
     }
     let allocations = allocations(&mut tx, header.id).await?;
     let rows: Vec<i64> = allocations.iter().map(|a| a.2).collect();
-    lock_ids(&mut tx, &rows).await?;
+    ledger::lock(&mut tx, &rows).await?;
     let reference = if !reference.is_empty() {
         reference.to_owned()
     } else {
@@ -1097,18 +1063,7 @@ pub async fn adjust(
     body: &Value,
 ) -> Result<Value, ApiError> {
     scope.require("inventory.reserve_stock", &STOCK_GRANTS)?;
-    let Some(items) = body.get("items").and_then(Value::as_array) else {
-        return Err(ApiError::field(
-            "items",
-            "A non-empty list of lines is required.",
-        ));
-    };
-    if items.is_empty() || items.len() > MAX_LINES {
-        return Err(ApiError::field(
-            "items",
-            format!("Give 1 to {MAX_LINES} lines."),
-        ));
-    }
+    let items = items(body)?;
     let mut targets: BTreeMap<(i64, Option<i64>), i64> = BTreeMap::new();
     let mut errors = FieldErrors::new();
     for item in items {

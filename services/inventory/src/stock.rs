@@ -276,22 +276,24 @@ pub static MOVEMENT: Resource = Resource {
         field: "id",
         message: "Duplicate movement.",
     }],
-    hooks: Some(&Immutable),
+    hooks: Some(&IMMUTABLE),
     params: None,
 };
 
-/// Movements are never changed or deleted.
-pub struct Immutable;
-
-fn immutable() -> ApiError {
-    ApiError::rule(
-        "movement_immutable",
-        "Movements cannot be changed or deleted; record a reversing movement instead.",
-    )
+/// Records that are never changed or deleted (the ledger, transfers, restocks): every write
+/// and delete through the resource machinery answers 422 with `code`.
+pub struct Refuse {
+    pub code: &'static str,
+    pub detail: &'static str,
 }
 
+pub static IMMUTABLE: Refuse = Refuse {
+    code: "movement_immutable",
+    detail: "Movements cannot be changed or deleted; record a reversing movement instead.",
+};
+
 #[async_trait]
-impl Hooks for Immutable {
+impl Hooks for Refuse {
     async fn before_write(
         &self,
         _ctx: &ServiceContext,
@@ -301,7 +303,7 @@ impl Hooks for Immutable {
         _body: &Value,
         _values: &mut Values,
     ) -> Result<(), ApiError> {
-        Err(immutable())
+        Err(ApiError::rule(self.code, self.detail))
     }
 
     async fn before_delete(
@@ -311,8 +313,19 @@ impl Hooks for Immutable {
         _scope: &ProjectScope,
         _id: i64,
     ) -> Result<(), ApiError> {
-        Err(immutable())
+        Err(ApiError::rule(self.code, self.detail))
     }
+}
+
+/// Lines one request may carry.
+pub(crate) const MAX_LINES: usize = 200;
+
+/// The `items` list of a multi-line request: 1 to [`MAX_LINES`] lines.
+pub(crate) fn items(body: &Value) -> Result<&Vec<Value>, ApiError> {
+    body.get("items")
+        .and_then(Value::as_array)
+        .filter(|items| !items.is_empty() && items.len() <= MAX_LINES)
+        .ok_or_else(|| ApiError::field("items", format!("Give a list of 1 to {MAX_LINES} lines.")))
 }
 
 /// (type, reason codes, the default one) of inventory.md §5.

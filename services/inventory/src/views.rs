@@ -240,10 +240,7 @@ pub async fn check(
     scope.require("inventory.view_inventory", &STOCK_GRANTS)?;
     let mut errors = FieldErrors::new();
     let warehouse = int(body, &["warehouse_id", "warehouse"], &mut errors);
-    let items = body.get("items").and_then(Value::as_array);
-    let Some(items) = items.filter(|i| !i.is_empty() && i.len() <= 200) else {
-        return Err(ApiError::field("items", "Give 1 to 200 lines."));
-    };
+    let items = crate::stock::items(body)?;
     let mut wanted: BTreeMap<(i64, Option<i64>), i64> = BTreeMap::new();
     for item in items {
         let product = int(item, &["product_id", "product"], &mut errors);

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Reservations per second through the gateway (POST /api/v1/inventory/reservations/), side by
+# side in one run:
+#   single line, hot      every request holds 1 unit of one of 5 SKUs (rows serialise on locks)
+#   single line, spread   1 unit of one of 1000 SKUs
+#   5 lines, hot          the same 5 SKUs in every request, in shuffled order (lock ordering)
+#   5 lines, spread       5 distinct SKUs of 1000
+# Each reservation is a full transaction: the header, a locked read of the candidate rows,
+# the held units, the allocations and the outbox events (relayed in the background).
+# Needs PostgreSQL (ZV_DATABASE_URL) and wrk (installed from Debian if missing).
+#   bash bench/inventory.sh           DURATION=20s CONNECTIONS=32 bash bench/inventory.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+SKUS=1000
+HOT=5
+ADDR=127.0.0.1:18011
+DB_URL=${ZV_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q -p zv
+BIN=target/release/zv
+
+RUN_ID=$(date +%s)$$
+export ZV_DATABASE_PREFIX="bench${RUN_ID}_"
+export ZV_DATA_DIR=$(mktemp -d)
+export ZV_LOG_LEVEL=warn
+export ZV_RATE_LIMIT__ENABLED=false
+export ZV_DATABASE_MAX_CONNECTIONS=$CONNECTIONS
+PASSWORD="Bench-pass-123"
+PRODUCT_DB="${ZV_DATABASE_PREFIX}zv_product_db"
+WORK=$(mktemp -d)
+
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  for service in auth project product inventory; do
+    psql "$DB_URL" -qc "DROP DATABASE IF EXISTS \"${ZV_DATABASE_PREFIX}zv_${service}_db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  rm -rf "$ZV_DATA_DIR" "$WORK"
+}
+PIDS=()
+trap cleanup EXIT
+
+$BIN user create --username bench --email bench@example.com --password "$PASSWORD" >/dev/null
+ZV_LISTEN=$ADDR $BIN up 2>/dev/null & PIDS+=($!)
+for _ in $(seq 100); do curl -sf "http://$ADDR/health/" >/dev/null && break; sleep 0.2; done
+
+json() { python3 -c "import sys,json;print(json.load(sys.stdin)$1)"; }
+TOKEN=$(curl -sf -X POST "http://$ADDR/api/v1/auth/auth/token/" -H 'content-type: application/json' \
+  -d "{\"username\":\"bench\",\"password\":\"$PASSWORD\"}" | json '["access"]')
+PROJECT=$(curl -sf -X POST "http://$ADDR/api/v1/project/projects/" -H "Authorization: Bearer $TOKEN" \
+  -H 'content-type: application/json' -d '{"title":"Bench"}' | json '["id"]')
+TOKEN=$(curl -sf -X POST "http://$ADDR/api/v1/auth/auth/token/change_project/" -H "Authorization: Bearer $TOKEN" \
+  -H 'content-type: application/json' -d "{\"project_id\":$PROJECT}" | json '["access"]')
+# The products in bulk (the columns the API writes); the inventory service learns them on first
+# use, and their stock is received through the API in batches of 200 lines.
+psql "${DB_URL%/*}/$PRODUCT_DB" -qc "
+  INSERT INTO products (project_id, name_en, slug, sku, status, price, created_by, updated_by)
+  SELECT $PROJECT, 'Product ' || n, 'product-' || n, 'SKU-' || n, 'active', 9.99, 1, 1
+  FROM generate_series(1, $SKUS) AS n;" >/dev/null
+psql -At "${DB_URL%/*}/$PRODUCT_DB" -c "SELECT id FROM products WHERE project_id = $PROJECT ORDER BY id" > "$WORK/ids"
+python3 - "$WORK/ids" "$WORK" <<'PY'
+import json, sys
+ids = [int(l) for l in open(sys.argv[1]) if l.strip()]
+for n in range(0, len(ids), 200):
+    lines = [{"product_id": i, "quantity": 1000000} for i in ids[n:n + 200]]
+    json.dump({"supplier": "Bench", "items": lines}, open(f"{sys.argv[2]}/restock{n // 200}.json", "w"))
+PY
+for f in "$WORK"/restock*.json; do
+  curl -sf -X POST "http://$ADDR/api/v1/inventory/restock/" -H "Authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' --data @"$f" >/dev/null
+done
+
+# wrk scripts: the product ids are baked in; each request draws its lines.
+lua() { # $1 = lines per request, $2 = how many SKUs to draw from
+  local ids
+  ids=$(head -n "$2" "$WORK/ids" | paste -sd, -)
+  cat <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+local ids = {$ids}
+request = function()
+  local chosen, used = {}, {}
+  while #chosen < $1 do
+    local id = ids[math.random(#ids)]
+    if not used[id] then used[id] = true; chosen[#chosen + 1] = '{"product_id":' .. id .. ',"quantity":1}' end
+  end
+  return wrk.format(nil, nil, nil, '{"items":[' .. table.concat(chosen, ",") .. '],"expires_at":null}')
+end
+LUA
+}
+lua 1 "$HOT" > "$WORK/one_hot.lua"
+lua 1 "$SKUS" > "$WORK/one_spread.lua"
+lua 5 "$HOT" > "$WORK/five_hot.lua"
+lua 5 "$SKUS" > "$WORK/five_spread.lua"
+
+# Check that a request of each kind reserves (201), then warm up.
+for s in one_hot five_spread; do
+  body=$(python3 - "$WORK/ids" "$s" <<'PY'
+import json, sys
+ids = [int(l) for l in open(sys.argv[1]) if l.strip()]
+n = 5 if sys.argv[2].startswith("five") else 1
+print(json.dumps({"items": [{"product_id": i, "quantity": 1} for i in ids[:n]]}))
+PY
+)
+  code=$(curl -s -o "$WORK/check.json" -w '%{http_code}' -X POST "http://$ADDR/api/v1/inventory/reservations/" \
+    -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' --data "$body")
+  [ "$code" = 201 ] || { echo "reservation check failed ($code): $(cat "$WORK/check.json")"; exit 1; }
+done
+wrk -t1 -c"$CONNECTIONS" -d2s -s "$WORK/one_spread.lua" "http://$ADDR/api/v1/inventory/reservations/" >/dev/null
+
+wrk_rps() {
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$1" "http://$ADDR/api/v1/inventory/reservations/" > "$WORK/wrk.txt"
+  python3 - "$WORK/wrk.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = re.search(r"50%\s+([\d.]+\w+)", text).group(1)
+p99 = re.search(r"99%\s+([\d.]+\w+)", text).group(1)
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(f"{rps:.0f} {p50} {p99} {errors.group(1) if errors else 0}")
+PY
+}
+read -r A A50 A99 AE < <(wrk_rps "$WORK/one_hot.lua")
+read -r B B50 B99 BE < <(wrk_rps "$WORK/one_spread.lua")
+read -r C C50 C99 CE < <(wrk_rps "$WORK/five_hot.lua")
+read -r D D50 D99 DE < <(wrk_rps "$WORK/five_spread.lua")
+
+# The levels must still add up after the run.
+DIFF=$(psql -At "${DB_URL%/*}/${ZV_DATABASE_PREFIX}zv_inventory_db" -c "
+  SELECT count(*) FROM stock_items s WHERE s.quantity <> COALESCE((SELECT sum(m.quantity) FROM movements m WHERE m.inventory_id = s.id), 0)
+     OR s.reserved_quantity <> COALESCE((SELECT sum(a.quantity) FROM reservation_allocations a
+          JOIN reservation_items i ON i.id = a.item_id JOIN reservations r ON r.id = i.reservation_id
+          WHERE a.inventory_id = s.id AND r.status = 'active'), 0)")
+
+python3 - "$A" "$A50" "$A99" "$AE" "$B" "$B50" "$B99" "$BE" "$C" "$C50" "$C99" "$CE" "$D" "$D50" "$D99" "$DE" "$CONNECTIONS" "$DURATION" "$DIFF" <<'PY'
+import sys
+a = sys.argv[1:17]
+conns, dur, diff = sys.argv[17:]
+rows = [("1 line, 5 hot SKUs", a[0:4]), ("1 line, 1000 SKUs", a[4:8]),
+        ("5 lines, the 5 hot SKUs", a[8:12]), ("5 lines, of 1000 SKUs", a[12:16])]
+print(f"\nreservations through the gateway, {conns} connections, {dur} each\n")
+print("| reservation | reservations/s | p50 | p99 | non-2xx | vs 1 line spread |")
+print("|---|---:|---:|---:|---:|---:|")
+base = float(rows[1][1][0])
+for name, (rps, p50, p99, err) in rows:
+    print(f"| {name} | {float(rps):.0f} | {p50} | {p99} | {err} | {float(rps) / base:.0%} |")
+print(f"\nrows whose level or held units disagree with the ledger and reservations: {diff}")
+if any(int(r[1][3]) for r in rows) or int(diff):
+    sys.exit("some requests failed or the levels disagree: the figures above do not count")
+PY
