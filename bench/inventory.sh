@@ -91,6 +91,13 @@ request = function()
   end
   return wrk.format(nil, nil, nil, '{"items":[' .. table.concat(chosen, ",") .. '],"expires_at":null}')
 end
+local shown = 0
+response = function(status, headers, body)
+  if status ~= 201 and shown < 3 then
+    shown = shown + 1
+    io.stderr:write("non-201: " .. status .. " " .. body .. "\n")
+  end
+end
 LUA
 }
 lua 1 "$HOT" > "$WORK/one_hot.lua"

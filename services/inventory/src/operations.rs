@@ -369,8 +369,10 @@ pub async fn transfer(
             let sink = row_for(&mut tx, &actor, &target(line, to.0, to.1), true).await?;
             match (source, sink) {
                 (Some(s), Some(t)) => pairs.push((*line, s.0, t.0)),
-                _ => short.push(json!({"product_id": line.product_id, "variant_id": line.variant_id,
-                    "warehouse_id": from.0, "requested": line.quantity, "available": 0})),
+                _ => short.push(
+                    json!({"product_id": line.product_id, "variant_id": line.variant_id,
+                    "warehouse_id": from.0, "requested": line.quantity, "available": 0}),
+                ),
             }
         }
         if !short.is_empty() {
@@ -385,8 +387,8 @@ pub async fn transfer(
              INSERT INTO transfers (id, project_id, transfer_number, reference, reason, \
                from_warehouse_id, to_warehouse_id, from_location_id, to_location_id, items, \
                created_by, updated_by, performed_by) \
-             SELECT n.id, $1, 'TRANSFER-' || to_char(now(), 'YYYY') || '-' || lpad(n.id::text, 4, '0'), \
-               COALESCE(NULLIF($2, ''), 'TRANSFER-' || to_char(now(), 'YYYY') || '-' || lpad(n.id::text, 4, '0')), \
+             SELECT n.id, $1, document_number('TRANSFER', n.id), \
+               COALESCE(NULLIF($2, ''), document_number('TRANSFER', n.id)), \
                $3, $4, $5, $6, $7, '[]'::jsonb, $8, $8, $9 FROM n RETURNING id, transfer_number",
         )
         .bind(project_id)
@@ -400,11 +402,10 @@ pub async fn transfer(
         .bind(&actor.username)
         .fetch_one(&mut *tx)
         .await?;
-        let reference: String =
-            sqlx::query_scalar("SELECT reference FROM transfers WHERE id = $1")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let reference: String = sqlx::query_scalar("SELECT reference FROM transfers WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         let mut items = Vec::with_capacity(pairs.len());
         let mut short = Vec::new();
         for (line, source, sink) in &pairs {
@@ -420,13 +421,16 @@ pub async fn transfer(
             let out = ledger::change(ctx, &mut tx, &actor, *source, -q, 0, &entry).await?;
             let Outcome::Done { levels: left, .. } = out else {
                 if let Outcome::Short { available } = out {
-                    short.push(json!({"product_id": line.product_id, "variant_id": line.variant_id,
-                        "warehouse_id": from.0, "requested": q, "available": available}));
+                    short.push(
+                        json!({"product_id": line.product_id, "variant_id": line.variant_id,
+                        "warehouse_id": from.0, "requested": q, "available": available}),
+                    );
                 }
                 continue;
             };
-            let Outcome::Done { levels: arrived, .. } =
-                ledger::change(ctx, &mut tx, &actor, *sink, q, 0, &entry).await?
+            let Outcome::Done {
+                levels: arrived, ..
+            } = ledger::change(ctx, &mut tx, &actor, *sink, q, 0, &entry).await?
             else {
                 return Err(ApiError::internal("a transfer target refused an increase"));
             };
@@ -545,11 +549,13 @@ pub async fn restock(
         }
         let supplier = if supplier.is_empty() {
             match vendor {
-                Some(v) => sqlx::query_scalar::<_, String>("SELECT name FROM vendors WHERE id = $1")
-                    .bind(v)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .unwrap_or_default(),
+                Some(v) => {
+                    sqlx::query_scalar::<_, String>("SELECT name FROM vendors WHERE id = $1")
+                        .bind(v)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .unwrap_or_default()
+                }
                 None => String::new(),
             }
         } else {
@@ -557,7 +563,8 @@ pub async fn restock(
         };
         let mut rows = Vec::new();
         for line in lines.iter().filter(|l| l.tracked) {
-            let Some((row, ..)) = row_for(&mut tx, &actor, &target(line, warehouse, None), true).await?
+            let Some((row, ..)) =
+                row_for(&mut tx, &actor, &target(line, warehouse, None), true).await?
             else {
                 return Err(ApiError::internal("a restock row could not be created"));
             };
@@ -572,7 +579,7 @@ pub async fn restock(
              INSERT INTO restocks (id, project_id, restock_number, supplier, vendor_id, \
                supplier_reference, received_date, notes, warehouse_id, items, created_by, \
                updated_by, performed_by) \
-             SELECT n.id, $1, 'RESTOCK-' || to_char(now(), 'YYYY') || '-' || lpad(n.id::text, 4, '0'), \
+             SELECT n.id, $1, document_number('RESTOCK', n.id), \
                $2, $3, $4, $5, $6, $7, '[]'::jsonb, $8, $8, $9 FROM n RETURNING id, restock_number",
         )
         .bind(project_id)

@@ -689,7 +689,7 @@ async fn attempt_create(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id) \
          INSERT INTO reservations (id, project_id, reservation_number, order_id, reference, \
            expires_at, lines_key, created_by, updated_by, performed_by) \
-         SELECT n.id, $1, 'RES-' || to_char(now(), 'YYYY') || '-' || lpad(n.id::text, 4, '0'), \
+         SELECT n.id, $1, document_number('RES', n.id), \
            $2, $3, $4, $5, $6, $6, $7 FROM n \
          ON CONFLICT (project_id, order_id) WHERE status = 'active' AND order_id IS NOT NULL \
          DO NOTHING RETURNING id, reservation_number",

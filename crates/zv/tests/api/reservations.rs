@@ -748,6 +748,40 @@ async fn hostile_reservations_change_nothing() {
         .await;
     assert_eq!(list["count"], 0);
     assert_eq!(levels(&app, &owner, &nails_row["id"]).await, (5, 0));
+    // Numbers keep every digit past 9999.
+    let pool = service_pool(app.platform.config(), "inventory").await;
+    sqlx::query("SELECT setval(pg_get_serial_sequence('reservations', 'id'), 9998)")
+        .execute(&pool)
+        .await
+        .expect("sequence");
+    let mut numbers = Vec::new();
+    for _ in 0..2 {
+        let (status, held) = post(
+            &app,
+            &owner,
+            "reservations/",
+            json!({"items": [{"product_id": nails, "quantity": 1}]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{held}");
+        numbers.push(
+            held["reservation_number"]
+                .as_str()
+                .unwrap_or_default()
+                .rsplit('-')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        post(
+            &app,
+            &owner,
+            &format!("reservations/{}/release/", held["id"]),
+            json!({}),
+        )
+        .await;
+    }
+    assert_eq!(numbers, ["9999", "10000"]);
     // Viewers read; they do not reserve.
     let (_, viewer) = member(&app, &owner, "vera", "viewer").await;
     let (status, _) = app
