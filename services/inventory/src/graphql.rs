@@ -97,10 +97,21 @@ pub static INVENTORY: GraphqlResource = GraphqlResource {
     plural: "inventories",
     renames: NONE,
     has_many: &[],
+    // `location` and `batch` are display strings in REST: the relations read their ids.
     belongs_to: &[
         BelongsTo::one("warehouse", &WAREHOUSE),
-        BelongsTo::one("location", &LOCATION),
-        BelongsTo::one("batch", &BATCH),
+        BelongsTo {
+            field: "location",
+            key: "location_id",
+            target: &LOCATION,
+            many: false,
+        },
+        BelongsTo {
+            field: "batch",
+            key: "batch_id",
+            target: &BATCH,
+            many: false,
+        },
     ],
     // Read-only on update, given on create (`createInventory` books the quantity).
     extra_inputs: &[

@@ -20,6 +20,21 @@ use crate::catalog::{self, Stocked};
 use crate::ledger::{self, Actor, Entry, Outcome};
 use crate::reference::STOCK_GRANTS as GRANTS;
 
+/// The product as the replica knows it (`{id, name, sku, price}`).
+const PRODUCT: &str =
+    "(SELECT jsonb_build_object('id', p.product_id, 'name', p.name, 'sku', p.sku, \
+    'price', p.price) FROM catalog_products p WHERE p.product_id = t.product_id)";
+/// `{id, name}` in the request language.
+const WAREHOUSE: &str = "(SELECT jsonb_build_object('id', w.id, 'name_en', w.name_en, \
+    'name_ar', w.name_ar, 'name_fr', w.name_fr) FROM warehouses w WHERE w.id = t.warehouse)";
+/// `"<warehouse> - <location>"` (inventory.md §4), null without a location.
+const PLACE: &str = "(SELECT concat_ws(' - ', NULLIF(w.name_en, ''), NULLIF(l.name_en, '')) \
+    FROM locations l JOIN warehouses w ON w.id = l.warehouse WHERE l.id = t.location)";
+/// The row's last 10 movements, newest first.
+const RECENT: &str = "COALESCE((SELECT jsonb_agg(m ORDER BY m.id DESC) FROM (SELECT m.id, \
+    m.movement_type, m.reason_code, m.quantity, m.previous_quantity, m.new_quantity, m.reference, \
+    m.performed_by, m.created_at FROM movements m WHERE m.inventory_id = t.id \
+    ORDER BY m.id DESC LIMIT 10) m), '[]'::jsonb)";
 const STOCK_STATUS: &str = "CASE WHEN t.available_quantity = 0 THEN 'out_of_stock' \
     WHEN t.available_quantity <= t.low_stock_threshold THEN 'low_stock' ELSE 'in_stock' END";
 const IS_LOW: &str = "(t.available_quantity <= t.low_stock_threshold)";
@@ -63,6 +78,25 @@ pub static STOCK: Resource = Resource {
         ("is_low_stock", IS_LOW),
         ("is_out_of_stock", IS_OUT),
         ("needs_reorder", NEEDS_REORDER),
+        ("product", PRODUCT),
+        ("warehouse", WAREHOUSE),
+        ("warehouse_id", "t.warehouse"),
+        ("location", PLACE),
+        ("location_id", "t.location"),
+        (
+            "bin_location",
+            "(SELECT l.code FROM locations l WHERE l.id = t.location)",
+        ),
+        (
+            "batch",
+            "(SELECT b.batch_number FROM batches b WHERE b.id = t.batch)",
+        ),
+        ("batch_id", "t.batch"),
+        ("quantity_on_hand", "t.quantity"),
+        ("quantity_allocated", "t.reserved_quantity"),
+        ("quantity_available", "t.available_quantity"),
+        ("last_stock_update", "t.updated_at"),
+        ("recent_movements", RECENT),
     ],
     list: ListSpec {
         filters: &[

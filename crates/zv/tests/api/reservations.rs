@@ -907,6 +907,65 @@ async fn untracked_and_deleted_products() {
     );
     assert_eq!(seen["stock_status"], "in_stock");
 
+    // A deleted variant cannot be reserved (its product's other stock still can).
+    let chair = product(&app, &owner, "Chair").await;
+    let (status, oak) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/product/products/{chair}/variants/"),
+            json!({"name": "Oak", "sku": "CH-OAK"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{oak}");
+    create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": chair, "variant_id": oak["id"], "quantity": 3}),
+    )
+    .await;
+    let (status, body) = post(
+        &app,
+        &owner,
+        "reservations/",
+        json!({"items": [{"product_id": chair, "variant_id": oak["id"], "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["items"][0]["product_name"], "Chair - Oak");
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/product/products/variants/{}/", oak["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = post(
+        &app,
+        &owner,
+        "reservations/",
+        json!({"items": [{"product_id": chair, "variant_id": oak["id"], "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("product_unavailable")
+        )
+    );
+    let (status, body) = post(
+        &app,
+        &owner,
+        "reservations/",
+        json!({"items": [{"product_id": chair, "variant_id": 987_654, "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
     // A deleted product's stock cannot move; a restored one can.
     let (status, _) = app
         .call(Method::DELETE, &shelf_path, Value::Null, &owner.access)
@@ -1411,7 +1470,7 @@ async fn graphql_inventory_reads_and_works_the_stock() {
             Some(&owner.access),
         )
         .await;
-    let from = rows["results"][0]["warehouse"].clone();
+    let from = rows["results"][0]["warehouse_id"].clone();
     let transferred = ask(gql(
         "mutation($p: ID!, $f: ID!, $t: ID!) { transferStock(input: {productId: $p, quantity: 1, fromWarehouseId: $f, toWarehouseId: $t}) { transfer { transferNumber toLocation } movement errors { field } } }",
         json!({"p": rake, "f": from, "t": north["id"]}),

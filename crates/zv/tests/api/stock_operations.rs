@@ -643,6 +643,21 @@ async fn counts_moves_alerts_and_availability() {
     )
     .await;
     let path = |row: &Value| format!("{API}stock/{}/", row["id"]);
+    // A row reads with its product, warehouse and batch, and its latest movements.
+    assert_eq!(seeds["product"]["name"], "Seeds", "{seeds}");
+    assert_eq!(
+        (seeds["warehouse"].clone(), seeds["warehouse_id"].clone()),
+        (
+            json!({"id": main["id"], "name": "Main"}),
+            main["id"].clone()
+        )
+    );
+    assert_eq!(
+        (seeds["batch"].clone(), seeds["batch_id"].clone()),
+        (json!("S-1"), lot["id"].clone())
+    );
+    assert_eq!(seeds["quantity_on_hand"], 20);
+    assert_eq!(seeds["recent_movements"][0]["reason_code"], "initial");
 
     // A count books the difference as an ADJUSTMENT; it cannot go below what is held.
     post(
@@ -725,7 +740,7 @@ async fn counts_moves_alerts_and_availability() {
         )
         .await;
     assert_eq!(
-        (status, body["warehouse"].clone()),
+        (status, body["warehouse_id"].clone()),
         (StatusCode::OK, north["id"].clone()),
         "{body}"
     );
