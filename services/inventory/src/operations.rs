@@ -324,13 +324,12 @@ async fn place(
 
 fn target(line: &Line, warehouse: i64, location: Option<i64>) -> Target {
     Target {
-        inventory_id: None,
         product_id: Some(line.product_id),
         variant_id: line.variant_id,
         warehouse: Some(warehouse),
         location,
         batch: line.batch_id,
-        serial_number: None,
+        ..Target::default()
     }
 }
 

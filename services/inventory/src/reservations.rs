@@ -63,7 +63,6 @@ pub static RESERVATION: Resource = Resource {
     list: ListSpec {
         filters: &[
             Col::new("order_id", "t.order_id", Kind::Text),
-            Col::new("status", "t.status", Kind::Text),
             Col::new("reference", "t.reference", Kind::Text),
             Col::new("expires_at", "t.expires_at", Kind::DateTime),
             Col::new("created_at", "t.created_at", Kind::DateTime),
@@ -74,7 +73,7 @@ pub static RESERVATION: Resource = Resource {
         ],
         search: &["t.reservation_number", "t.order_id", "t.reference"],
         default_ordering: "-created_at",
-        extra_params: &["product_id"],
+        extra_params: &["product_id", "status"],
     },
     search_vector: None,
     public_read: false,
@@ -90,6 +89,14 @@ fn params(
     value: &str,
     qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>,
 ) -> Result<(), ApiError> {
+    if name == "status" {
+        // `pending` is the contract's filter alias of `active`.
+        let status = match value.trim().to_ascii_lowercase().as_str() {
+            "pending" => "active".to_owned(),
+            other => other.to_owned(),
+        };
+        qb.push(" AND t.status = ").push_bind(status);
+    }
     if name == "product_id" {
         let id: i64 = value
             .trim()

@@ -24,6 +24,82 @@ use crate::reference::STOCK_GRANTS as GRANTS;
 const PRODUCT: &str =
     "(SELECT jsonb_build_object('id', p.product_id, 'name', p.name, 'sku', p.sku, \
     'price', p.price) FROM catalog_products p WHERE p.product_id = t.product_id)";
+const PRODUCT_NAME: &str =
+    "(SELECT p.name FROM catalog_products p WHERE p.product_id = t.product_id)";
+const PRODUCT_SKU: &str =
+    "(SELECT p.sku FROM catalog_products p WHERE p.product_id = t.product_id)";
+
+/// `sku=` and `category=` (from the product replica).
+fn stock_params(
+    name: &str,
+    value: &str,
+    qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>,
+) -> Result<(), ApiError> {
+    match name {
+        "sku" => {
+            qb.push(
+                " AND EXISTS (SELECT 1 FROM catalog_products p WHERE p.product_id = t.product_id \
+                 AND lower(p.sku) = lower(",
+            );
+            qb.push_bind(value.trim().to_owned()).push("))");
+        }
+        "category" => {
+            let id: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::field(name, "A valid id is required."))?;
+            qb.push(
+                " AND EXISTS (SELECT 1 FROM catalog_products p WHERE p.product_id = t.product_id \
+                 AND p.category_id = ",
+            );
+            qb.push_bind(id).push(")");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `movement_type=` (case-insensitive; HEAD's lowercase values name a reason) and the date
+/// range `date_from`/`date_to` (aliases `start_date`/`end_date`, `YYYY-MM-DD` inclusive).
+fn movement_params(
+    name: &str,
+    value: &str,
+    qb: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>,
+) -> Result<(), ApiError> {
+    let value = value.trim();
+    match name {
+        "movement_type" => {
+            let upper = value.to_ascii_uppercase();
+            let upper = if upper == "ADJUST" {
+                "ADJUSTMENT".to_owned()
+            } else {
+                upper
+            };
+            if ["IN", "OUT", "TRANSFER", "ADJUSTMENT"].contains(&upper.as_str()) {
+                qb.push(" AND t.movement_type = ").push_bind(upper);
+            } else {
+                qb.push(" AND t.reason_code = ")
+                    .push_bind(value.to_ascii_lowercase());
+            }
+        }
+        "date_from" | "start_date" | "date_to" | "end_date" => {
+            let day = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map_err(|_| ApiError::field(name, "Use the format YYYY-MM-DD."))?;
+            if matches!(name, "date_from" | "start_date") {
+                qb.push(" AND t.created_at >= ")
+                    .push_bind(day)
+                    .push("::date");
+            } else {
+                qb.push(" AND t.created_at < (")
+                    .push_bind(day)
+                    .push("::date + 1)");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// `{id, name}` in the request language.
 const WAREHOUSE: &str = "(SELECT jsonb_build_object('id', w.id, 'name_en', w.name_en, \
     'name_ar', w.name_ar, 'name_fr', w.name_fr) FROM warehouses w WHERE w.id = t.warehouse)";
@@ -114,10 +190,11 @@ pub static STOCK: Resource = Resource {
             Col::new("quantity", "t.quantity", Kind::Int),
             Col::new("available_quantity", "t.available_quantity", Kind::Int),
             Col::new("updated_at", "t.updated_at", Kind::DateTime),
+            Col::new("product__name", PRODUCT_NAME, Kind::Text),
         ],
-        search: &["t.serial_number"],
+        search: &["t.serial_number", PRODUCT_NAME, PRODUCT_SKU],
         default_ordering: "-updated_at",
-        extra_params: &[],
+        extra_params: &["sku", "category"],
     },
     search_vector: None,
     public_read: false,
@@ -125,7 +202,7 @@ pub static STOCK: Resource = Resource {
     grants: GRANTS,
     unique: &[],
     hooks: Some(&StockRules),
-    params: None,
+    params: Some(stock_params),
 };
 
 /// A row moves (warehouse, location, batch) only while empty, is counted (`quantity`) by an
@@ -285,7 +362,6 @@ pub static MOVEMENT: Resource = Resource {
             Col::new("variant_id", "t.variant_id", Kind::Int),
             Col::new("inventory_id", "t.inventory_id", Kind::Int),
             Col::new("warehouse", "t.warehouse", Kind::Int),
-            Col::new("movement_type", "t.movement_type", Kind::Text),
             Col::new("reason_code", "t.reason_code", Kind::Text),
             Col::new("reference", "t.reference", Kind::Text),
             Col::new("created_at", "t.created_at", Kind::DateTime),
@@ -299,7 +375,13 @@ pub static MOVEMENT: Resource = Resource {
         ],
         search: &["t.reference", "t.reason"],
         default_ordering: "-created_at",
-        extra_params: &[],
+        extra_params: &[
+            "movement_type",
+            "date_from",
+            "date_to",
+            "start_date",
+            "end_date",
+        ],
     },
     search_vector: None,
     public_read: false,
@@ -311,7 +393,7 @@ pub static MOVEMENT: Resource = Resource {
         message: "Duplicate movement.",
     }],
     hooks: Some(&IMMUTABLE),
-    params: None,
+    params: Some(movement_params),
 };
 
 /// Records that are never changed or deleted (the ledger, transfers, restocks): every write
@@ -388,6 +470,7 @@ pub(crate) const TYPES: &[(&str, &[&str], &str)] = &[
 pub(crate) const MAX_QUANTITY: i64 = 1_000_000;
 
 /// Which stock row a movement or a new row is about.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Target {
     pub inventory_id: Option<i64>,
     pub product_id: Option<i64>,
@@ -396,6 +479,10 @@ pub(crate) struct Target {
     pub location: Option<i64>,
     pub batch: Option<i64>,
     pub serial_number: Option<String>,
+    /// HEAD's `location` as a name (or bin code) and 0a47ee5's `batch` as a batch number,
+    /// resolved to ids in the warehouse when the row is looked up.
+    pub location_name: Option<String>,
+    pub batch_number: Option<String>,
 }
 
 pub(crate) fn int(body: &Value, names: &[&str], errors: &mut FieldErrors) -> Option<i64> {
@@ -412,6 +499,29 @@ pub(crate) fn int(body: &Value, names: &[&str], errors: &mut FieldErrors) -> Opt
     parsed
 }
 
+/// An id given as a number or a numeric string (`None` for a name, see [`name`]).
+fn numeric(v: Option<&Value>, field: &str, errors: &mut FieldErrors) -> Option<i64> {
+    match v {
+        Some(Value::Number(n)) => match n.as_i64().filter(|n| *n > 0) {
+            Some(id) => Some(id),
+            None => {
+                errors.add(field, "A valid id is required.");
+                None
+            }
+        },
+        Some(Value::String(s)) => s.trim().parse().ok().filter(|n: &i64| *n > 0),
+        _ => None,
+    }
+}
+
+/// A non-numeric, non-empty string: a name to resolve.
+fn name(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.parse::<i64>().is_err())
+        .map(str::to_owned)
+}
+
 impl Target {
     pub(crate) fn parse(body: &Value, errors: &mut FieldErrors) -> Self {
         Self {
@@ -419,8 +529,12 @@ impl Target {
             product_id: int(body, &["product_id", "product"], errors),
             variant_id: int(body, &["variant_id", "variant"], errors),
             warehouse: int(body, &["warehouse_id", "warehouse"], errors),
-            location: int(body, &["location_id", "location"], errors),
-            batch: int(body, &["batch_id", "batch"], errors),
+            location: int(body, &["location_id"], errors)
+                .or_else(|| numeric(body.get("location"), "location", errors)),
+            batch: int(body, &["batch_id"], errors)
+                .or_else(|| numeric(body.get("batch"), "batch", errors)),
+            location_name: name(body.get("location")),
+            batch_number: name(body.get("batch")),
             serial_number: body
                 .get("serial_number")
                 .and_then(Value::as_str)
@@ -489,6 +603,46 @@ pub(crate) async fn row_for(
         Some(w) => w,
         None => default_warehouse(tx, actor).await?,
     };
+    let mut resolved = target.clone();
+    if let Some(number) = &target.batch_number {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM batches WHERE project_id = $1 AND batch_number = $2 AND deleted_at IS NULL",
+        )
+        .bind(actor.project_id)
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await?;
+        resolved.batch = Some(id.ok_or_else(|| {
+            ApiError::field("batch", format!("No batch is numbered \"{number}\"."))
+        })?);
+    }
+    if let Some(place) = &target.location_name {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM locations WHERE project_id = $1 AND warehouse = $2 \
+             AND deleted_at IS NULL AND $3 IN (name_en, name_ar, name_fr, code)",
+        )
+        .bind(actor.project_id)
+        .bind(warehouse)
+        .bind(place)
+        .fetch_all(&mut *tx)
+        .await?;
+        match ids.as_slice() {
+            [one] => resolved.location = Some(*one),
+            [] => {
+                return Err(ApiError::field(
+                    "location",
+                    format!("No location of this warehouse is named \"{place}\"."),
+                ))
+            }
+            _ => {
+                return Err(ApiError::field(
+                    "location",
+                    format!("\"{place}\" names several locations; give location_id."),
+                ))
+            }
+        }
+    }
+    let target = &resolved;
     let mut errors = FieldErrors::new();
     for (field, table, id) in [
         ("warehouse_id", "warehouses", Some(warehouse)),
@@ -941,13 +1095,8 @@ pub async fn book_initial(
         ..Actor::system(project_id)
     };
     let target = Target {
-        inventory_id: None,
         product_id: Some(product.product_id),
-        variant_id: None,
-        warehouse: None,
-        location: None,
-        batch: None,
-        serial_number: None,
+        ..Target::default()
     };
     let Some((row, ..)) = row_for(tx, &actor, &target, true).await? else {
         return Err(ApiError::internal("no default stock row"));

@@ -842,6 +842,122 @@ async fn counts_moves_alerts_and_availability() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // 0a47ee5's batch number and HEAD's location name name a row; lists search the replica.
+    let bin = create(
+        &app,
+        &owner,
+        "locations/",
+        json!({"name": "Bin 7", "warehouse_id": main["id"]}),
+    )
+    .await;
+    let (status, booked) = post(
+        &app,
+        &owner,
+        "movements/",
+        json!({"movement_type": "IN", "quantity": 1, "product_id": seed, "batch": "S-1"}),
+    )
+    .await;
+    assert_eq!(
+        (status, booked["inventory_id"].clone()),
+        (StatusCode::CREATED, seeds["id"].clone()),
+        "{booked}"
+    );
+    let (status, binned) = post(&app, &owner, "movements/", json!({"movement_type": "IN", "quantity": 2, "product_id": soil, "warehouse_id": main["id"], "location": "Bin 7"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{binned}");
+    let (_, row, _) = app
+        .get(
+            &format!("{API}stock/{}/", binned["inventory_id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        (row["location_id"].clone(), row["location"].clone()),
+        (bin["id"].clone(), json!("Main - Bin 7"))
+    );
+    for (body, field) in [
+        (
+            json!({"movement_type": "IN", "quantity": 1, "product_id": seed, "batch": "NOPE"}),
+            "batch",
+        ),
+        (
+            json!({"movement_type": "IN", "quantity": 1, "product_id": seed, "location": "Attic"}),
+            "location",
+        ),
+    ] {
+        let (status, err) = post(&app, &owner, "movements/", body).await;
+        assert_eq!(
+            (status, err[field].is_array()),
+            (StatusCode::BAD_REQUEST, true),
+            "{err}"
+        );
+    }
+    let (_, found, _) = app
+        .get(
+            &format!("{API}stock/?search=seeds&ordering=product__name"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(found["count"], 1, "{found}");
+    let (_, ordered, _) = app
+        .get(
+            &format!("{API}stock/?ordering=product__name"),
+            Some(&owner.access),
+        )
+        .await;
+    let names: Vec<Value> = ordered["results"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["product"]["name"].clone())
+        .collect();
+    assert_eq!(names.first(), Some(&json!("Pot")), "{names:?}");
+    let (_, counts, _) = app
+        .get(
+            &format!("{API}movements/?movement_type=count"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        counts["count"], 1,
+        "HEAD's lowercase type filters the reason"
+    );
+    let (_, ins, _) = app
+        .get(
+            &format!("{API}movements/?movement_type=in&product_id={soil}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(ins["count"], 1);
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    let (_, dated, _) = app
+        .get(
+            &format!("{API}movements/?date_from={today}&end_date={today}&product_id={soil}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(dated["count"], 1);
+    let (_, none, _) = app
+        .get(
+            &format!("{API}movements/?date_to=2001-01-01"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(none["count"], 0);
+    let (status, _, _) = app
+        .get(
+            &format!("{API}movements/?date_from=yesterday"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, pending, _) = app
+        .get(
+            &format!("{API}reservations/?status=pending"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(pending["count"], 1, "pending is the filter alias of active");
+
     // Availability per product, and whether an order can be fulfilled.
     let (status, levels, _) = app
         .get(
@@ -852,10 +968,13 @@ async fn counts_moves_alerts_and_availability() {
     assert_eq!(status, StatusCode::OK, "{levels}");
     assert_eq!(
         levels[0],
-        json!({"product_id": seed, "variant_id": null, "on_hand": 18, "reserved": 6, "available": 12,
+        json!({"product_id": seed, "variant_id": null, "on_hand": 19, "reserved": 6, "available": 13,
                "is_low_stock": false, "is_out_of_stock": false, "stock_status": "in_stock"})
     );
-    assert_eq!(levels[2]["stock_status"], "out_of_stock");
+    assert_eq!(
+        levels[2]["stock_status"], "low_stock",
+        "soil: the 2 units put in Bin 7"
+    );
     let (status, _, _) = app
         .get(
             &format!("{API}availability/?product_id=abc"),
@@ -864,13 +983,13 @@ async fn counts_moves_alerts_and_availability() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, answer) = post(&app, &owner, "availability/check/", json!({"items": [
-        {"product_id": seed, "quantity": 10}, {"product_id": seed, "quantity": 3}, {"product_id": pot, "quantity": 7}
+        {"product_id": seed, "quantity": 10}, {"product_id": seed, "quantity": 4}, {"product_id": pot, "quantity": 7}
     ]})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         answer,
         json!({"can_fulfill": false, "unavailable_items": [
-            {"product_id": seed, "variant_id": null, "requested_quantity": 13, "available_quantity": 12}
+            {"product_id": seed, "variant_id": null, "requested_quantity": 14, "available_quantity": 13}
         ]})
     );
     let (_, yes) = post(
