@@ -87,6 +87,9 @@ pub struct GraphqlResource {
     /// Root queries and the generic mutations (`false`: the type is only reached through a
     /// relation, and written by the service's own mutations).
     pub roots: bool,
+    /// Other `(single, plural)` root names of the same queries (documented aliases such as
+    /// `inventoryItem`/`inventoryItems` for `inventory`/`inventories`).
+    pub aliases: &'static [(&'static str, &'static str)],
 }
 
 impl GraphqlResource {
@@ -767,13 +770,13 @@ fn list_args(
     Ok((query, w))
 }
 
-fn list_field(g: &'static GraphqlResource, connection: bool) -> Field {
+fn list_field(g: &'static GraphqlResource, connection: bool, name: &'static str) -> Field {
     let ty = if connection {
         TypeRef::named(format!("{}Connection", g.type_name))
     } else {
         TypeRef::named_nn_list(g.type_name)
     };
-    let field = Field::new(g.plural, ty, move |ctx| {
+    let field = Field::new(name, ty, move |ctx| {
         FieldFuture::new(async move {
             let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                 let (svc, scope, lang) = request(&ctx).await?;
@@ -989,79 +992,87 @@ fn build(
         }
         schema = schema.register(input_object(g));
         let input_type = format!("{}Input", g.type_name);
-        query = query.field(list_field(g, connection));
-        query = query.field(
-            Field::new(g.single, TypeRef::named(g.type_name), move |ctx| {
-                FieldFuture::new(async move {
-                    let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
-                        let (svc, scope, lang) = request(&ctx).await?;
-                        let slug = ctx.args.get("slug").filter(|s| !s.is_null());
-                        let row = match (slug, ctx.args.get("id").filter(|i| !i.is_null())) {
-                            (Some(slug), None) => {
-                                resource::retrieve_by_slug(
-                                    &svc,
-                                    g.resource,
-                                    &scope,
-                                    slug.string()?,
-                                    lang,
-                                )
-                                .await
-                            }
-                            _ => {
-                                resource::retrieve(&svc, g.resource, &scope, id_arg(&ctx)?, lang)
-                                    .await
-                            }
-                        }
-                        .map_err(gql)?;
-                        let mut row = row;
-                        prefetch(
-                            &svc,
-                            g,
-                            &scope,
-                            std::slice::from_mut(&mut row),
-                            &[ctx.look_ahead()],
-                            lang,
-                        )
-                        .await
-                        .map_err(gql)?;
-                        Ok(Some(FieldValue::owned_any(row)))
-                    }
-                    .await;
-                    Ok(soft(&ctx, out))
-                })
-            })
-            .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
-            .argument(InputValue::new("slug", TypeRef::named(TypeRef::STRING)))
-            .argument(InputValue::new("language", TypeRef::named(TypeRef::STRING))),
-        );
-        query = query.field(
-            Field::new(
-                format!("_{}Meta", g.plural),
-                TypeRef::named("ListMeta"),
-                move |ctx| {
+        for &(single, plural) in std::iter::once(&(g.single, g.plural)).chain(g.aliases) {
+            query = query.field(list_field(g, connection, plural));
+            query = query.field(
+                Field::new(single, TypeRef::named(g.type_name), move |ctx| {
                     FieldFuture::new(async move {
                         let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                             let (svc, scope, lang) = request(&ctx).await?;
-                            let (mut q, _) = list_args(&ctx, g.resource)?;
-                            q.page = Page::Offset {
-                                limit: 1,
-                                offset: 0,
-                            };
-                            let (total, _) =
-                                resource::list(&svc, g.resource, &scope, &q, lang, false)
+                            let slug = ctx.args.get("slug").filter(|s| !s.is_null());
+                            let row = match (slug, ctx.args.get("id").filter(|i| !i.is_null())) {
+                                (Some(slug), None) => {
+                                    resource::retrieve_by_slug(
+                                        &svc,
+                                        g.resource,
+                                        &scope,
+                                        slug.string()?,
+                                        lang,
+                                    )
                                     .await
-                                    .map_err(gql)?;
-                            Ok(Some(FieldValue::owned_any(total)))
+                                }
+                                _ => {
+                                    resource::retrieve(
+                                        &svc,
+                                        g.resource,
+                                        &scope,
+                                        id_arg(&ctx)?,
+                                        lang,
+                                    )
+                                    .await
+                                }
+                            }
+                            .map_err(gql)?;
+                            let mut row = row;
+                            prefetch(
+                                &svc,
+                                g,
+                                &scope,
+                                std::slice::from_mut(&mut row),
+                                &[ctx.look_ahead()],
+                                lang,
+                            )
+                            .await
+                            .map_err(gql)?;
+                            Ok(Some(FieldValue::owned_any(row)))
                         }
                         .await;
                         Ok(soft(&ctx, out))
                     })
-                },
-            )
-            .argument(InputValue::new("filter", TypeRef::named("JSON")))
-            .argument(InputValue::new("where", TypeRef::named("JSON")))
-            .argument(InputValue::new("search", TypeRef::named(TypeRef::STRING))),
-        );
+                })
+                .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
+                .argument(InputValue::new("slug", TypeRef::named(TypeRef::STRING)))
+                .argument(InputValue::new("language", TypeRef::named(TypeRef::STRING))),
+            );
+            query = query.field(
+                Field::new(
+                    format!("_{plural}Meta"),
+                    TypeRef::named("ListMeta"),
+                    move |ctx| {
+                        FieldFuture::new(async move {
+                            let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                                let (svc, scope, lang) = request(&ctx).await?;
+                                let (mut q, _) = list_args(&ctx, g.resource)?;
+                                q.page = Page::Offset {
+                                    limit: 1,
+                                    offset: 0,
+                                };
+                                let (total, _) =
+                                    resource::list(&svc, g.resource, &scope, &q, lang, false)
+                                        .await
+                                        .map_err(gql)?;
+                                Ok(Some(FieldValue::owned_any(total)))
+                            }
+                            .await;
+                            Ok(soft(&ctx, out))
+                        })
+                    },
+                )
+                .argument(InputValue::new("filter", TypeRef::named("JSON")))
+                .argument(InputValue::new("where", TypeRef::named("JSON")))
+                .argument(InputValue::new("search", TypeRef::named(TypeRef::STRING))),
+            );
+        }
         let t = g.type_name;
         let create = format!("create{t}");
         if !replaced.contains(&create.as_str()) {

@@ -33,6 +33,7 @@ pub static WAREHOUSE: GraphqlResource = GraphqlResource {
     belongs_to: &[],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static LOCATION_TYPE: GraphqlResource = GraphqlResource {
@@ -45,6 +46,7 @@ pub static LOCATION_TYPE: GraphqlResource = GraphqlResource {
     belongs_to: &[BelongsTo::one("warehouse", &WAREHOUSE)],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static LOCATION: GraphqlResource = GraphqlResource {
@@ -61,6 +63,7 @@ pub static LOCATION: GraphqlResource = GraphqlResource {
     ],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static VENDOR: GraphqlResource = GraphqlResource {
@@ -73,6 +76,7 @@ pub static VENDOR: GraphqlResource = GraphqlResource {
     belongs_to: &[],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static BATCH: GraphqlResource = GraphqlResource {
@@ -88,6 +92,7 @@ pub static BATCH: GraphqlResource = GraphqlResource {
     ],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static INVENTORY: GraphqlResource = GraphqlResource {
@@ -123,6 +128,7 @@ pub static INVENTORY: GraphqlResource = GraphqlResource {
         ("reference", InputKind::Text),
     ],
     roots: true,
+    aliases: &[("inventoryItem", "inventoryItems")],
 };
 
 pub static MOVEMENT: GraphqlResource = GraphqlResource {
@@ -130,11 +136,17 @@ pub static MOVEMENT: GraphqlResource = GraphqlResource {
     type_name: "InventoryMovement",
     single: "inventoryMovement",
     plural: "inventoryMovements",
-    renames: NONE,
+    // 0a47ee5's spellings, served beside the canonical ones.
+    renames: &[
+        ("movement_type", "type"),
+        ("previous_quantity", "quantity_before"),
+        ("new_quantity", "quantity_after"),
+    ],
     has_many: &[],
     belongs_to: &[],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static RESERVATION: GraphqlResource = GraphqlResource {
@@ -147,6 +159,7 @@ pub static RESERVATION: GraphqlResource = GraphqlResource {
     belongs_to: &[],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static TRANSFER: GraphqlResource = GraphqlResource {
@@ -159,6 +172,7 @@ pub static TRANSFER: GraphqlResource = GraphqlResource {
     belongs_to: &[],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static RESTOCK: GraphqlResource = GraphqlResource {
@@ -171,6 +185,7 @@ pub static RESTOCK: GraphqlResource = GraphqlResource {
     belongs_to: &[],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static RESOURCES: &[&GraphqlResource] = &[

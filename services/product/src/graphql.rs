@@ -49,6 +49,7 @@ pub static PRODUCT: GraphqlResource = GraphqlResource {
         BelongsTo::many("tags", "tag_ids", &TAG),
     ],
     roots: true,
+    aliases: &[],
 };
 
 pub static VARIANT: GraphqlResource = GraphqlResource {
@@ -61,6 +62,7 @@ pub static VARIANT: GraphqlResource = GraphqlResource {
     belongs_to: &[BelongsTo::one("product", &PRODUCT)],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 pub static CATEGORY: GraphqlResource = GraphqlResource {
@@ -77,6 +79,7 @@ pub static CATEGORY: GraphqlResource = GraphqlResource {
     belongs_to: &[BelongsTo::one("parent", &CATEGORY)],
     extra_inputs: &[],
     roots: true,
+    aliases: &[],
 };
 
 /// Read through `Product.images`; written by `addProductImage`/`removeProductImage`.
@@ -90,6 +93,7 @@ pub static PRODUCT_IMAGE: GraphqlResource = GraphqlResource {
     belongs_to: &[],
     extra_inputs: &[],
     roots: false,
+    aliases: &[],
 };
 
 macro_rules! simple {
@@ -104,6 +108,7 @@ macro_rules! simple {
             belongs_to: $belongs,
             extra_inputs: &[],
             roots: true,
+            aliases: &[],
         };
     };
 }

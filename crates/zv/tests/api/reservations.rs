@@ -1502,6 +1502,21 @@ async fn graphql_inventory_reads_and_works_the_stock() {
         "rake rows at 4 ≤ 6 and 1 ≤ 10, hose at 3 ≤ 10"
     );
     assert_eq!(data["productInventory"][0]["onHand"], 5);
+    let aliased = ask(gql(
+        "query($p: Int!) { inventoryItems(where: {productId: $p}) { id } inventoryItem(id: 1) { id } _inventoryItemsMeta { count } inventoryMovements(limit: 1, orderBy: \"created_at\") { type movementType quantityBefore quantityAfter } }",
+        json!({"p": rake}),
+    ))
+    .await;
+    assert_eq!(
+        aliased["data"]["inventoryItems"].as_array().map(Vec::len),
+        Some(2),
+        "{aliased}"
+    );
+    assert_eq!(aliased["data"]["_inventoryItemsMeta"]["count"], 3);
+    assert_eq!(
+        aliased["data"]["inventoryMovements"][0],
+        json!({"type": "IN", "movementType": "IN", "quantityBefore": 0, "quantityAfter": 9})
+    );
     let fulfil = ask(gql(
         "query($p: ID!) { canFulfillOrder(items: [{productId: $p, quantity: 5}]) }",
         json!({"p": rake}),
