@@ -124,3 +124,41 @@ pub struct TransferCompleted {
 impl IntegrationEvent for TransferCompleted {
     const TYPE: &'static str = "inventory.transfer_completed";
 }
+
+/// The inventory service's reservations as the order service calls them (inventory.md §6.4).
+/// Bodies and answers are the REST ones; the scope is the caller's, acting as a service.
+#[async_trait::async_trait]
+pub trait Stock: Send + Sync {
+    /// `POST reservations/` → (created, reservation). The same `order_id` with the same lines
+    /// answers the existing reservation, so a retry never holds twice.
+    async fn reserve(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
+
+    /// `POST reservations/release-by-order/`.
+    async fn release_by_order(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        order_id: &str,
+    ) -> Result<(), kernel::ApiError>;
+
+    /// `POST reservations/{id}/confirm/` (stock OUT `sale`, referenced by `reference`).
+    async fn confirm(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        reservation: &str,
+        reference: &str,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
+
+    /// `PATCH reservations/{id}/` `{expires_at: null}`: hold until confirmed or released.
+    async fn hold(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        reservation: &str,
+    ) -> Result<(), kernel::ApiError>;
+}
+
+/// How stock is shared through `Platform::provide` / `Platform::lookup`.
+pub type SharedStock = std::sync::Arc<dyn Stock>;

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod inventory;
+pub mod order;
 pub mod product;
 pub mod project;
 pub mod users;

@@ -144,3 +144,33 @@ pub trait Catalog: Send + Sync {
 
 /// How the catalogue is shared through `Platform::provide` / `Platform::lookup`.
 pub type SharedCatalog = std::sync::Arc<dyn Catalog>;
+
+/// A unit price as order and pos must charge it (product.md `products/pricing/`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PriceQuote {
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub name: Option<String>,
+    pub variant_name: Option<String>,
+    pub sku: Option<String>,
+    /// Decimal strings.
+    pub unit_price: Option<String>,
+    pub list_price: Option<String>,
+    pub is_available: bool,
+    pub track_inventory: Option<bool>,
+    pub image_url: Option<String>,
+}
+
+/// Prices of a project's products now, in the order asked, and the project's currency.
+#[async_trait::async_trait]
+pub trait Pricing: Send + Sync {
+    async fn quote(
+        &self,
+        project_id: i64,
+        lang: &str,
+        items: &[(i64, Option<i64>)],
+    ) -> Result<(String, Vec<PriceQuote>), kernel::ApiError>;
+}
+
+/// How pricing is shared through `Platform::provide` / `Platform::lookup`.
+pub type SharedPricing = std::sync::Arc<dyn Pricing>;

@@ -245,6 +245,8 @@ pub struct Resource {
     /// Applies the convenience parameters of `list.extra_params` (`min_price=`, `tags=`…):
     /// pushes ` AND (…)` with bound values, or refuses the value.
     pub params: Option<ParamFilter>,
+    /// Rows no one reads through the resource (SQL over `t`), e.g. orders still being placed.
+    pub hidden: Option<&'static str>,
 }
 
 /// See [`Resource::params`]: (parameter, value, query being built).
@@ -708,6 +710,9 @@ fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, r: &Resource, scope: &ReadSco
     } else {
         " AND t.deleted_at IS NULL"
     });
+    if let Some(hidden) = r.hidden {
+        qb.push(format!(" AND NOT ({hidden})"));
+    }
     if !Resource::is_member(scope) {
         if let Some(filter) = r.public_filter {
             qb.push(format!(" AND ({filter})"));
@@ -1368,6 +1373,7 @@ mod tests {
         unique: &[],
         hooks: None,
         params: None,
+        hidden: None,
     };
 
     #[test]

@@ -246,6 +246,41 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     resource(r, "", "batches", &reference::BATCH)
 }
 
+/// Reservations as other services call them in-process (`integration::inventory::Stock`):
+/// the caller's scope acting as a service, recorded as performed by `order`.
+struct Reservations(ServiceContext);
+
+const CALLER: &str = "order";
+
+#[async_trait::async_trait]
+impl integration::inventory::Stock for Reservations {
+    async fn reserve(&self, scope: &ProjectScope, body: &Value) -> Result<Value, ApiError> {
+        reservations::create(&self.0, &scope.as_service(), CALLER, body)
+            .await
+            .map(|(_, r)| r)
+    }
+
+    async fn release_by_order(&self, scope: &ProjectScope, order_id: &str) -> Result<(), ApiError> {
+        let body = serde_json::json!({ "order_id": order_id });
+        reservations::release_by_order(&self.0, &scope.as_service(), CALLER, &body).await?;
+        Ok(())
+    }
+
+    async fn confirm(
+        &self,
+        scope: &ProjectScope,
+        reservation: &str,
+        reference: &str,
+    ) -> Result<Value, ApiError> {
+        let body = serde_json::json!({ "reference": reference });
+        reservations::confirm(&self.0, &scope.as_service(), CALLER, reservation, &body).await
+    }
+
+    async fn hold(&self, scope: &ProjectScope, reservation: &str) -> Result<(), ApiError> {
+        reservations::hold_open(&self.0, &scope.as_service(), reservation).await
+    }
+}
+
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
     kernel::events::install(&pool).await?;
@@ -264,6 +299,9 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         std::sync::Arc::new(catalog::CatalogFollower { ctx: ctx.clone() }),
     );
     reservations::spawn_sweeper(ctx.clone(), Duration::from_secs(30));
+    platform.provide::<integration::inventory::SharedStock>(std::sync::Arc::new(Reservations(
+        ctx.clone(),
+    )));
     let schema = kernel::resource_graphql::ResourceSchema::with_extensions(
         graphql::RESOURCES,
         ctx.clone(),

@@ -62,6 +62,7 @@ pub static TRANSFER: Resource = Resource {
     unique: &[],
     hooks: Some(&RECORDED),
     params: None,
+    hidden: None,
 };
 
 /// `"<warehouse> - <location>"`, or the warehouse alone.
@@ -118,6 +119,7 @@ pub static RESTOCK: Resource = Resource {
     unique: &[],
     hooks: Some(&RECORDED),
     params: None,
+    hidden: None,
 };
 
 /// Transfers and restocks record stock that moved: they are never changed or deleted.

@@ -94,6 +94,7 @@ pub static WAREHOUSE: Resource = Resource {
     ],
     hooks: Some(&WarehouseRules),
     params: None,
+    hidden: None,
 };
 
 /// One default warehouse per project: choosing a new one clears the old flag in the same
@@ -186,6 +187,7 @@ pub static LOCATION_TYPE: Resource = Resource {
     unique: &[],
     hooks: None,
     params: None,
+    hidden: None,
 };
 
 pub static LOCATION: Resource = Resource {
@@ -237,6 +239,7 @@ pub static LOCATION: Resource = Resource {
     unique: &[],
     hooks: Some(&LocationTree),
     params: None,
+    hidden: None,
 };
 
 /// A location's type and parent are in its warehouse, and the parents form no cycle.
@@ -319,6 +322,7 @@ pub static VENDOR: Resource = Resource {
     unique: &[],
     hooks: None,
     params: None,
+    hidden: None,
 };
 
 /// Whether a batch is past its expiry, and the days left.
@@ -382,6 +386,7 @@ pub static BATCH: Resource = Resource {
     }],
     hooks: Some(&BatchDates),
     params: None,
+    hidden: None,
 };
 
 /// A batch is not made after it expires.

@@ -82,6 +82,7 @@ pub static RESERVATION: Resource = Resource {
     unique: &[],
     hooks: Some(&ReservationRules),
     params: Some(params),
+    hidden: None,
 };
 
 fn params(
@@ -1057,6 +1058,44 @@ pub async fn release_by_order(
         }
     }
     Ok(json!({ "released": released }))
+}
+
+/// Holds an active reservation until it is confirmed or released (`expires_at = null`; the
+/// order service on confirmation). Not active → 422 (`reservation_expired` when it expired).
+pub async fn hold_open(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    key: &str,
+) -> Result<(), ApiError> {
+    scope.require("inventory.change_stockreservation", &STOCK_GRANTS)?;
+    let mut tx = ctx.pool.begin().await?;
+    ledger::lock_timeout(&mut tx).await?;
+    let header = lock_header(&mut tx, scope.project_id(), key).await?;
+    match header.status.as_str() {
+        "active" if header.overdue => {
+            end(
+                ctx,
+                &mut tx,
+                &Actor::system(scope.project_id()),
+                &header,
+                "expired",
+                "expired",
+            )
+            .await?;
+            tx.commit().await?;
+            ctx.outbox.nudge();
+            return Err(expired());
+        }
+        "active" => {}
+        "expired" => return Err(expired()),
+        _ => return Err(not_active()),
+    }
+    sqlx::query("UPDATE reservations SET expires_at = NULL, updated_at = now() WHERE id = $1")
+        .bind(header.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// `POST reservations/{id}/adjust/` `{items:[{product_id, variant_id?, quantity}]}`: new totals

@@ -203,6 +203,7 @@ pub static STOCK: Resource = Resource {
     unique: &[],
     hooks: Some(&StockRules),
     params: Some(stock_params),
+    hidden: None,
 };
 
 /// A row moves (warehouse, location, batch) only while empty, is counted (`quantity`) by an
@@ -394,6 +395,7 @@ pub static MOVEMENT: Resource = Resource {
     }],
     hooks: Some(&IMMUTABLE),
     params: Some(movement_params),
+    hidden: None,
 };
 
 /// Records that are never changed or deleted (the ledger, transfers, restocks): every write

@@ -184,6 +184,28 @@ async fn pricing(
         variants.push(item["variant_id"].as_i64());
     }
     let member = matches!(scope, ReadScope::Member(_));
+    let (currency, rows) = quote(
+        &ctx.pool,
+        scope.project_id(),
+        member,
+        lang,
+        &products,
+        &variants,
+    )
+    .await?;
+    Ok(JsonOut(json!({"currency": currency, "items": rows})))
+}
+
+/// Unit prices of `products`/`variants` (pairwise) in the project now, in the order asked, and
+/// the project's currency. Non-members see products on sale only.
+pub async fn quote(
+    pool: &sqlx::PgPool,
+    project_id: i64,
+    member: bool,
+    lang: &str,
+    products: &[i64],
+    variants: &[Option<i64>],
+) -> Result<(String, Vec<Value>), ApiError> {
     let rows: Vec<Value> = sqlx::query_scalar(&format!(
         "SELECT jsonb_build_object( \
            'product_id', i.product_id, 'variant_id', i.variant_id, \
@@ -209,14 +231,14 @@ async fn pricing(
         if member { "" } else { concat!("AND ", on_sale!("p")) },
         on_sale = on_sale!("p"),
     ))
-    .bind(&products)
-    .bind(&variants)
-    .bind(scope.project_id())
+    .bind(products)
+    .bind(variants)
+    .bind(project_id)
     .bind(lang)
-    .fetch_all(&ctx.pool)
+    .fetch_all(pool)
     .await?;
-    let currency = crate::settings::currency(&ctx.pool, scope.project_id()).await?;
-    Ok(JsonOut(json!({"currency": currency, "items": rows})))
+    let currency = crate::settings::currency(pool, project_id).await?;
+    Ok((currency, rows))
 }
 
 /// `{updates: [{id, …fields}]}`: each item in its own transaction.

@@ -86,6 +86,7 @@ pub static TAG: Resource = Resource {
     }],
     hooks: None,
     params: None,
+    hidden: None,
 };
 
 pub static BRAND: Resource = Resource {
@@ -144,6 +145,7 @@ pub static BRAND: Resource = Resource {
     unique: &[],
     hooks: None,
     params: None,
+    hidden: None,
 };
 
 pub static COLLECTION: Resource = Resource {
@@ -202,6 +204,7 @@ pub static COLLECTION: Resource = Resource {
     unique: &[],
     hooks: None,
     params: None,
+    hidden: None,
 };
 
 /// The tree: live children, depth (root = 0) and the path of ids from the root.
@@ -298,6 +301,7 @@ pub static CATEGORY: Resource = Resource {
     unique: &[],
     hooks: Some(&CategoryTree),
     params: None,
+    hidden: None,
 };
 
 /// Deepest allowed level (root = 0).

@@ -84,6 +84,7 @@ pub static PRODUCT_IMAGE: Resource = Resource {
     unique: &[],
     hooks: Some(&ImageRules),
     params: None,
+    hidden: None,
 };
 
 /// Inputs only the service sets (from the upload or the checked attachment).

@@ -125,6 +125,9 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     platform.provide::<integration::product::SharedCatalog>(std::sync::Arc::new(stock::Lookup(
         pool.clone(),
     )));
+    platform.provide::<integration::product::SharedPricing>(std::sync::Arc::new(stock::Lookup(
+        pool.clone(),
+    )));
     let schema = kernel::resource_graphql::ResourceSchema::with_mutations(
         graphql::RESOURCES,
         ctx.clone(),

@@ -110,6 +110,7 @@ pub static DISCOUNT: Resource = Resource {
     unique: &[],
     hooks: Some(&DiscountRules),
     params: None,
+    hidden: None,
 };
 
 /// The value's bounds by type, the id lists, and the window.
@@ -273,6 +274,7 @@ pub static PRODUCT_DISCOUNT: Resource = Resource {
     }],
     hooks: None,
     params: None,
+    hidden: None,
 };
 
 pub static PRODUCT_COLLECTION: Resource = Resource {
@@ -336,4 +338,5 @@ pub static PRODUCT_COLLECTION: Resource = Resource {
     }],
     hooks: None,
     params: None,
+    hidden: None,
 };

@@ -246,6 +246,7 @@ pub static PRODUCT: Resource = Resource {
     }],
     hooks: Some(&ProductRules),
     params: Some(params),
+    hidden: None,
 };
 
 /// `min_price`, `max_price` (inclusive), `tags` (names, comma-separated), `ids` (≤ 100).

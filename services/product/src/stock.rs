@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 use integration::inventory::StockChanged;
-use integration::product::{Catalog, Listed, ProductSnapshot, VariantSnapshot};
+use integration::product::{
+    Catalog, Listed, PriceQuote, Pricing, ProductSnapshot, VariantSnapshot,
+};
 use kernel::events::{begin_once, Envelope, EventHandler};
 use kernel::resource::public_cache;
 use kernel::service::ServiceContext;
@@ -117,5 +119,26 @@ impl Catalog for Lookup {
             item: crate::variants::variant_snapshot(&row),
             deleted,
         }))
+    }
+}
+
+#[async_trait]
+impl Pricing for Lookup {
+    async fn quote(
+        &self,
+        project_id: i64,
+        lang: &str,
+        items: &[(i64, Option<i64>)],
+    ) -> Result<(String, Vec<PriceQuote>), kernel::ApiError> {
+        let products: Vec<i64> = items.iter().map(|i| i.0).collect();
+        let variants: Vec<Option<i64>> = items.iter().map(|i| i.1).collect();
+        let (currency, rows) =
+            crate::actions::quote(&self.0, project_id, true, lang, &products, &variants).await?;
+        let quotes = rows
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<PriceQuote>, _>>()
+            .map_err(kernel::ApiError::internal)?;
+        Ok((currency, quotes))
     }
 }

@@ -58,6 +58,7 @@ pub static SCHEMA: Resource = Resource {
     unique: &[],
     hooks: Some(&SchemaRules),
     params: None,
+    hidden: None,
 };
 
 const ATTRIBUTE_TYPES: &[&str] = &["text", "number", "boolean", "select", "color"];
@@ -244,6 +245,7 @@ pub static VARIANT: Resource = Resource {
     }],
     hooks: Some(&VariantRules),
     params: None,
+    hidden: None,
 };
 
 const PUBLIC_VARIANT: &str = concat!("t.is_active AND ", product_on_sale!());
@@ -581,6 +583,7 @@ pub static BARCODE: Resource = Resource {
     }],
     hooks: Some(&BarcodeRules),
     params: None,
+    hidden: None,
 };
 
 /// GS1 mod-10: the last digit checks the others (weights 3,1 from the right).
@@ -779,6 +782,7 @@ pub static SHIPPING: Resource = Resource {
     unique: &[],
     hooks: Some(&ShippingRules),
     params: Some(shipping_params),
+    hidden: None,
 };
 
 /// `product=<id>`: its own rows plus the shared profile it points to.

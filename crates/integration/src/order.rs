@@ -1,0 +1,93 @@
+//! Events published by the order service (contract order.md §14). camelCase payloads; every
+//! `order.*` carries the order's id, number, reference, status and payment status.
+
+use kernel::events::IntegrationEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRef {
+    pub order_id: i64,
+    pub order_number: String,
+    pub reference: Option<String>,
+    pub status: String,
+    pub payment_status: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    pub order_item_id: i64,
+    pub product_id: i64,
+    pub variant_id: Option<i64>,
+    pub sku: Option<String>,
+    pub quantity: i64,
+    /// Decimal strings.
+    pub unit_price: String,
+    pub total_price: String,
+}
+
+/// A placed order (DESIGN.md's `order.placed`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreated {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub customer_id: Option<i64>,
+    pub customer_email: String,
+    pub currency: String,
+    pub subtotal: String,
+    pub discount_amount: String,
+    pub shipping_cost: String,
+    pub tax_amount: String,
+    pub total: String,
+    pub items: Vec<OrderLine>,
+    pub source: String,
+    pub reservation_id: Option<String>,
+}
+
+impl IntegrationEvent for OrderCreated {
+    const TYPE: &'static str = "order.created";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatusChanged {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub from: String,
+    pub to: String,
+    pub by: Option<i64>,
+}
+
+impl IntegrationEvent for OrderStatusChanged {
+    const TYPE: &'static str = "order.status_changed";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub reason: String,
+    pub refund_amount: String,
+}
+
+impl IntegrationEvent for OrderCancelled {
+    const TYPE: &'static str = "order.cancelled";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderFulfilled {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub fulfillment_id: i64,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub items: Vec<OrderLine>,
+}
+
+impl IntegrationEvent for OrderFulfilled {
+    const TYPE: &'static str = "order.fulfilled";
+}
