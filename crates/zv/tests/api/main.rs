@@ -13,6 +13,7 @@ mod harness;
 mod images;
 mod inventory;
 mod limits;
+mod orders;
 mod projects;
 mod reservations;
 mod stock_operations;

@@ -1,0 +1,760 @@
+//! Orders (order.md §2–§7): placement as a saga over inventory reservations, server-side
+//! prices, the status machine, cancellation and fulfilment; under concurrency, retries and an
+//! inventory that does not answer.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{service_pool, CrossTenant, TenantResource, TestApp};
+use crate::inventory::create;
+use crate::projects::{member, owner_with_project, Owner};
+use crate::reservations::reconciliation;
+
+const API: &str = "/api/v1/order/";
+
+/// A product at `price`, with `stock` units in the default warehouse (none when 0).
+async fn stocked(app: &TestApp, owner: &Owner, name: &str, price: &str, stock: i64) -> i64 {
+    let (status, made) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/",
+            json!({"name": name, "price": price, "status": "active", "sku": name.to_uppercase()}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_i64().expect("id");
+    if stock > 0 {
+        create(
+            app,
+            owner,
+            "stock/",
+            json!({"product_id": id, "quantity": stock}),
+        )
+        .await;
+    }
+    id
+}
+
+/// (quantity, reserved) over the product's rows.
+async fn stock_of(app: &TestApp, owner: &Owner, product: i64) -> (i64, i64) {
+    let (_, rows, _) = app
+        .get(
+            &format!("/api/v1/inventory/stock/?product_id={product}"),
+            Some(&owner.access),
+        )
+        .await;
+    rows["results"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .fold((0, 0), |(q, r), row| {
+            (
+                q + row["quantity"].as_i64().unwrap_or(0),
+                r + row["reserved_quantity"].as_i64().unwrap_or(0),
+            )
+        })
+}
+
+async fn post(app: &TestApp, owner: &Owner, path: &str, body: Value) -> (StatusCode, Value) {
+    app.call(Method::POST, &format!("{API}{path}"), body, &owner.access)
+        .await
+}
+
+fn address() -> Value {
+    json!({"first_name": "Rana", "address_line1": "1 Nile St", "city": "Cairo", "country": "EG"})
+}
+
+#[tokio::test]
+async fn an_order_is_priced_reserved_confirmed_shipped_and_delivered() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "omar", "Omar Outfitters").await;
+    let shirt = stocked(&app, &owner, "Shirt", "19.99", 10).await;
+    let cap = stocked(&app, &owner, "Cap", "5.50", 4).await;
+
+    let (status, order) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"customer_email": "buyer@example.com", "shipping_address": address(),
+               "shipping_method": "standard", "payment_method": "cash",
+               "items": [{"product_id": shirt, "quantity": 2}, {"product_id": cap, "quantity": 3, "unit_price": "5.50"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert!(order["order_number"]
+        .as_str()
+        .is_some_and(|n| n.starts_with(&format!("ORD-{year}-")) && n.len() == 15));
+    assert_eq!(order["status"], "pending");
+    assert_eq!(
+        (
+            order["subtotal"].clone(),
+            order["shipping_cost"].clone(),
+            order["total"].clone(),
+            order["total_amount"].clone()
+        ),
+        (
+            json!("56.48"),
+            json!("9.99"),
+            json!("66.47"),
+            json!("66.47")
+        ),
+        "prices come from the catalogue: 2 × 19.99 + 3 × 5.50, plus standard shipping"
+    );
+    assert_eq!(order["items"][0]["unit_price"], "19.99");
+    assert_eq!(order["items"][0]["product_name"], "Shirt");
+    assert_eq!(order["items_count"], 5);
+    assert!(order["reservation_id"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("RES-")));
+    assert_eq!(
+        order["billing_address"],
+        address(),
+        "billing defaults to shipping"
+    );
+    assert_eq!(stock_of(&app, &owner, shirt).await, (10, 2));
+    assert_eq!(stock_of(&app, &owner, cap).await, (4, 3));
+    let pool = service_pool(app.platform.config(), "order").await;
+    let created: Value = sqlx::query_scalar(
+        "SELECT envelope->'data' FROM zv_outbox WHERE event_type = 'order.created'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("order.created");
+    assert_eq!(created["total"], "66.47");
+    assert_eq!(created["items"].as_array().map(Vec::len), Some(2));
+
+    // Only the allowed transitions.
+    let id = order["id"].clone();
+    let status_path = format!("orders/{id}/status/");
+    let (status, refused) = post(&app, &owner, &status_path, json!({"status": "delivered"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["code"], "invalid_transition");
+    assert_eq!(refused["details"]["from"], "pending");
+    let (status, _) = post(&app, &owner, &status_path, json!({"status": "teleported"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Confirmed: the reservation is held until shipped.
+    let (status, confirmed) = app
+        .call(
+            Method::PATCH,
+            &format!("{API}{status_path}"),
+            json!({"status": "CONFIRMED"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    assert_eq!(
+        (
+            confirmed["status"].clone(),
+            confirmed["previous_status"].clone()
+        ),
+        (json!("confirmed"), json!("pending"))
+    );
+    let (_, reservation, _) = app
+        .get(
+            &format!(
+                "/api/v1/inventory/reservations/?order_id={}",
+                order["order_number"].as_str().unwrap_or_default()
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(reservation["results"][0]["expires_at"], Value::Null, "held");
+    // Shipped: the stock leaves (one OUT sale per row, referenced by the order number).
+    let (status, shipment) = post(
+        &app,
+        &owner,
+        &format!("orders/{id}/fulfillments/"),
+        json!({"carrier": "DHL", "tracking_number": "TRK-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{shipment}");
+    assert_eq!(shipment["status"], "shipped");
+    assert_eq!(stock_of(&app, &owner, shirt).await, (8, 0));
+    assert_eq!(stock_of(&app, &owner, cap).await, (1, 0));
+    let (_, sales, _) = app
+        .get(
+            &format!(
+                "/api/v1/inventory/movements/?reference={}",
+                order["order_number"].as_str().unwrap_or_default()
+            ),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(sales["count"], 2);
+    let (_, now, _) = app
+        .get(&format!("{API}orders/{id}/"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (
+            now["status"].clone(),
+            now["fulfillment_status"].clone(),
+            now["tracking_number"].clone(),
+            now["carrier"].clone()
+        ),
+        (
+            json!("shipped"),
+            json!("fulfilled"),
+            json!("TRK-1"),
+            json!("DHL")
+        )
+    );
+    // Shipped orders are not cancelled; delivered and completed follow.
+    let (status, body) = post(
+        &app,
+        &owner,
+        &format!("orders/{id}/cancel/"),
+        json!({"reason": "changed mind"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("order_not_cancellable")
+        )
+    );
+    for step in ["delivered", "completed"] {
+        let (status, body) = post(&app, &owner, &status_path, json!({"status": step})).await;
+        assert_eq!(status, StatusCode::OK, "{step}: {body}");
+    }
+    let (_, done, _) = app
+        .get(&format!("{API}orders/{}/", id), Some(&owner.access))
+        .await;
+    let history: Vec<Value> = done["status_history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].clone())
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            json!("pending"),
+            json!("confirmed"),
+            json!("shipped"),
+            json!("shipped"),
+            json!("delivered"),
+            json!("completed")
+        ]
+    );
+    assert!(done["delivered_at"].is_string() && done["completed_at"].is_string());
+    // Contact changes stop once shipped; notes do not.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &format!("{API}orders/{id}/"),
+            json!({"customer_phone": "+20 100"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, noted) = app
+        .call(
+            Method::PATCH,
+            &format!("{API}orders/{id}/"),
+            json!({"note": "left at the door"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, noted["notes"].clone()),
+        (StatusCode::OK, json!("left at the door"))
+    );
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn placement_refuses_bad_prices_missing_stock_and_hostile_input() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "huda", "Huda Home").await;
+    let lamp = stocked(&app, &owner, "Lamp", "30.00", 5).await;
+    let rug = stocked(&app, &owner, "Rug", "80.00", 1).await;
+    let gone = stocked(&app, &owner, "Gone", "1.00", 3).await;
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/product/products/{gone}/"),
+        Value::Null,
+        &owner.access,
+    )
+    .await;
+
+    let (_, editor) = member(&app, &owner, "eman", "editor").await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("{API}orders/"),
+            json!({"items": [{"product_id": lamp, "quantity": 1, "unit_price": "1.00"}]}),
+            &editor,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("price_mismatch")),
+        "{body}"
+    );
+    assert_eq!(body["details"]["lines"][0]["expected"], "30.00");
+    let (status, body) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": lamp, "quantity": 2}, {"product_id": rug, "quantity": 2}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("insufficient_stock")
+        ),
+        "{body}"
+    );
+    assert_eq!(body["details"]["lines"][0]["product_id"], rug);
+    let (status, body) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": gone, "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("product_unavailable")
+        )
+    );
+    let (status, _) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": 987_654_321, "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for body in [
+        json!({}),
+        json!({"items": []}),
+        json!({"items": [{"product_id": lamp, "quantity": 0}]}),
+        json!({"items": [{"product_id": lamp, "quantity": 10_001}]}),
+        json!({"items": [{"product_id": lamp, "quantity": -1}]}),
+        json!({"items": [{"product_id": "x", "quantity": 1}]}),
+        json!({"items": [{"product_id": lamp, "quantity": 1, "unit_price": "-1"}]}),
+        json!({"items": [{"product_id": lamp, "quantity": 1}], "customer_email": "not-an-email"}),
+        json!({"items": [{"product_id": lamp, "quantity": 1}], "payment_method": "gold"}),
+        json!({"items": [{"product_id": lamp, "quantity": 1}], "shipping_method": "teleport"}),
+        json!({"items": [{"product_id": lamp, "quantity": 1}], "shipping_address": {"city": "Cairo"}}),
+        json!({"items": [{"product_id": lamp, "quantity": 1}], "shipping_address": {"address_line1": "x", "city": "y", "country": "Egypt"}}),
+        json!({"items": [{"product_id": lamp, "quantity": 1}], "notes": "x".repeat(2001)}),
+    ] {
+        let (status, err) = post(&app, &owner, "orders/", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {err}");
+    }
+    // Nothing was placed, nothing is held.
+    let (_, list, _) = app.get(&format!("{API}orders/"), Some(&owner.access)).await;
+    assert_eq!(list["count"], 0, "failed placements are hidden: {list}");
+    assert_eq!(stock_of(&app, &owner, lamp).await, (5, 0));
+    assert_eq!(stock_of(&app, &owner, rug).await, (1, 0));
+    // Viewers do not place orders; editors do.
+    let (_, viewer) = member(&app, &owner, "vivi", "viewer").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("{API}orders/"),
+            json!({"items": [{"product_id": lamp, "quantity": 1}]}),
+            &viewer,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("{API}orders/"),
+            json!({"items": [{"product_id": lamp, "quantity": 1, "unit_price": "25"}]}),
+            &editor,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("price_mismatch")),
+        "editors do not override prices"
+    );
+    let (status, body) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": lamp, "quantity": 1, "unit_price": "25"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "owners override: {body}");
+    assert_eq!(body["items"][0]["price_overridden"], true);
+    assert_eq!(body["total"], "25.00");
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn cancelling_releases_and_a_reference_places_once() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "kareem", "Kareem Kitchens").await;
+    let pot = stocked(&app, &owner, "Pot", "12.00", 6).await;
+    let (_, order) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"reference": "auction:7", "items": [{"product_id": pot, "quantity": 4}]}),
+    )
+    .await;
+    assert_eq!(stock_of(&app, &owner, pot).await, (6, 4));
+    let (status, again) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"reference": "auction:7", "items": [{"product_id": pot, "quantity": 4}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, again["id"].clone()),
+        (StatusCode::OK, order["id"].clone())
+    );
+    let cancel = format!("orders/{}/cancel/", order["id"]);
+    let (status, _) = post(&app, &owner, &cancel, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a reason is required");
+    let (status, done) = post(&app, &owner, &cancel, json!({"reason": "customer asked"})).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        (
+            done["status"].clone(),
+            done["cancellation_reason"].clone(),
+            done["items_restocked"].clone()
+        ),
+        (json!("cancelled"), json!("customer asked"), json!(true))
+    );
+    assert_eq!(stock_of(&app, &owner, pot).await, (6, 0));
+    let (status, twice) = post(&app, &owner, &cancel, json!({"reason": "again"})).await;
+    assert_eq!(
+        (status, twice["cancellation_reason"].clone()),
+        (StatusCode::OK, json!("customer asked"))
+    );
+    let (status, body) = post(
+        &app,
+        &owner,
+        &format!("orders/{}/status/", order["id"]),
+        json!({"status": "confirmed"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("invalid_transition")
+        )
+    );
+    // A cancelled order without payments can be deleted; a pending one cannot.
+    let (_, other) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": pot, "quantity": 1}]}),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}orders/{}/", other["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("order_not_deletable")
+        )
+    );
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{API}orders/{}/", order["id"]),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
+
+/// 500 concurrent orders for 50 units of one SKU: exactly 50 placed, the rest refused, the stock
+/// held exactly, never negative.
+#[tokio::test]
+async fn five_hundred_orders_for_fifty_units() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "sara", "Sara Sneakers").await;
+    let shoe = stocked(&app, &owner, "Shoe", "49.00", 50).await;
+    let tries = (0..500).map(|_| {
+        let app = &app;
+        let token = owner.access.clone();
+        async move {
+            app.call(
+                Method::POST,
+                &format!("{API}orders/"),
+                json!({"items": [{"product_id": shoe, "quantity": 1}]}),
+                &token,
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(tries).await;
+    let placed = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let short = answers
+        .iter()
+        .filter(|(s, b)| {
+            *s == StatusCode::UNPROCESSABLE_ENTITY && b["code"] == "insufficient_stock"
+        })
+        .count();
+    assert_eq!(
+        (placed, short),
+        (50, 450),
+        "{:?}",
+        answers
+            .iter()
+            .filter(|(s, _)| *s != StatusCode::CREATED && *s != StatusCode::UNPROCESSABLE_ENTITY)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(stock_of(&app, &owner, shoe).await, (50, 50));
+    let (_, list, _) = app
+        .get(&format!("{API}orders/?page_size=100"), Some(&owner.access))
+        .await;
+    assert_eq!(list["count"], 50);
+    let numbers: std::collections::BTreeSet<String> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .filter_map(|(_, b)| b["order_number"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(numbers.len(), 50, "distinct numbers");
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
+
+#[tokio::test]
+async fn retries_with_one_key_place_one_order() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "yara", "Yara Yarns").await;
+    let wool = stocked(&app, &owner, "Wool", "7.00", 100).await;
+    let body = json!({"items": [{"product_id": wool, "quantity": 3}]});
+    let tries = (0..30).map(|_| {
+        let app = &app;
+        let token = owner.access.clone();
+        let body = body.clone();
+        async move {
+            app.send(
+                app.client
+                    .post(app.url(&format!("{API}orders/")))
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", "checkout-42")
+                    .json(&body),
+            )
+            .await
+        }
+    });
+    let answers = futures::future::join_all(tries).await;
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::CREATED)
+        .map(|(_, b, _)| b)
+        .collect();
+    assert!(!created.is_empty());
+    assert!(
+        created.iter().all(|b| b["id"] == created[0]["id"]),
+        "one order"
+    );
+    assert!(answers.iter().all(|(s, b, _)| *s == StatusCode::CREATED
+        || (*s == StatusCode::CONFLICT && b["code"] == "idempotency_in_progress")));
+    let (status, replay, headers) = app
+        .send(
+            app.client
+                .post(app.url(&format!("{API}orders/")))
+                .bearer_auth(&owner.access)
+                .header("Idempotency-Key", "checkout-42")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(
+        (status, replay["id"].clone()),
+        (StatusCode::CREATED, created[0]["id"].clone())
+    );
+    assert!(headers.get("idempotent-replayed").is_some());
+    let (status, reused, _) = app
+        .send(
+            app.client
+                .post(app.url(&format!("{API}orders/")))
+                .bearer_auth(&owner.access)
+                .header("Idempotency-Key", "checkout-42")
+                .json(&json!({"items": [{"product_id": wool, "quantity": 4}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, reused["code"].clone()),
+        (StatusCode::CONFLICT, json!("idempotency_key_reused"))
+    );
+    let (_, list, _) = app.get(&format!("{API}orders/"), Some(&owner.access)).await;
+    assert_eq!(list["count"], 1);
+    assert_eq!(stock_of(&app, &owner, wool).await, (100, 3));
+}
+
+/// An inventory that holds the stock and then stops answering.
+struct Unreachable(integration::inventory::SharedStock);
+
+#[async_trait::async_trait]
+impl integration::inventory::Stock for Unreachable {
+    async fn reserve(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &Value,
+    ) -> Result<Value, kernel::ApiError> {
+        self.0.reserve(scope, body).await?;
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        Err(kernel::ApiError::gateway_timeout())
+    }
+
+    async fn release_by_order(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        order_id: &str,
+    ) -> Result<(), kernel::ApiError> {
+        self.0.release_by_order(scope, order_id).await
+    }
+
+    async fn confirm(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        r: &str,
+        reference: &str,
+    ) -> Result<Value, kernel::ApiError> {
+        self.0.confirm(scope, r, reference).await
+    }
+
+    async fn hold(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        r: &str,
+    ) -> Result<(), kernel::ApiError> {
+        self.0.hold(scope, r).await
+    }
+}
+
+#[tokio::test]
+async fn an_inventory_that_does_not_answer_leaves_nothing_reserved() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "nour", "Nour Nuts").await;
+    let nut = stocked(&app, &owner, "Nut", "3.00", 20).await;
+    let real = app
+        .platform
+        .lookup::<integration::inventory::SharedStock>()
+        .expect("inventory");
+    app.platform
+        .provide::<integration::inventory::SharedStock>(Arc::new(Unreachable(real.clone())));
+    let started = std::time::Instant::now();
+    let (status, body) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": nut, "quantity": 5}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("service_unavailable")
+        ),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "answered after the 3 s limit, not the 10 s hang"
+    );
+    assert_eq!(
+        stock_of(&app, &owner, nut).await,
+        (20, 0),
+        "the held units were released"
+    );
+    let (_, list, _) = app.get(&format!("{API}orders/"), Some(&owner.access)).await;
+    assert_eq!(list["count"], 0);
+    // Back to normal: the same order places.
+    app.platform
+        .provide::<integration::inventory::SharedStock>(real);
+    let (status, _) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": nut, "quantity": 5}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(stock_of(&app, &owner, nut).await, (20, 5));
+}
+
+#[tokio::test]
+async fn orders_do_not_cross_tenants() {
+    let app = TestApp::spawn().await;
+    let a = owner_with_project(&app, "amir", "Amir Audio").await;
+    let b = owner_with_project(&app, "bilal", "Bilal Bikes").await;
+    let radio = stocked(&app, &a, "Radio", "40.00", 3).await;
+    let (_, order) = post(
+        &app,
+        &a,
+        "orders/",
+        json!({"items": [{"product_id": radio, "quantity": 1}]}),
+    )
+    .await;
+    CrossTenant {
+        app: &app,
+        owner: &a.access,
+        owner_item: format!("{API}orders/{}/", order["id"]),
+        outsider: &b.access,
+        project_a: a.project_id(),
+    }
+    .check(&TenantResource {
+        name: "orders",
+        lists: vec![format!("{API}orders/")],
+        id: order["id"].clone(),
+        items: vec![format!("{API}orders/{}/", order["id"])],
+        readable: true,
+        public_read: false,
+        update: Some((Method::PATCH, json!({"notes": "mine"}))),
+        delete: false,
+        restore: None,
+    })
+    .await;
+    for action in ["status", "cancel", "fulfillments"] {
+        let (status, _) = post(
+            &app,
+            &b,
+            &format!("orders/{}/{action}/", order["id"]),
+            json!({"status": "confirmed", "reason": "x"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
+    }
+    let (status, _) = post(
+        &app,
+        &b,
+        "orders/",
+        json!({"items": [{"product_id": radio, "quantity": 1}]}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another project's product is not for sale here"
+    );
+    assert_eq!(stock_of(&app, &a, radio).await, (3, 1));
+}

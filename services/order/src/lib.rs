@@ -1,0 +1,104 @@
+//! The order service (contract order.md): placement as a saga over inventory reservations,
+//! the status machine, cancellation and fulfilment. Carts, payments, returns, invoices (billing)
+//! and `/graphql/order` are not built yet.
+
+pub mod orders;
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json as JsonOut, Router};
+use kernel::auth::ProjectScope;
+use kernel::events::Outbox;
+use kernel::extract::Json;
+use kernel::lang::Lang;
+use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::ApiError;
+use kernel::Platform;
+use serde_json::Value;
+use sqlx::migrate::Migrator;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+pub static SPEC: ServiceSpec = ServiceSpec {
+    name: "order",
+    health_name: "zv-order-eco-service",
+    public_paths: &[],
+    public_exact: &[],
+};
+
+/// `POST orders/` → 201 a placed order, 200 the order of an existing `reference`.
+async fn place(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Lang(lang): Lang,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let (created, order) = orders::place(&ctx, &scope, lang, &body).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, JsonOut(order)).into_response())
+}
+
+/// `orders/{id}/status/` (PATCH or POST), `cancel/`, `fulfillments/`.
+async fn action(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path((key, action)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    Ok(match action.as_str() {
+        "status" => JsonOut(orders::set_status(&ctx, &scope, &key, &body).await?).into_response(),
+        "cancel" => JsonOut(orders::cancel(&ctx, &scope, &key, &body).await?).into_response(),
+        "fulfillments" => (
+            StatusCode::CREATED,
+            JsonOut(orders::ship(&ctx, &scope, &key, &body).await?),
+        )
+            .into_response(),
+        _ => return Err(ApiError::not_found()),
+    })
+}
+
+fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
+    use kernel::resource::rest::routes_with;
+    let r = at(
+        Router::new(),
+        "",
+        &["orders/{id}/{action}"],
+        post(action).patch(action),
+    );
+    let r = routes_with(r, "", "orders", &orders::ORDER, Some(post(place)));
+    // Placement and the actions honour `Idempotency-Key`.
+    r.route_layer(axum::middleware::from_fn_with_state(
+        pool,
+        kernel::idempotency::guard,
+    ))
+}
+
+pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
+    let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
+    kernel::events::install(&pool).await?;
+    kernel::idempotency::install(&pool).await?;
+    kernel::idempotency::spawn_pruner(pool.clone());
+    let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
+    outbox.spawn_relay(Duration::from_secs(2));
+    let ctx = ServiceContext {
+        platform: platform.clone(),
+        pool: pool.clone(),
+        outbox,
+    };
+    orders::spawn_reconciler(ctx.clone(), Duration::from_secs(60));
+    Ok(mount(
+        &SPEC,
+        "/api/v1/order",
+        routes(pool.clone()).with_state(ctx),
+        pool,
+        None,
+    ))
+}

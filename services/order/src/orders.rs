@@ -1,0 +1,1327 @@
+//! Orders (contract order.md §2–§7): placement as a saga over the inventory service, the status
+//! machine, cancellation and fulfilment.
+//!
+//! Placement: prices come from the product service (never from the client); the order is
+//! written as `placing` (hidden), its stock is reserved in the inventory service under the order
+//! number (a retry finds the same reservation), and only then does it become `pending` with its
+//! `order.created` event, in one transaction. Any failure after reserving releases the
+//! reservation; the order becomes `failed` (hidden). An inventory that does not answer in 3 s is
+//! 503 with nothing left reserved.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use integration::inventory::SharedStock;
+use integration::order::{
+    OrderCancelled, OrderCreated, OrderFulfilled, OrderLine, OrderRef, OrderStatusChanged,
+};
+use integration::product::SharedPricing;
+use kernel::auth::ProjectScope;
+use kernel::list::{Field as Col, Kind, ListSpec};
+use kernel::rbac::Grants;
+use kernel::resource::{Field, FieldKind, Hooks, Resource, Values};
+use kernel::service::ServiceContext;
+use kernel::{ApiError, FieldErrors};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+
+/// Members read orders; editors ("staff") place, move and fulfil them; owners and admins also
+/// override prices and delete.
+pub const GRANTS: Grants = Grants {
+    editor_extra: &[
+        "order.change_order_status",
+        "order.cancel_order",
+        "order.fulfill_order",
+    ],
+    editor_writes: None,
+};
+
+const MONEY: FieldKind = FieldKind::Decimal {
+    min: Some(0),
+    max: None,
+    scale: 2,
+};
+
+const ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
+    'order_id', i.order_id, 'product_id', i.product_id, 'variant_id', i.variant_id, \
+    'inventory_id', i.inventory_id, 'product_name', i.product_name, 'variant_name', i.variant_name, \
+    'sku', i.sku, 'image_url', i.image_url, 'quantity', i.quantity, \
+    'unit_price', to_char(i.unit_price, 'FM999999999999990.00'), \
+    'list_price', to_char(i.list_price, 'FM999999999999990.00'), \
+    'price_overridden', i.price_overridden, \
+    'discount', to_char(i.discount, 'FM999999999999990.00'), \
+    'tax_amount', to_char(i.tax_amount, 'FM999999999999990.00'), \
+    'total_price', to_char(i.total_price, 'FM999999999999990.00'), \
+    'total', to_char(i.total_price, 'FM999999999999990.00'), \
+    'fulfilled_quantity', i.fulfilled_quantity, 'returned_quantity', i.returned_quantity) \
+    ORDER BY i.id) FROM order_items i WHERE i.order_id = t.id), '[]'::jsonb)";
+const HISTORY: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('status', h.status, \
+    'event', h.event, 'timestamp', h.created_at, 'notes', h.notes, \
+    'performed_by', CASE WHEN h.performed_by IS NULL THEN NULL \
+      ELSE jsonb_build_object('id', h.performed_by) END) ORDER BY h.id) \
+    FROM order_history h WHERE h.order_id = t.id), '[]'::jsonb)";
+const COUNT: &str =
+    "(SELECT COALESCE(sum(i.quantity), 0) FROM order_items i WHERE i.order_id = t.id)";
+const DUE: &str =
+    "to_char(GREATEST(t.total - t.amount_paid + t.amount_refunded, 0), 'FM999999999999990.00')";
+
+/// Orders through the resource machinery: lists and reads, and PATCH of notes, contact and
+/// addresses. Placement, status changes, cancellation and fulfilment are the actions below.
+pub static ORDER: Resource = Resource {
+    service: "order",
+    model: "order",
+    label: "Order",
+    table: "orders",
+    fields: &[
+        Field::text("order_number", 30).read_only(),
+        Field::text("status", 20).read_only(),
+        Field::text("payment_status", 20).read_only(),
+        Field::text("fulfillment_status", 20).read_only(),
+        Field::new("customer_id", FieldKind::int_from(1)).read_only(),
+        Field::text("customer_email", 254),
+        Field::text("customer_phone", 30),
+        Field::text("customer_name", 255),
+        Field::new("shipping_address", FieldKind::Json { max_bytes: 4096 }),
+        Field::new("billing_address", FieldKind::Json { max_bytes: 4096 }),
+        Field::text("currency", 3).read_only(),
+        Field::new("subtotal", MONEY).read_only(),
+        Field::new("discount_amount", MONEY).read_only(),
+        Field::new("tax_amount", MONEY).read_only(),
+        Field::new("shipping_cost", MONEY).read_only(),
+        Field::new("total", MONEY).read_only(),
+        Field::new("amount_paid", MONEY).read_only(),
+        Field::new("amount_refunded", MONEY).read_only(),
+        Field::text("shipping_method", 30).read_only(),
+        Field::text("payment_method", 30).read_only(),
+        Field::text("tracking_number", 100).read_only(),
+        Field::text("carrier", 100).read_only(),
+        Field::text("notes", 2000).aliases(&["note"]),
+        Field::text("reference", 100).read_only(),
+        Field::text("source", 20).read_only(),
+        Field::text("reservation_id", 40).read_only(),
+        Field::new("invoice_id", FieldKind::int_from(1)).read_only(),
+        Field::text("cancellation_reason", 1000).read_only(),
+        Field::new("cancelled_at", FieldKind::DateTime).read_only(),
+        Field::new("confirmed_at", FieldKind::DateTime).read_only(),
+        Field::new("shipped_at", FieldKind::DateTime).read_only(),
+        Field::new("delivered_at", FieldKind::DateTime).read_only(),
+        Field::new("completed_at", FieldKind::DateTime).read_only(),
+    ],
+    slug_from: None,
+    computed: &[
+        ("items", ITEMS),
+        ("items_count", COUNT),
+        ("status_history", HISTORY),
+        ("total_amount", "to_char(t.total, 'FM999999999999990.00')"),
+        (
+            "shipping_amount",
+            "to_char(t.shipping_cost, 'FM999999999999990.00')",
+        ),
+        ("note", "t.notes"),
+        ("amount_due", DUE),
+    ],
+    list: ListSpec {
+        filters: &[
+            Col::new("status", "t.status", Kind::Text),
+            Col::new("payment_status", "t.payment_status", Kind::Text),
+            Col::new("fulfillment_status", "t.fulfillment_status", Kind::Text),
+            Col::new("customer", "t.customer_id", Kind::Int),
+            Col::new("customer_email", "lower(t.customer_email)", Kind::Text),
+            Col::new("order_number", "t.order_number", Kind::Text),
+            Col::new("reference", "t.reference", Kind::Text),
+            Col::new("source", "t.source", Kind::Text),
+            Col::new("total", "t.total", Kind::Decimal),
+            Col::new("created_at", "t.created_at", Kind::DateTime),
+        ],
+        ordering: &[
+            Col::new("created_at", "t.created_at", Kind::DateTime),
+            Col::new("total", "t.total", Kind::Decimal),
+            Col::new("total_amount", "t.total", Kind::Decimal),
+            Col::new("updated_at", "t.updated_at", Kind::DateTime),
+            Col::new("order_number", "t.order_number", Kind::Text),
+        ],
+        search: &[
+            "t.order_number",
+            "t.customer_email",
+            "t.customer_name",
+            "t.notes",
+        ],
+        default_ordering: "-created_at",
+        extra_params: &[],
+    },
+    search_vector: None,
+    public_read: false,
+    public_filter: None,
+    grants: GRANTS,
+    unique: &[],
+    hooks: Some(&OrderRules),
+    params: None,
+    // Orders being placed, or whose placement failed, are internal.
+    hidden: Some("t.status IN ('placing', 'failed')"),
+};
+
+/// PATCH: contact and addresses until shipped; notes always. Deletion only of orders that
+/// never moved stock out (pending, pending_payment, cancelled).
+pub struct OrderRules;
+
+#[async_trait]
+impl Hooks for OrderRules {
+    async fn before_write(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        id: Option<i64>,
+        _body: &Value,
+        values: &mut Values,
+    ) -> Result<(), ApiError> {
+        let Some(id) = id else {
+            return Err(ApiError::method_not_allowed());
+        };
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM orders WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let late = matches!(
+            status.as_str(),
+            "shipped" | "delivered" | "completed" | "cancelled" | "returned"
+        );
+        let contact = values.keys().any(|k| k != "notes");
+        if late && contact {
+            return Err(ApiError::rule(
+                "order_not_editable",
+                format!("Addresses and contact cannot change once the order is {status}."),
+            ));
+        }
+        for key in ["shipping_address", "billing_address"] {
+            if let Some(kernel::resource::Bind::Json(address)) = values.get(key) {
+                check_address(key, address)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn before_delete(
+        &self,
+        _ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        _scope: &ProjectScope,
+        id: i64,
+    ) -> Result<(), ApiError> {
+        let (status, paid): (String, Decimal) =
+            sqlx::query_as("SELECT status, amount_paid FROM orders WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if status != "cancelled" || paid > Decimal::ZERO {
+            return Err(ApiError::rule(
+                "order_not_deletable",
+                "Only a cancelled order without payments can be deleted: cancel it first.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Address: `address_line1`, `city` and a two-letter `country` are required when sent.
+fn check_address(field: &str, address: &Value) -> Result<(), ApiError> {
+    let Some(map) = address.as_object() else {
+        return Err(ApiError::field(field, "An address object is required."));
+    };
+    let text = |k: &str| {
+        map.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let mut missing = Vec::new();
+    for k in ["address_line1", "city", "country"] {
+        if text(k).is_empty() {
+            missing.push(k);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::field(
+            field,
+            format!("Required: {}.", missing.join(", ")),
+        ));
+    }
+    let country = text("country");
+    if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(ApiError::field(
+            field,
+            "country must be an ISO 3166-1 alpha-2 code.",
+        ));
+    }
+    Ok(())
+}
+
+const PAYMENT_METHODS: &[&str] = &[
+    "credit_card",
+    "debit_card",
+    "paypal",
+    "wallet",
+    "cash",
+    "cash_on_delivery",
+    "bank_transfer",
+];
+
+/// Seeded shipping methods (order.md §8): code, cost.
+const SHIPPING: &[(&str, &str)] = &[
+    ("standard", "9.99"),
+    ("express", "19.99"),
+    ("overnight", "34.99"),
+    ("pickup", "0"),
+];
+
+/// A requested line.
+#[derive(Clone, Debug)]
+struct Wanted {
+    product_id: i64,
+    variant_id: Option<i64>,
+    inventory_id: Option<i64>,
+    quantity: i64,
+    unit_price: Option<Decimal>,
+}
+
+fn decimal(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    v.and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
+}
+
+/// What a placement asked for, validated.
+struct Placement {
+    lines: Vec<Wanted>,
+    customer_email: String,
+    customer_phone: String,
+    customer_name: String,
+    shipping_address: Option<Value>,
+    billing_address: Option<Value>,
+    shipping_method: String,
+    payment_method: String,
+    notes: String,
+    reference: Option<String>,
+    source: String,
+}
+
+fn text(body: &Value, names: &[&str], max: usize, errors: &mut FieldErrors) -> String {
+    let Some((name, v)) = names
+        .iter()
+        .find_map(|n| body.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))
+    else {
+        return String::new();
+    };
+    match v.as_str() {
+        Some(s) if s.chars().count() <= max => s.trim().to_owned(),
+        Some(_) => {
+            errors.add(
+                name,
+                format!("Ensure this field has no more than {max} characters."),
+            );
+            String::new()
+        }
+        None => {
+            errors.add(name, "Not a valid string.");
+            String::new()
+        }
+    }
+}
+
+fn parse(body: &Value) -> Result<Placement, ApiError> {
+    let mut errors = FieldErrors::new();
+    let items = body
+        .get("items")
+        .or_else(|| body.get("products"))
+        .and_then(Value::as_array)
+        .filter(|i| !i.is_empty() && i.len() <= 200);
+    let Some(items) = items else {
+        return Err(ApiError::field("items", "Give a list of 1 to 200 lines."));
+    };
+    let mut per_item = Vec::with_capacity(items.len());
+    let mut lines = Vec::with_capacity(items.len());
+    for item in items {
+        let mut e = FieldErrors::new();
+        let product_id =
+            int(item.get("product_id").or_else(|| item.get("product"))).filter(|p| *p > 0);
+        if product_id.is_none() {
+            e.add("product_id", "A valid product id is required.");
+        }
+        let variant_id = match item.get("variant_id").filter(|v| !v.is_null()) {
+            None => None,
+            Some(v) => {
+                let id = int(Some(v)).filter(|p| *p > 0);
+                if id.is_none() {
+                    e.add("variant_id", "A valid id is required.");
+                }
+                id
+            }
+        };
+        let inventory_id = int(item.get("inventory_id")).filter(|p| *p > 0);
+        let quantity = int(item.get("quantity")).filter(|q| (1..=10_000).contains(q));
+        if quantity.is_none() {
+            e.add("quantity", "Give a whole number of units from 1 to 10000.");
+        }
+        let unit_price = match item.get("unit_price").filter(|v| !v.is_null()) {
+            None => None,
+            Some(v) => match decimal(v).filter(|d| *d >= Decimal::ZERO) {
+                Some(d) => Some(d),
+                None => {
+                    e.add("unit_price", "A valid non-negative decimal is required.");
+                    None
+                }
+            },
+        };
+        per_item.push(e);
+        if let (Some(product_id), Some(quantity)) = (product_id, quantity) {
+            lines.push(Wanted {
+                product_id,
+                variant_id,
+                inventory_id,
+                quantity,
+                unit_price,
+            });
+        }
+    }
+    ApiError::per_item("items", &per_item)?;
+    let customer_email = text(body, &["customer_email"], 254, &mut errors);
+    if !customer_email.is_empty() && !customer_email.contains('@') {
+        errors.add("customer_email", "Enter a valid email address.");
+    }
+    let customer_phone = text(body, &["customer_phone"], 30, &mut errors);
+    let customer_name = text(body, &["customer_name"], 255, &mut errors);
+    let shipping_method = text(body, &["shipping_method"], 30, &mut errors).to_ascii_lowercase();
+    if !shipping_method.is_empty() && !SHIPPING.iter().any(|(c, _)| *c == shipping_method) {
+        errors.add("shipping_method", "Unknown shipping method.");
+    }
+    let payment_method = text(body, &["payment_method"], 30, &mut errors).to_ascii_lowercase();
+    if !payment_method.is_empty() && !PAYMENT_METHODS.contains(&payment_method.as_str()) {
+        errors.add(
+            "payment_method",
+            format!("Use one of: {}.", PAYMENT_METHODS.join(", ")),
+        );
+    }
+    let notes = text(body, &["notes", "note"], 2000, &mut errors);
+    let reference = Some(text(body, &["reference"], 100, &mut errors)).filter(|r| !r.is_empty());
+    errors.into_result()?;
+    let shipping_address = body
+        .get("shipping_address")
+        .filter(|v| !v.is_null())
+        .cloned();
+    if let Some(a) = &shipping_address {
+        check_address("shipping_address", a)?;
+    }
+    let billing_address = body
+        .get("billing_address")
+        .filter(|v| !v.is_null())
+        .cloned();
+    if let Some(a) = &billing_address {
+        check_address("billing_address", a)?;
+    }
+    Ok(Placement {
+        billing_address: billing_address.or_else(|| shipping_address.clone()),
+        lines,
+        customer_email,
+        customer_phone,
+        customer_name,
+        shipping_address,
+        shipping_method,
+        payment_method,
+        notes,
+        reference,
+        source: "api".into(),
+    })
+}
+
+/// A priced line.
+struct Priced {
+    wanted: Wanted,
+    quote: integration::product::PriceQuote,
+    unit_price: Decimal,
+    overridden: bool,
+}
+
+const PRICING_TIMEOUT: Duration = Duration::from_secs(2);
+const STOCK_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn unreachable(what: &str) -> ApiError {
+    ApiError::service_unavailable(format!(
+        "The {what} service did not answer. Nothing was placed; retry shortly."
+    ))
+}
+
+/// Prices every line now (product service); a client price must match unless the caller may
+/// override prices.
+async fn price(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    lang: &str,
+    lines: &[Wanted],
+) -> Result<(String, Vec<Priced>), ApiError> {
+    let pricing = ctx
+        .platform
+        .lookup::<SharedPricing>()
+        .ok_or_else(|| unreachable("product"))?;
+    let asked: Vec<(i64, Option<i64>)> =
+        lines.iter().map(|l| (l.product_id, l.variant_id)).collect();
+    let (currency, quotes) = tokio::time::timeout(
+        PRICING_TIMEOUT,
+        pricing.quote(scope.project_id(), lang, &asked),
+    )
+    .await
+    .map_err(|_| unreachable("product"))??;
+    let may_override = scope.require("order.override_price", &GRANTS).is_ok();
+    let mut priced = Vec::with_capacity(lines.len());
+    let mut unavailable = Vec::new();
+    let mut mismatched = Vec::new();
+    for (wanted, quote) in lines.iter().zip(quotes) {
+        let current = quote
+            .unit_price
+            .as_deref()
+            .and_then(|p| p.parse::<Decimal>().ok());
+        let Some(current) = current.filter(|_| quote.is_available) else {
+            unavailable
+                .push(json!({"product_id": wanted.product_id, "variant_id": wanted.variant_id}));
+            continue;
+        };
+        let (unit_price, overridden) = match wanted.unit_price {
+            Some(given) if given != current && may_override => (given, true),
+            Some(given) if given != current => {
+                mismatched.push(
+                    json!({"product_id": wanted.product_id, "variant_id": wanted.variant_id,
+                    "expected": current.round_dp(2).to_string(), "given": given.to_string()}),
+                );
+                (current, false)
+            }
+            _ => (current, false),
+        };
+        priced.push(Priced {
+            wanted: wanted.clone(),
+            quote,
+            unit_price,
+            overridden,
+        });
+    }
+    if !unavailable.is_empty() {
+        return Err(ApiError::rule(
+            "product_unavailable",
+            "Some products are unknown, deleted or not on sale.",
+        )
+        .with("details", json!({ "lines": unavailable })));
+    }
+    if !mismatched.is_empty() {
+        return Err(ApiError::rule(
+            "price_mismatch",
+            "The given prices differ from the current ones.",
+        )
+        .with("details", json!({ "lines": mismatched })));
+    }
+    Ok((currency, priced))
+}
+
+fn money(d: Decimal) -> String {
+    format!("{:.2}", d.round_dp(2))
+}
+
+/// The order as its events reference it.
+async fn reference(tx: &mut PgConnection, id: i64) -> Result<OrderRef, ApiError> {
+    let (order_number, reference, status, payment_status): (
+        String,
+        Option<String>,
+        String,
+        String,
+    ) = sqlx::query_as(
+        "SELECT order_number, reference, status, payment_status FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(OrderRef {
+        order_id: id,
+        order_number,
+        reference,
+        status,
+        payment_status,
+    })
+}
+
+/// An order line as events carry it.
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    id: i64,
+    product_id: i64,
+    variant_id: Option<i64>,
+    sku: Option<String>,
+    quantity: i32,
+    unit_price: Decimal,
+    total_price: Decimal,
+}
+
+async fn lines(tx: &mut PgConnection, id: i64) -> Result<Vec<OrderLine>, ApiError> {
+    let rows: Vec<LineRow> = sqlx::query_as(
+        "SELECT id, product_id, variant_id, sku, quantity, unit_price, total_price \
+         FROM order_items WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| OrderLine {
+            order_item_id: r.id,
+            product_id: r.product_id,
+            variant_id: r.variant_id,
+            sku: r.sku,
+            quantity: r.quantity.into(),
+            unit_price: money(r.unit_price),
+            total_price: money(r.total_price),
+        })
+        .collect())
+}
+
+async fn history(
+    tx: &mut PgConnection,
+    id: i64,
+    event: &str,
+    status: &str,
+    notes: &str,
+    by: Option<i64>,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO order_history (order_id, event, status, notes, performed_by) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(event)
+    .bind(status)
+    .bind(notes)
+    .bind(by)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks a placement failed (hidden) after its reservation was released or never made.
+async fn fail(ctx: &ServiceContext, id: i64, why: &str) {
+    let done = sqlx::query(
+        "UPDATE orders SET status = 'failed', cancellation_reason = $2, updated_at = now() \
+         WHERE id = $1 AND status = 'placing'",
+    )
+    .bind(id)
+    .bind(why)
+    .execute(&ctx.pool)
+    .await;
+    if let Err(e) = done {
+        tracing::error!(order_id = id, error = %e, "failed placement not marked; the reconciler will");
+    }
+}
+
+/// Releases whatever the inventory holds for `order_number`, retrying a few times (the
+/// reconciler takes over if it still cannot).
+async fn release(ctx: &ServiceContext, scope: &ProjectScope, order_number: &str) -> bool {
+    let Some(stock) = ctx.platform.lookup::<SharedStock>() else {
+        return false;
+    };
+    for attempt in 0..3u32 {
+        match tokio::time::timeout(STOCK_TIMEOUT, stock.release_by_order(scope, order_number)).await
+        {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => {
+                tracing::warn!(order = order_number, error = %e, attempt, "release failed")
+            }
+            Err(_) => tracing::warn!(order = order_number, attempt, "release timed out"),
+        }
+        tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+    }
+    false
+}
+
+/// `POST orders/`: → (201 new | 200 the order of an existing `reference`, body).
+pub async fn place(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    lang: &str,
+    body: &Value,
+) -> Result<(bool, Value), ApiError> {
+    scope.require("order.add_order", &GRANTS)?;
+    let placement = parse(body)?;
+    if let Some(reference) = &placement.reference {
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE project_id = $1 AND reference = $2 AND status <> 'failed'",
+        )
+        .bind(scope.project_id())
+        .bind(reference)
+        .fetch_optional(&ctx.pool)
+        .await?;
+        if let Some(id) = existing {
+            return Ok((false, show(ctx, scope, id).await?));
+        }
+    }
+    let (currency, priced) = price(ctx, scope, lang, &placement.lines).await?;
+
+    // Totals (order.md §2.1): no discount or tax source yet, shipping from the method.
+    let subtotal: Decimal = priced
+        .iter()
+        .map(|p| p.unit_price * Decimal::from(p.wanted.quantity))
+        .sum();
+    let shipping: Decimal = SHIPPING
+        .iter()
+        .find(|(c, _)| *c == placement.shipping_method)
+        .and_then(|(_, cost)| cost.parse().ok())
+        .unwrap_or(Decimal::ZERO);
+    let total = subtotal + shipping;
+
+    // 1. The order as `placing`, hidden, with its number.
+    let mut tx = ctx.pool.begin().await?;
+    let placed: Result<(i64, String), sqlx::Error> = sqlx::query_as(
+        "WITH n AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
+         INSERT INTO orders (id, project_id, order_number, customer_id, customer_email, \
+           customer_phone, customer_name, shipping_address, billing_address, currency, subtotal, \
+           shipping_cost, total, shipping_method, payment_method, notes, reference, source, \
+           created_by, updated_by) \
+         SELECT n.id, $1, order_number(n.id), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+           $14, $15, $16, $2, $2 FROM n RETURNING id, order_number",
+    )
+    .bind(scope.project_id())
+    .bind(scope.user_id())
+    .bind(&placement.customer_email)
+    .bind(&placement.customer_phone)
+    .bind(&placement.customer_name)
+    .bind(&placement.shipping_address)
+    .bind(&placement.billing_address)
+    .bind(&currency)
+    .bind(subtotal)
+    .bind(shipping)
+    .bind(total)
+    .bind(&placement.shipping_method)
+    .bind(&placement.payment_method)
+    .bind(&placement.notes)
+    .bind(&placement.reference)
+    .bind(&placement.source)
+    .fetch_one(&mut *tx)
+    .await;
+    let (id, number) = match placed {
+        Ok(row) => row,
+        // The same reference placed concurrently: that order is the answer.
+        Err(sqlx::Error::Database(e)) if e.constraint() == Some("orders_reference") => {
+            drop(tx);
+            let id: i64 = sqlx::query_scalar(
+                "SELECT id FROM orders WHERE project_id = $1 AND reference = $2 AND status <> 'failed'",
+            )
+            .bind(scope.project_id())
+            .bind(&placement.reference)
+            .fetch_one(&ctx.pool)
+            .await?;
+            return Ok((false, show(ctx, scope, id).await?));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for p in &priced {
+        let line_total = p.unit_price * Decimal::from(p.wanted.quantity);
+        sqlx::query(
+            "INSERT INTO order_items (order_id, product_id, variant_id, inventory_id, product_name, \
+               variant_name, sku, image_url, quantity, unit_price, list_price, price_overridden, \
+               total_price, tracked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::numeric, $12, $13, $14)",
+        )
+        .bind(id)
+        .bind(p.wanted.product_id)
+        .bind(p.wanted.variant_id)
+        .bind(p.wanted.inventory_id)
+        .bind(p.quote.name.clone().unwrap_or_default())
+        .bind(&p.quote.variant_name)
+        .bind(&p.quote.sku)
+        .bind(&p.quote.image_url)
+        .bind(p.wanted.quantity as i32)
+        .bind(p.unit_price)
+        .bind(&p.quote.list_price)
+        .bind(p.overridden)
+        .bind(line_total)
+        .bind(p.quote.track_inventory.unwrap_or(true))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+
+    // 2. The stock, held under the order number (a retry finds the same reservation).
+    let tracked: Vec<Value> = priced
+        .iter()
+        .filter(|p| p.quote.track_inventory.unwrap_or(true))
+        .map(|p| {
+            json!({"product_id": p.wanted.product_id, "variant_id": p.wanted.variant_id,
+                   "inventory_id": p.wanted.inventory_id, "quantity": p.wanted.quantity})
+        })
+        .collect();
+    let mut reservation = None;
+    if !tracked.is_empty() {
+        let Some(stock) = ctx.platform.lookup::<SharedStock>() else {
+            fail(ctx, id, "inventory unavailable").await;
+            return Err(unreachable("inventory"));
+        };
+        let request =
+            json!({"order_id": number, "items": tracked, "reference": format!("order:{id}")});
+        match tokio::time::timeout(STOCK_TIMEOUT, stock.reserve(scope, &request)).await {
+            Ok(Ok(held)) => reservation = held["reservation_number"].as_str().map(str::to_owned),
+            Ok(Err(e)) if e.status().is_client_error() => {
+                fail(ctx, id, e.code()).await;
+                return Err(e);
+            }
+            Ok(Err(_)) | Err(_) => {
+                // It may have held the stock before failing: give it back.
+                release(ctx, scope, &number).await;
+                fail(ctx, id, "inventory unavailable").await;
+                return Err(unreachable("inventory"));
+            }
+        }
+    }
+
+    // 3. Placed: visible, with its event, in one transaction.
+    let committed: Result<(), ApiError> = async {
+        let mut tx = ctx.pool.begin().await?;
+        sqlx::query(
+            "UPDATE orders SET status = 'pending', reservation_id = $2, updated_at = now() \
+             WHERE id = $1 AND status = 'placing'",
+        )
+        .bind(id)
+        .bind(&reservation)
+        .execute(&mut *tx)
+        .await?;
+        history(&mut tx, id, "placed", "pending", "", Some(scope.user_id())).await?;
+        let order = reference(&mut tx, id).await?;
+        let items = lines(&mut tx, id).await?;
+        ctx.outbox
+            .record(
+                &mut tx,
+                Some(scope.project_id()),
+                Some(scope.user_id()),
+                &OrderCreated {
+                    order,
+                    customer_id: Some(scope.user_id()),
+                    customer_email: placement.customer_email.clone(),
+                    currency: currency.clone(),
+                    subtotal: money(subtotal),
+                    discount_amount: money(Decimal::ZERO),
+                    shipping_cost: money(shipping),
+                    tax_amount: money(Decimal::ZERO),
+                    total: money(total),
+                    items,
+                    source: placement.source.clone(),
+                    reservation_id: reservation.clone(),
+                },
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = committed {
+        release(ctx, scope, &number).await;
+        fail(ctx, id, "placement not committed").await;
+        return Err(e);
+    }
+    ctx.outbox.flush().await;
+    Ok((true, show(ctx, scope, id).await?))
+}
+
+/// The order as clients read it.
+pub async fn show(ctx: &ServiceContext, scope: &ProjectScope, id: i64) -> Result<Value, ApiError> {
+    kernel::resource::retrieve(
+        ctx,
+        &ORDER,
+        &kernel::auth::ReadScope::Member(scope.clone()),
+        id,
+        "en",
+    )
+    .await
+}
+
+/// An order of the project by id or number, locked.
+async fn lock(
+    tx: &mut PgConnection,
+    project_id: i64,
+    key: &str,
+) -> Result<(i64, String, String, Option<String>, String, Option<Value>), ApiError> {
+    let id: Option<i64> = key.trim().parse().ok();
+    sqlx::query_as(
+        "SELECT id, order_number, status, reservation_id, shipping_method, shipping_address \
+         FROM orders WHERE project_id = $1 AND (id = $2 OR order_number = $3) \
+         AND deleted_at IS NULL AND status NOT IN ('placing', 'failed') FOR UPDATE",
+    )
+    .bind(project_id)
+    .bind(id.unwrap_or(-1))
+    .bind(key.trim())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(ApiError::not_found)
+}
+
+/// Allowed transitions of the main status (order.md §3.1).
+fn allowed(from: &str) -> &'static [&'static str] {
+    match from {
+        "pending_payment" => &["confirmed", "cancelled"],
+        "pending" => &["confirmed", "processing", "completed", "cancelled"],
+        "confirmed" => &["processing", "shipped", "completed", "cancelled"],
+        "processing" => &["shipped", "completed"],
+        "shipped" => &["delivered", "completed", "returned"],
+        "delivered" => &["completed", "returned"],
+        "completed" => &["returned"],
+        _ => &[],
+    }
+}
+
+fn invalid(from: &str, to: &str) -> ApiError {
+    ApiError::rule(
+        "invalid_transition",
+        format!("An order cannot go from {from} to {to}."),
+    )
+    .with(
+        "details",
+        json!({"from": from, "to": to, "allowed": allowed(from)}),
+    )
+}
+
+/// `PATCH orders/{id}/status/` `{status, tracking_number?, carrier?, notes?}`.
+pub async fn set_status(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    key: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    scope.require("order.change_order_status", &GRANTS)?;
+    let mut errors = FieldErrors::new();
+    let to = text(body, &["status"], 30, &mut errors).to_ascii_lowercase();
+    let to = if to == "canceled" {
+        "cancelled".to_owned()
+    } else {
+        to
+    };
+    let tracking = text(body, &["tracking_number"], 100, &mut errors);
+    let carrier = text(body, &["carrier"], 100, &mut errors);
+    let notes = text(body, &["notes", "note"], 2000, &mut errors);
+    if to.is_empty() && errors.is_empty() {
+        errors.required("status");
+    }
+    errors.into_result()?;
+    if to == "cancelled" {
+        let reason = if notes.is_empty() {
+            "Cancelled".to_owned()
+        } else {
+            notes.clone()
+        };
+        let done = cancel(ctx, scope, key, &json!({"reason": reason})).await?;
+        return Ok(
+            json!({"id": done["id"], "status": "cancelled", "previous_status": done["previous_status"],
+            "tracking_number": tracking, "carrier": carrier, "notes": notes, "updated_at": chrono::Utc::now()}),
+        );
+    }
+    if to == "returned" {
+        return Err(ApiError::rule(
+            "use_returns",
+            "Returns are recorded through order returns.",
+        ));
+    }
+    let known = [
+        "pending",
+        "confirmed",
+        "processing",
+        "shipped",
+        "delivered",
+        "completed",
+    ];
+    if !known.contains(&to.as_str()) {
+        return Err(ApiError::field(
+            "status",
+            format!("\"{to}\" is not a valid status."),
+        ));
+    }
+    let (id, number, from, reservation, method, address) = {
+        let mut tx = ctx.pool.begin().await?;
+        let row = lock(&mut tx, scope.project_id(), key).await?;
+        tx.rollback().await?;
+        row
+    };
+    if from == to {
+        return Ok(json!({"id": id, "status": to, "previous_status": from}));
+    }
+    if !allowed(&from).contains(&to.as_str()) {
+        return Err(invalid(&from, &to));
+    }
+    let reaches = |s: &str| {
+        let order = [
+            "pending",
+            "confirmed",
+            "processing",
+            "shipped",
+            "delivered",
+            "completed",
+        ];
+        let at = |x: &str| order.iter().position(|o| *o == x).unwrap_or(0);
+        at(&to) >= at(s) && at(&from) < at(s)
+    };
+    // Effects of the states entered or skipped, before the status moves.
+    if reaches("confirmed") {
+        if let Some(r) = &reservation {
+            hold(ctx, scope, id, &number, r).await?;
+        }
+    }
+    if reaches("shipped") || (to == "completed" && from != "shipped" && from != "delivered") {
+        if reaches("shipped") && method != "pickup" && address.is_none() {
+            return Err(ApiError::rule(
+                "shipping_address_required",
+                "A shipping address is required to ship this order.",
+            ));
+        }
+        fulfil(
+            ctx,
+            scope,
+            id,
+            &number,
+            reservation.as_deref(),
+            &tracking,
+            &carrier,
+        )
+        .await?;
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let (_, _, now, _, _, _) = lock(&mut tx, scope.project_id(), &id.to_string()).await?;
+    if now != from && !(now == "shipped" && to != "shipped") {
+        // Someone else moved it meanwhile.
+        if !allowed(&now).contains(&to.as_str()) && now != to {
+            return Err(invalid(&now, &to));
+        }
+    }
+    sqlx::query(
+        "UPDATE orders SET status = $2, updated_at = now(), updated_by = $3, \
+           confirmed_at = CASE WHEN $2 IN ('confirmed','processing','shipped','delivered','completed') \
+             THEN COALESCE(confirmed_at, now()) ELSE confirmed_at END, \
+           shipped_at = CASE WHEN $2 IN ('shipped','delivered','completed') AND fulfillment_status = 'fulfilled' \
+             THEN COALESCE(shipped_at, now()) ELSE shipped_at END, \
+           delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END, \
+           completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE completed_at END, \
+           tracking_number = CASE WHEN $4 <> '' THEN $4 ELSE tracking_number END, \
+           carrier = CASE WHEN $5 <> '' THEN $5 ELSE carrier END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&to)
+    .bind(scope.user_id())
+    .bind(&tracking)
+    .bind(&carrier)
+    .execute(&mut *tx)
+    .await?;
+    if to == "delivered" {
+        sqlx::query(
+            "UPDATE fulfillments SET status = 'delivered', delivered_at = now(), updated_at = now() \
+             WHERE order_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    history(&mut tx, id, "status", &to, &notes, Some(scope.user_id())).await?;
+    let order = reference(&mut tx, id).await?;
+    ctx.outbox
+        .record(
+            &mut tx,
+            Some(scope.project_id()),
+            Some(scope.user_id()),
+            &OrderStatusChanged {
+                order,
+                from: now.clone(),
+                to: to.clone(),
+                by: Some(scope.user_id()),
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    ctx.outbox.flush().await;
+    let (updated_at, tracking_number, carrier): (chrono::DateTime<chrono::Utc>, String, String) =
+        sqlx::query_as("SELECT updated_at, tracking_number, carrier FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&ctx.pool)
+            .await?;
+    Ok(
+        json!({"id": id, "status": to, "previous_status": now, "tracking_number": tracking_number,
+              "carrier": carrier, "notes": notes, "updated_at": updated_at}),
+    )
+}
+
+/// Confirmation holds the reservation until fulfilment; an expired one cancels the order.
+async fn hold(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    id: i64,
+    number: &str,
+    reservation: &str,
+) -> Result<(), ApiError> {
+    let stock = ctx
+        .platform
+        .lookup::<SharedStock>()
+        .ok_or_else(|| unreachable("inventory"))?;
+    match tokio::time::timeout(STOCK_TIMEOUT, stock.hold(scope, reservation)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.code() == "reservation_expired" || e.code() == "reservation_not_active" => {
+            cancel(
+                ctx,
+                scope,
+                &id.to_string(),
+                &json!({"reason": "reservation_expired"}),
+            )
+            .await?;
+            let _ = number;
+            Err(ApiError::rule(
+                "reservation_expired",
+                "The order's stock reservation expired; the order was cancelled.",
+            ))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(unreachable("inventory")),
+    }
+}
+
+/// Ships every remaining unit: the reservation is confirmed (stock OUT `sale`, referenced by
+/// the order number) and one fulfilment records it. Repeating it changes nothing.
+async fn fulfil(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    id: i64,
+    number: &str,
+    reservation: Option<&str>,
+    tracking: &str,
+    carrier: &str,
+) -> Result<i64, ApiError> {
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM fulfillments WHERE order_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(&ctx.pool)
+    .await?;
+    if let Some(f) = existing {
+        return Ok(f);
+    }
+    if let Some(r) = reservation {
+        let stock = ctx
+            .platform
+            .lookup::<SharedStock>()
+            .ok_or_else(|| unreachable("inventory"))?;
+        tokio::time::timeout(STOCK_TIMEOUT, stock.confirm(scope, r, number))
+            .await
+            .map_err(|_| unreachable("inventory"))??;
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let items: Value = sqlx::query_scalar(
+        "SELECT COALESCE(jsonb_agg(jsonb_build_object('order_item_id', id, 'quantity', quantity - fulfilled_quantity) ORDER BY id), '[]') \
+         FROM order_items WHERE order_id = $1 AND quantity > fulfilled_quantity",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let fulfillment: i64 = sqlx::query_scalar(
+        "INSERT INTO fulfillments (project_id, order_id, items, carrier, tracking_number, \
+           shipping_method, created_by, updated_by) \
+         SELECT project_id, id, $2, $3, $4, shipping_method, $5, $5 FROM orders WHERE id = $1 \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(&items)
+    .bind(carrier)
+    .bind(tracking)
+    .bind(scope.user_id())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::conflict("conflict", "The order was fulfilled concurrently."))?;
+    sqlx::query("UPDATE order_items SET fulfilled_quantity = quantity WHERE order_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE orders SET fulfillment_status = 'fulfilled', shipped_at = COALESCE(shipped_at, now()), \
+           tracking_number = CASE WHEN $2 <> '' THEN $2 ELSE tracking_number END, \
+           carrier = CASE WHEN $3 <> '' THEN $3 ELSE carrier END, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(tracking)
+    .bind(carrier)
+    .execute(&mut *tx)
+    .await?;
+    history(
+        &mut tx,
+        id,
+        "fulfilled",
+        "shipped",
+        tracking,
+        Some(scope.user_id()),
+    )
+    .await?;
+    let order = reference(&mut tx, id).await?;
+    let items = lines(&mut tx, id).await?;
+    ctx.outbox
+        .record(
+            &mut tx,
+            Some(scope.project_id()),
+            Some(scope.user_id()),
+            &OrderFulfilled {
+                order,
+                fulfillment_id: fulfillment,
+                carrier: carrier.to_owned(),
+                tracking_number: tracking.to_owned(),
+                items,
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(fulfillment)
+}
+
+/// `POST orders/{id}/fulfillments/` `{carrier?, tracking_number?}` → the order shipped.
+pub async fn ship(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    key: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    scope.require("order.fulfill_order", &GRANTS)?;
+    let mut body = body.clone();
+    body["status"] = json!("shipped");
+    set_status(ctx, scope, key, &body).await?;
+    let id: i64 = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2)",
+    )
+    .bind(scope.project_id())
+    .bind(key.trim())
+    .fetch_one(&ctx.pool)
+    .await?;
+    let fulfillment: Value = sqlx::query_scalar(
+        "SELECT to_jsonb(f.*) - 'project_id' - 'deleted_at' - 'deleted_by' FROM fulfillments f \
+         WHERE f.order_id = $1 AND f.deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(&ctx.pool)
+    .await?;
+    Ok(fulfillment)
+}
+
+/// `POST orders/{id}/cancel/` `{reason, refund?, restock_items?}`: from pending_payment,
+/// pending or confirmed; the reservation is released. Repeating it answers the same.
+pub async fn cancel(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    key: &str,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    scope.require("order.cancel_order", &GRANTS)?;
+    let mut errors = FieldErrors::new();
+    let reason = text(body, &["reason"], 1000, &mut errors);
+    if reason.is_empty() && errors.is_empty() {
+        errors.required("reason");
+    }
+    errors.into_result()?;
+    let (id, number, from, reservation, _, _) = {
+        let mut tx = ctx.pool.begin().await?;
+        let row = lock(&mut tx, scope.project_id(), key).await?;
+        tx.rollback().await?;
+        row
+    };
+    if from == "cancelled" {
+        return cancelled(ctx, id, &from).await;
+    }
+    if !matches!(from.as_str(), "pending_payment" | "pending" | "confirmed") {
+        return Err(ApiError::rule(
+            "order_not_cancellable",
+            format!("Order cannot be cancelled in current status: {from}"),
+        ));
+    }
+    if reservation.is_some() && !release(ctx, scope, &number).await {
+        return Err(unreachable("inventory"));
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let (_, _, now, _, _, _) = lock(&mut tx, scope.project_id(), &id.to_string()).await?;
+    if now == "cancelled" {
+        drop(tx);
+        return cancelled(ctx, id, &now).await;
+    }
+    if !matches!(now.as_str(), "pending_payment" | "pending" | "confirmed") {
+        return Err(ApiError::rule(
+            "order_not_cancellable",
+            format!("Order cannot be cancelled in current status: {now}"),
+        ));
+    }
+    sqlx::query(
+        "UPDATE orders SET status = 'cancelled', cancellation_reason = $2, cancelled_at = now(), \
+           updated_at = now(), updated_by = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&reason)
+    .bind(scope.user_id())
+    .execute(&mut *tx)
+    .await?;
+    history(
+        &mut tx,
+        id,
+        "cancelled",
+        "cancelled",
+        &reason,
+        Some(scope.user_id()),
+    )
+    .await?;
+    let order = reference(&mut tx, id).await?;
+    ctx.outbox
+        .record(
+            &mut tx,
+            Some(scope.project_id()),
+            Some(scope.user_id()),
+            &OrderCancelled {
+                order,
+                reason: reason.clone(),
+                refund_amount: money(Decimal::ZERO),
+            },
+        )
+        .await?;
+    tx.commit().await?;
+    ctx.outbox.flush().await;
+    cancelled(ctx, id, &now).await
+}
+
+async fn cancelled(ctx: &ServiceContext, id: i64, previous: &str) -> Result<Value, ApiError> {
+    let (reason, at): (String, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT cancellation_reason, cancelled_at FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&ctx.pool)
+            .await?;
+    Ok(
+        json!({"id": id, "status": "cancelled", "previous_status": previous,
+              "cancellation_reason": reason, "refund_processed": false, "refund_amount": "0.00",
+              "items_restocked": true, "cancelled_at": at}),
+    )
+}
+
+/// Placements stuck in `placing` (a process died mid-saga) are marked failed after 2 minutes.
+/// Their reservation, held under the order number, is not released from here (there is no
+/// caller scope): it expires on its own after its hold time.
+pub fn spawn_reconciler(ctx: ServiceContext, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let stuck: Result<Vec<(i64, String)>, _> = sqlx::query_as(
+                "SELECT id, order_number FROM orders \
+                 WHERE status = 'placing' AND created_at < now() - interval '2 minutes' LIMIT 100",
+            )
+            .fetch_all(&ctx.pool)
+            .await;
+            let Ok(stuck) = stuck else { continue };
+            for (id, number) in stuck {
+                tracing::warn!(order = number, "placement interrupted; marking it failed");
+                fail(&ctx, id, "placement interrupted").await;
+            }
+        }
+    })
+}
