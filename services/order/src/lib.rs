@@ -94,6 +94,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         outbox,
     };
     orders::spawn_reconciler(ctx.clone(), Duration::from_secs(60));
+    platform.events().subscribe(
+        "order",
+        &["inventory.reservation_expired"],
+        std::sync::Arc::new(orders::ExpiryFollower { ctx: ctx.clone() }),
+    );
     Ok(mount(
         &SPEC,
         "/api/v1/order",

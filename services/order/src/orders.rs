@@ -1325,3 +1325,67 @@ pub fn spawn_reconciler(ctx: ServiceContext, every: Duration) -> tokio::task::Jo
         }
     })
 }
+
+/// `inventory.reservation_expired`: a pending order whose hold expired is cancelled (reason
+/// `reservation_expired`), once per event.
+pub struct ExpiryFollower {
+    pub ctx: ServiceContext,
+}
+
+#[async_trait]
+impl kernel::events::EventHandler for ExpiryFollower {
+    async fn handle(&self, envelope: &kernel::events::Envelope) -> anyhow::Result<()> {
+        let Some(event) = envelope.decode::<integration::inventory::ReservationExpired>() else {
+            return Ok(());
+        };
+        let event = event?.0;
+        let (Some(project_id), Some(number)) = (envelope.project_id, event.order_id) else {
+            return Ok(());
+        };
+        let Some(mut tx) = kernel::events::begin_once(&self.ctx.pool, "order", envelope).await?
+        else {
+            return Ok(());
+        };
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE project_id = $1 AND order_number = $2 \
+             AND status IN ('pending', 'pending_payment') FOR UPDATE",
+        )
+        .bind(project_id)
+        .bind(&number)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = id {
+            let reason = "reservation_expired";
+            sqlx::query(
+                "UPDATE orders SET status = 'cancelled', cancellation_reason = $2, \
+                   cancelled_at = now(), updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+            history(&mut tx, id, "cancelled", "cancelled", reason, None)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+            let order = reference(&mut tx, id)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+            self.ctx
+                .outbox
+                .record(
+                    &mut tx,
+                    Some(project_id),
+                    None,
+                    &OrderCancelled {
+                        order,
+                        reason: reason.to_owned(),
+                        refund_amount: money(Decimal::ZERO),
+                    },
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        self.ctx.outbox.nudge();
+        Ok(())
+    }
+}

@@ -758,3 +758,79 @@ async fn orders_do_not_cross_tenants() {
     );
     assert_eq!(stock_of(&app, &a, radio).await, (3, 1));
 }
+
+#[tokio::test]
+async fn an_order_whose_hold_expires_is_cancelled() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "laila", "Laila Lamps").await;
+    let bulb = stocked(&app, &owner, "Bulb", "2.00", 10).await;
+    let (_, order) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": bulb, "quantity": 4}]}),
+    )
+    .await;
+    let inventory = service_pool(app.platform.config(), "inventory").await;
+    sqlx::query(
+        "UPDATE reservations SET expires_at = now() - interval '1 minute' WHERE order_id = $1",
+    )
+    .bind(order["order_number"].as_str().expect("number"))
+    .execute(&inventory)
+    .await
+    .expect("overdue");
+    let ctx = kernel::service::ServiceContext {
+        platform: app.platform.clone(),
+        pool: inventory.clone(),
+        outbox: kernel::events::Outbox::new(
+            inventory.clone(),
+            "inventory",
+            app.platform.events().clone(),
+        ),
+    };
+    assert_eq!(
+        zv_inventory::reservations::sweep(&ctx)
+            .await
+            .expect("sweep"),
+        1
+    );
+    ctx.outbox.flush().await;
+    let mut now = Value::Null;
+    for _ in 0..100 {
+        let (_, o, _) = app
+            .get(
+                &format!("{API}orders/{}/", order["id"]),
+                Some(&owner.access),
+            )
+            .await;
+        if o["status"] == "cancelled" {
+            now = o;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(now["cancellation_reason"], "reservation_expired", "{now}");
+    assert_eq!(stock_of(&app, &owner, bulb).await, (10, 0));
+    // A confirmed order keeps its hold: the sweeper does not touch it.
+    let (_, kept) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": bulb, "quantity": 2}]}),
+    )
+    .await;
+    post(
+        &app,
+        &owner,
+        &format!("orders/{}/status/", kept["id"]),
+        json!({"status": "confirmed"}),
+    )
+    .await;
+    assert_eq!(
+        zv_inventory::reservations::sweep(&ctx)
+            .await
+            .expect("sweep"),
+        0
+    );
+    assert_eq!(stock_of(&app, &owner, bulb).await, (10, 2));
+}
