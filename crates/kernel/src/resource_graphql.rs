@@ -1354,6 +1354,141 @@ impl Executor for ResourceSchema {
     }
 }
 
+// Workflow mutations of a service's own (`Extend`): payloads with `errors{field message}`.
+
+/// An input object as the REST body (camelCase keys → snake_case).
+pub fn input(ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
+    let raw = argument(ctx, "input")?.unwrap_or(Value::Null);
+    Ok(snake_keys(raw))
+}
+
+pub fn snake_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (crate::list::snake_case(&k), snake_keys(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(snake_keys).collect()),
+        other => other,
+    }
+}
+
+/// The messages of a refused request as payload errors `{field, message}`.
+pub fn refusals(e: &ApiError) -> Vec<Value> {
+    let body = e.body();
+    let mut out = Vec::new();
+    if e.status().as_u16() == 422 {
+        out.push(serde_json::json!({"field": camel(e.code()), "message": e.detail()}));
+        return out;
+    }
+    if let Value::Object(fields) = body {
+        for (field, messages) in fields {
+            let field = camel(&field);
+            match messages {
+                Value::Array(items) => {
+                    for item in items {
+                        let message = match item {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        out.push(serde_json::json!({"field": field, "message": message}));
+                    }
+                }
+                Value::String(s) => out.push(serde_json::json!({"field": field, "message": s})),
+                other => {
+                    out.push(serde_json::json!({"field": field, "message": other.to_string()}))
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A workflow result as its payload: the values on success, `errors` when the request was
+/// refused (400/404/409/422), a GraphQL error otherwise.
+pub fn payload(result: Result<Value, ApiError>) -> async_graphql::Result<Value> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) if matches!(e.status().as_u16(), 400 | 404 | 409 | 422) => {
+            Ok(serde_json::json!({ "__errors": refusals(&e) }))
+        }
+        Err(e) => Err(gql(e)),
+    }
+}
+
+/// A payload type: each `(field, type)` reads the parent's value of that name; `errors` the
+/// refusals.
+pub fn payload_type(name: &str, fields: &'static [(&'static str, &'static str)]) -> Object {
+    let mut object = Object::new(name);
+    for &(field, ty) in fields {
+        object = object.field(Field::new(field, TypeRef::named(ty), move |ctx| {
+            FieldFuture::new(async move {
+                let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
+                Ok(match &parent[field] {
+                    Value::Null => None,
+                    Value::Bool(b) if ty == TypeRef::BOOLEAN => Some(FieldValue::value(*b)),
+                    v if ty == "JSON" => Some(FieldValue::value(async_graphql::Value::from_json(
+                        camel_keys(v.clone()),
+                    )?)),
+                    v => Some(FieldValue::owned_any(v.clone())),
+                })
+            })
+        }));
+    }
+    object.field(Field::new(
+        "errors",
+        TypeRef::named_nn_list_nn("FieldError"),
+        |ctx| {
+            FieldFuture::new(async move {
+                let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
+                let errors: Vec<FieldValue<'_>> = parent["__errors"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(FieldValue::owned_any)
+                    .collect();
+                Ok(Some(FieldValue::list(errors)))
+            })
+        },
+    ))
+}
+
+pub type Pinned<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A workflow field's work, given the resolver context and the caller.
+pub type Work =
+    for<'a> fn(&'a ResolverContext<'a>, Writer) -> Pinned<'a, async_graphql::Result<Value>>;
+
+/// A workflow mutation answering `payload` (a type from [`payload_type`]).
+pub fn workflow(name: &'static str, payload_type: &'static str, work: Work) -> Field {
+    Field::new(name, TypeRef::named_nn(payload_type), move |ctx| {
+        FieldFuture::new(async move {
+            let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                let w = writer(&ctx).await?;
+                let value = work(&ctx, w).await?;
+                Ok(Some(FieldValue::owned_any(value)))
+            }
+            .await;
+            Ok(field_result(&ctx, out))
+        })
+    })
+}
+
+/// JSON keys in GraphQL spelling (`created_at` → `createdAt`), recursively.
+pub fn camel_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (camel(&k), camel_keys(v)))
+                .collect::<serde_json::Map<_, _>>(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(camel_keys).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

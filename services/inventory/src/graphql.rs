@@ -13,11 +13,11 @@ use async_graphql::dynamic::{
 };
 use kernel::auth::ReadScope;
 use kernel::resource_graphql::{
-    argument, camel_name, error, field_result, writer, BelongsTo, GraphqlResource, InputKind,
-    Writer,
+    argument, error, field_result, input, payload, payload_type, snake_keys as snake, workflow,
+    writer, BelongsTo, GraphqlResource, InputKind, Pinned, Work, Writer,
 };
 use kernel::ApiError;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::{operations, reference, reservations, stock, views};
 
@@ -201,125 +201,8 @@ pub static RESOURCES: &[&GraphqlResource] = &[
     &RESTOCK,
 ];
 
-/// An input object as the REST body (camelCase keys → snake_case).
-fn input(ctx: &ResolverContext<'_>) -> async_graphql::Result<Value> {
-    let raw = argument(ctx, "input")?.unwrap_or(Value::Null);
-    Ok(snake(raw))
-}
-
-fn snake(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (kernel::list::snake_case(&k), snake(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(snake).collect()),
-        other => other,
-    }
-}
-
-/// The messages of a refused request as payload errors `{field, message}`.
-fn refusals(e: &ApiError) -> Vec<Value> {
-    let body = e.body();
-    let mut out = Vec::new();
-    if e.status().as_u16() == 422 {
-        out.push(json!({"field": camel_name(e.code()), "message": e.detail()}));
-        return out;
-    }
-    if let Value::Object(fields) = body {
-        for (field, messages) in fields {
-            let field = camel_name(&field);
-            match messages {
-                Value::Array(items) => {
-                    for item in items {
-                        let message = match item {
-                            Value::String(s) => s,
-                            other => other.to_string(),
-                        };
-                        out.push(json!({"field": field, "message": message}));
-                    }
-                }
-                Value::String(s) => out.push(json!({"field": field, "message": s})),
-                other => out.push(json!({"field": field, "message": other.to_string()})),
-            }
-        }
-    }
-    out
-}
-
-/// A workflow result as its payload: the values on success, `errors` when the request was
-/// refused (400/404/409/422), a GraphQL error otherwise.
-fn payload(result: Result<Value, ApiError>) -> async_graphql::Result<Value> {
-    match result {
-        Ok(v) => Ok(v),
-        Err(e) if matches!(e.status().as_u16(), 400 | 404 | 409 | 422) => {
-            Ok(json!({ "__errors": refusals(&e) }))
-        }
-        Err(e) => Err(error(e)),
-    }
-}
-
-/// A payload type: each `(field, type)` reads the parent's value of that name; `errors` the
-/// refusals.
-fn payload_type(name: &str, fields: &'static [(&'static str, &'static str)]) -> Object {
-    let mut object = Object::new(name);
-    for &(field, ty) in fields {
-        object = object.field(Field::new(field, TypeRef::named(ty), move |ctx| {
-            FieldFuture::new(async move {
-                let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
-                Ok(match &parent[field] {
-                    Value::Null => None,
-                    Value::Bool(b) if ty == TypeRef::BOOLEAN => Some(FieldValue::value(*b)),
-                    v if ty == "JSON" => Some(FieldValue::value(async_graphql::Value::from_json(
-                        camel(v.clone()),
-                    )?)),
-                    v => Some(FieldValue::owned_any(v.clone())),
-                })
-            })
-        }));
-    }
-    object.field(Field::new(
-        "errors",
-        TypeRef::named_nn_list_nn("FieldError"),
-        |ctx| {
-            FieldFuture::new(async move {
-                let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
-                let errors: Vec<FieldValue<'_>> = parent["__errors"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(FieldValue::owned_any)
-                    .collect();
-                Ok(Some(FieldValue::list(errors)))
-            })
-        },
-    ))
-}
-
-type Pinned<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// A workflow field's work, given the resolver context and the caller.
-type Work = for<'a> fn(&'a ResolverContext<'a>, Writer) -> Pinned<'a, async_graphql::Result<Value>>;
-
 /// A JSON query's answer.
 type Answer = for<'a> fn(&'a ResolverContext<'a>, Writer) -> Pinned<'a, Result<Value, ApiError>>;
-
-/// A workflow mutation answering `payload` (a type from [`payload_type`]).
-fn workflow(name: &'static str, payload_type: &'static str, work: Work) -> Field {
-    Field::new(name, TypeRef::named_nn(payload_type), move |ctx| {
-        FieldFuture::new(async move {
-            let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
-                let w = writer(&ctx).await?;
-                let value = work(&ctx, w).await?;
-                Ok(Some(FieldValue::owned_any(value)))
-            }
-            .await;
-            Ok(field_result(&ctx, out))
-        })
-    })
-}
 
 fn id_value(v: &Value) -> Option<i64> {
     v.as_i64()
@@ -601,25 +484,13 @@ fn json_query(name: &'static str, answer: Answer) -> Field {
                 let w = writer(&ctx).await?;
                 let value = answer(&ctx, w).await.map_err(error)?;
                 Ok(Some(FieldValue::value(async_graphql::Value::from_json(
-                    camel(value),
+                    kernel::resource_graphql::camel_keys(value),
                 )?)))
             }
             .await;
             Ok(field_result(&ctx, out))
         })
     })
-}
-
-fn camel(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (camel_name(&k), camel(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(camel).collect()),
-        other => other,
-    }
 }
 
 fn params(pairs: &[(&str, Option<String>)]) -> BTreeMap<String, String> {
