@@ -1,7 +1,8 @@
 //! The order service (contract order.md): placement as a saga over inventory reservations,
 //! the status machine, cancellation and fulfilment. Carts, payments, returns, invoices (billing)
-//! and `/graphql/order` are not built yet.
+//! are not built yet; `/graphql/order` serves what is.
 
+pub mod graphql;
 pub mod orders;
 
 use std::time::Duration;
@@ -99,11 +100,14 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         &["inventory.reservation_expired"],
         std::sync::Arc::new(orders::ExpiryFollower { ctx: ctx.clone() }),
     );
-    Ok(mount(
-        &SPEC,
-        "/api/v1/order",
-        routes(pool.clone()).with_state(ctx),
-        pool,
-        None,
-    ))
+    let schema = kernel::resource_graphql::ResourceSchema::with_extensions(
+        graphql::RESOURCES,
+        ctx.clone(),
+        graphql::extend,
+        &["createOrder"],
+    )?;
+    let router = routes(pool.clone())
+        .with_state(ctx)
+        .merge(kernel::graphql::routes(schema, "/graphql/order"));
+    Ok(mount(&SPEC, "/api/v1/order", router, pool, None))
 }

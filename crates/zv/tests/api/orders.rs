@@ -834,3 +834,74 @@ async fn an_order_whose_hold_expires_is_cancelled() {
     );
     assert_eq!(stock_of(&app, &owner, bulb).await, (10, 2));
 }
+
+#[tokio::test]
+async fn graphql_places_reads_and_moves_orders() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "ghalia", "Ghalia Games").await;
+    let dice = stocked(&app, &owner, "Dice", "3.25", 8).await;
+    let gql = |query: &str, variables: Value| json!({"query": query, "variables": variables});
+    let ask = |body: Value| {
+        let app = &app;
+        let token = owner.access.clone();
+        async move {
+            let (status, answer, _) = app.post("/graphql/order", body, Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            answer
+        }
+    };
+    let placed = ask(gql(
+        "mutation($i: JSON) { createOrder(input: {items: $i, customerEmail: \"g@example.com\", shippingMethod: \"pickup\"}) { id orderNumber mainStatus status total totalAmount items } }",
+        json!({"i": [{"productId": dice, "quantity": 2}]}),
+    ))
+    .await;
+    let order = placed["data"]["createOrder"].clone();
+    assert_eq!(
+        (order["mainStatus"].clone(), order["total"].clone()),
+        (json!("pending"), json!("6.50")),
+        "{placed}"
+    );
+    assert_eq!(stock_of(&app, &owner, dice).await, (8, 2));
+    let moved = ask(gql(
+        "mutation($o: ID!) { updateOrderStatus(input: {orderId: $o, status: \"completed\", trackingNumber: \"T-9\"}) { order { mainStatus trackingNumber fulfillmentStatus } errors { field message } } }",
+        json!({"o": order["orderNumber"]}),
+    ))
+    .await;
+    assert_eq!(
+        moved["data"]["updateOrderStatus"],
+        json!({"order": {"mainStatus": "completed", "trackingNumber": "T-9", "fulfillmentStatus": "fulfilled"}, "errors": []}),
+        "{moved}"
+    );
+    assert_eq!(stock_of(&app, &owner, dice).await, (6, 0));
+    let refused = ask(gql(
+        "mutation($o: ID!) { cancelOrder(orderId: $o, reason: \"late\") { order { id } errors { field message } } }",
+        json!({"o": order["id"]}),
+    ))
+    .await;
+    assert_eq!(
+        refused["data"]["cancelOrder"]["errors"][0]["field"], "orderNotCancellable",
+        "{refused}"
+    );
+    let read = ask(gql(
+        "query($n: String!) { orderByNumber(orderNumber: $n) { id } orders(where: {status: \"completed\"}) { orderNumber } _ordersMeta { count } }",
+        json!({"n": order["orderNumber"]}),
+    ))
+    .await;
+    assert_eq!(read["data"]["orderByNumber"]["id"], order["id"], "{read}");
+    assert_eq!(
+        read["data"]["orders"][0]["orderNumber"],
+        order["orderNumber"]
+    );
+    assert_eq!(read["data"]["_ordersMeta"]["count"], 1);
+    let short = ask(gql(
+        "mutation($i: JSON) { createOrder(input: {items: $i}) { id } }",
+        json!({"i": [{"productId": dice, "quantity": 99}]}),
+    ))
+    .await;
+    assert!(
+        short["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Insufficient")),
+        "{short}"
+    );
+}

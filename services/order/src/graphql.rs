@@ -1,0 +1,174 @@
+//! `/graphql/order` (contract order.md §12), as far as the service is built: orders through the
+//! kernel's GraphQL adapter (`order(id)`, `orders(where, search, orderBy, limit, offset)`,
+//! `_ordersMeta`, `updateOrder`, `deleteOrder`), `createOrder` = placement (§4), and
+//! `cancelOrder`, `updateOrderStatus` (`{order, errors{field message}}`) and `orderByNumber`.
+
+use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, Type, TypeRef};
+use kernel::resource_graphql::{
+    argument, error, field_result, input, payload, payload_type, workflow, writer, GraphqlResource,
+    InputKind, Pinned, Writer,
+};
+use serde_json::{json, Value};
+
+use crate::orders;
+
+pub static ORDER: GraphqlResource = GraphqlResource {
+    resource: &orders::ORDER,
+    type_name: "Order",
+    single: "order",
+    plural: "orders",
+    // HEAD's GraphQL spells the main status `mainStatus` and the note `note`.
+    renames: &[("status", "main_status"), ("notes", "note")],
+    has_many: &[],
+    belongs_to: &[],
+    // Given on placement only.
+    extra_inputs: &[
+        ("items", InputKind::Json),
+        ("shipping_method", InputKind::Text),
+        ("payment_method", InputKind::Text),
+        ("reference", InputKind::Text),
+    ],
+    roots: true,
+    aliases: &[],
+};
+
+pub static RESOURCES: &[&GraphqlResource] = &[&ORDER];
+
+fn order_key(ctx: &async_graphql::dynamic::ResolverContext<'_>, name: &str) -> String {
+    match argument(ctx, name).ok().flatten() {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `createOrder(input)`: the placement of §4 (prices from the catalogue, stock reserved).
+fn create_order<'a>(
+    ctx: &'a async_graphql::dynamic::ResolverContext<'a>,
+    w: Writer,
+) -> Pinned<'a, async_graphql::Result<Value>> {
+    Box::pin(async move {
+        let body = input(ctx)?;
+        orders::place(&w.svc, &w.scope, w.lang, &body)
+            .await
+            .map(|(_, order)| order)
+            .map_err(error)
+    })
+}
+
+/// `cancelOrder(orderId, reason)` → `{order, errors}`.
+fn cancel_order<'a>(
+    ctx: &'a async_graphql::dynamic::ResolverContext<'a>,
+    w: Writer,
+) -> Pinned<'a, async_graphql::Result<Value>> {
+    Box::pin(async move {
+        let key = order_key(ctx, "orderId");
+        let body = json!({"reason": argument(ctx, "reason")?});
+        let result = async {
+            orders::cancel(&w.svc, &w.scope, &key, &body).await?;
+            let id = body_id(&w, &key).await?;
+            Ok(json!({"order": orders::show(&w.svc, &w.scope, id).await?}))
+        }
+        .await;
+        payload(result)
+    })
+}
+
+/// `updateOrderStatus(input{orderId, status, notes, trackingNumber, carrier})` → `{order, errors}`.
+fn update_status<'a>(
+    ctx: &'a async_graphql::dynamic::ResolverContext<'a>,
+    w: Writer,
+) -> Pinned<'a, async_graphql::Result<Value>> {
+    Box::pin(async move {
+        let body = input(ctx)?;
+        let key = match &body["order_id"] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        let result = async {
+            orders::set_status(&w.svc, &w.scope, &key, &body).await?;
+            let id = body_id(&w, &key).await?;
+            Ok(json!({"order": orders::show(&w.svc, &w.scope, id).await?}))
+        }
+        .await;
+        payload(result)
+    })
+}
+
+/// The id of an order named by id or number.
+async fn body_id(w: &Writer, key: &str) -> Result<i64, kernel::ApiError> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2)",
+    )
+    .bind(w.scope.project_id())
+    .bind(key.trim())
+    .fetch_optional(&w.svc.pool)
+    .await?
+    .ok_or_else(kernel::ApiError::not_found)
+}
+
+/// `orderByNumber(orderNumber)`.
+fn order_by_number() -> Field {
+    Field::new("orderByNumber", TypeRef::named("Order"), |ctx| {
+        FieldFuture::new(async move {
+            let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                let w = writer(&ctx).await?;
+                let number = order_key(&ctx, "orderNumber");
+                let id = body_id(&w, &number).await.map_err(error)?;
+                let order = orders::show(&w.svc, &w.scope, id).await.map_err(error)?;
+                Ok(Some(FieldValue::owned_any(order)))
+            }
+            .await;
+            Ok(field_result(&ctx, out))
+        })
+    })
+    .argument(InputValue::new(
+        "orderNumber",
+        TypeRef::named_nn(TypeRef::STRING),
+    ))
+}
+
+/// The service's own fields (see the module documentation).
+pub fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Type>) {
+    let status_input = [
+        ("orderId", TypeRef::named_nn(TypeRef::ID)),
+        ("status", TypeRef::named_nn(TypeRef::STRING)),
+        ("notes", TypeRef::named(TypeRef::STRING)),
+        ("trackingNumber", TypeRef::named(TypeRef::STRING)),
+        ("carrier", TypeRef::named(TypeRef::STRING)),
+    ]
+    .into_iter()
+    .fold(
+        async_graphql::dynamic::InputObject::new("UpdateOrderStatusInput"),
+        |o, (n, ty)| o.field(InputValue::new(n, ty)),
+    );
+    let mutation = mutation
+        .field(
+            kernel::resource_graphql::workflow("createOrder", "Order", create_order)
+                .argument(InputValue::new("input", TypeRef::named_nn("OrderInput"))),
+        )
+        .field(
+            workflow("cancelOrder", "OrderPayload", cancel_order)
+                .argument(InputValue::new("orderId", TypeRef::named_nn(TypeRef::ID)))
+                .argument(InputValue::new(
+                    "reason",
+                    TypeRef::named_nn(TypeRef::STRING),
+                )),
+        )
+        .field(
+            workflow("updateOrderStatus", "OrderPayload", update_status).argument(InputValue::new(
+                "input",
+                TypeRef::named_nn("UpdateOrderStatusInput"),
+            )),
+        );
+    let query = query.field(order_by_number());
+    (
+        query,
+        mutation,
+        vec![
+            status_input.into(),
+            payload_type("OrderPayload", &[("order", "Order")]).into(),
+        ],
+    )
+}
