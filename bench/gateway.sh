@@ -27,7 +27,7 @@ PASSWORD="Bench-pass-123"
 cleanup() {
   kill "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  for service in auth project product inventory order; do
+  for service in auth project product inventory order billing; do
     psql "${ZV_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" -qc \
       "DROP DATABASE IF EXISTS \"${ZV_DATABASE_PREFIX}zv_${service}_db\" WITH (FORCE)" >/dev/null 2>&1 || true
   done

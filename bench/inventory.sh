@@ -37,7 +37,7 @@ WORK=$(mktemp -d)
 cleanup() {
   kill "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  for service in auth project product inventory order; do
+  for service in auth project product inventory order billing; do
     psql "$DB_URL" -qc "DROP DATABASE IF EXISTS \"${ZV_DATABASE_PREFIX}zv_${service}_db\" WITH (FORCE)" >/dev/null 2>&1 || true
   done
   rm -rf "$ZV_DATA_DIR" "$WORK"

@@ -2,6 +2,7 @@
 //! payloads) and the typed clients one service uses to call another. Services depend on this
 //! crate, never on each other.
 
+pub mod billing;
 pub mod files;
 pub mod inventory;
 pub mod order;

@@ -309,6 +309,18 @@ impl ProjectScope {
         }
     }
 
+    /// The platform acting in an event's project, for the effects its consumers cause (an order
+    /// confirmed once paid). Events come from the platform's own outboxes, so their project is
+    /// trusted; `None` for an event without one.
+    pub fn for_event(envelope: &crate::events::Envelope) -> Option<ProjectScope> {
+        Some(ProjectScope {
+            project_id: envelope.project_id?,
+            user_id: envelope.actor_id.unwrap_or(0),
+            role: Some(Role::Admin),
+            is_superuser: false,
+        })
+    }
+
     /// Step 3 of the check: superuser, else the role's default grants.
     pub fn require(&self, codename: &str, grants: &Grants) -> Result<(), ApiError> {
         if self.is_superuser || self.role.is_some_and(|r| role_allows(r, codename, grants)) {

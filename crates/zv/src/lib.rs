@@ -19,6 +19,7 @@ pub async fn build_services(platform: &Platform) -> anyhow::Result<Vec<MountedSe
         zv_product::build(platform).await?,
         zv_inventory::build(platform).await?,
         zv_order::build(platform).await?,
+        zv_billing::build(platform).await?,
     ];
     // With RabbitMQ, every consuming service now reads its queue.
     platform.events().start();
@@ -32,6 +33,7 @@ pub const MIGRATIONS: &[(&str, &sqlx::migrate::Migrator)] = &[
     (zv_product::SPEC.name, &zv_product::MIGRATOR),
     (zv_inventory::SPEC.name, &zv_inventory::MIGRATOR),
     (zv_order::SPEC.name, &zv_order::MIGRATOR),
+    (zv_billing::SPEC.name, &zv_billing::MIGRATOR),
 ];
 
 /// Everything `zv up` serves: the gateway over every service, in one process.

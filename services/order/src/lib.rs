@@ -100,6 +100,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         &["inventory.reservation_expired"],
         std::sync::Arc::new(orders::ExpiryFollower { ctx: ctx.clone() }),
     );
+    platform.events().subscribe(
+        "order",
+        &["invoice.created", "payment.success", "payment.refunded"],
+        std::sync::Arc::new(orders::BillingFollower { ctx: ctx.clone() }),
+    );
     let schema = kernel::resource_graphql::ResourceSchema::with_extensions(
         graphql::RESOURCES,
         ctx.clone(),

@@ -1389,3 +1389,122 @@ impl kernel::events::EventHandler for ExpiryFollower {
         Ok(())
     }
 }
+
+/// Billing's events about an order's invoice: `invoice.created` (→ `invoice_id`) and
+/// `payment.success` / `payment.refunded` (→ amounts and the derived `payment_status`). An
+/// order that becomes paid while pending is confirmed (order.md §3.2 `auto_confirm_paid_orders`).
+pub struct BillingFollower {
+    pub ctx: ServiceContext,
+}
+
+/// order.md §3.2, from the invoice's totals after a payment or refund.
+fn payment_status(total: Decimal, paid: Decimal, refunded: Decimal) -> &'static str {
+    let net = paid - refunded;
+    if refunded > Decimal::ZERO && net <= Decimal::ZERO {
+        "refunded"
+    } else if refunded > Decimal::ZERO {
+        "partially_refunded"
+    } else if net >= total {
+        "paid"
+    } else if net > Decimal::ZERO {
+        "partially_paid"
+    } else {
+        "pending"
+    }
+}
+
+#[async_trait]
+impl kernel::events::EventHandler for BillingFollower {
+    async fn handle(&self, envelope: &kernel::events::Envelope) -> anyhow::Result<()> {
+        use integration::billing::{InvoiceCreated, PaymentRefunded, PaymentSucceeded};
+        let Some(project_id) = envelope.project_id else {
+            return Ok(());
+        };
+        let payment = match (
+            envelope.decode::<PaymentSucceeded>(),
+            envelope.decode::<PaymentRefunded>(),
+        ) {
+            (Some(p), _) => Some(p?.0),
+            (_, Some(p)) => Some(p?.0),
+            _ => None,
+        };
+        let created = envelope
+            .decode::<InvoiceCreated>()
+            .transpose()?
+            .map(|e| e.0);
+        let source = match (&payment, &created) {
+            (Some(p), _) if p.source_type == "order" => p.source_id,
+            (_, Some(i)) if i.source_type == "order" => i.source_id,
+            _ => None,
+        };
+        let Some(order_id) = source else {
+            return Ok(());
+        };
+        let Some(mut tx) = kernel::events::begin_once(&self.ctx.pool, "order", envelope).await?
+        else {
+            return Ok(());
+        };
+        let mut confirm = false;
+        if let Some(invoice) = &created {
+            sqlx::query("UPDATE orders SET invoice_id = $3 WHERE id = $1 AND project_id = $2")
+                .bind(order_id)
+                .bind(project_id)
+                .bind(invoice.invoice_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(p) = &payment {
+            let dec = |s: &str| s.parse::<Decimal>().unwrap_or(Decimal::ZERO);
+            let (paid, refunded) = (dec(&p.amount_paid), dec(&p.amount_refunded));
+            let total: Option<(Decimal, String)> = sqlx::query_as(
+                "SELECT total, status FROM orders WHERE id = $1 AND project_id = $2 FOR UPDATE",
+            )
+            .bind(order_id)
+            .bind(project_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((total, status)) = total {
+                let derived = payment_status(total, paid, refunded);
+                sqlx::query(
+                    "UPDATE orders SET amount_paid = $3, amount_refunded = $4, payment_status = $5, \
+                       updated_at = now() WHERE id = $1 AND project_id = $2",
+                )
+                .bind(order_id)
+                .bind(project_id)
+                .bind(paid)
+                .bind(refunded)
+                .bind(derived)
+                .execute(&mut *tx)
+                .await?;
+                history(
+                    &mut tx,
+                    order_id,
+                    "payment",
+                    &status,
+                    &format!("{derived}: {}", p.amount),
+                    None,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+                confirm =
+                    derived == "paid" && matches!(status.as_str(), "pending" | "pending_payment");
+            }
+        }
+        tx.commit().await?;
+        if confirm {
+            if let Some(scope) = ProjectScope::for_event(envelope) {
+                let moved = set_status(
+                    &self.ctx,
+                    &scope,
+                    &order_id.to_string(),
+                    &json!({"status": "confirmed", "notes": "paid"}),
+                )
+                .await;
+                if let Err(e) = moved {
+                    tracing::warn!(order_id, error = %e, "a paid order was not confirmed");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -3,6 +3,7 @@
 //! (a fresh set of databases per test) and, where the Redis mode is under test, real Redis.
 
 mod auth_flows;
+mod billing;
 mod broker;
 mod catalogue;
 mod cli;
