@@ -60,7 +60,16 @@ async fn clean(app: &TestApp, namespace: &str, consumers: &[&str]) {
         .await
         .expect("broker");
     let channel = connection.create_channel().await.expect("channel");
-    for c in consumers {
+    // The platform's own consumers, and the test's.
+    let platform = [
+        "auth",
+        "project",
+        "product",
+        "inventory",
+        "order",
+        "billing",
+    ];
+    for c in platform.iter().chain(consumers.iter()) {
         for q in [format!("{namespace}.{c}"), format!("{namespace}.{c}.dead")] {
             let _ = channel
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -635,6 +644,110 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
         &app,
         &ns,
         &["auth", "project", "product", "inventory", "probe_tally"],
+    )
+    .await;
+}
+
+/// The sale through RabbitMQ: orders placed while the broker is away get their invoices once it
+/// is back, one each; a payment then reaches the order through the broker too.
+#[tokio::test]
+async fn checkout_during_an_outage_invoices_every_order_once() {
+    let cable = Cable::new().await;
+    let (app, ns) = app_on_broker(&cable.url).await;
+    let owner = crate::projects::owner_with_project_eventually(&app, "salma", "Salma Soaps").await;
+    let soap = crate::inventory::product(&app, &owner, "Soap").await;
+    crate::inventory::create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": soap, "quantity": 50}),
+    )
+    .await;
+    let billing = service_pool(app.platform.config(), "billing").await;
+    let invoices = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM invoices WHERE source_type = 'order'")
+            .fetch_one(&billing)
+            .await
+            .expect("invoices")
+    };
+    cable.down();
+    let orders = (0..12).map(|_| {
+        let app = &app;
+        let token = owner.access.clone();
+        async move {
+            app.call(
+                Method::POST,
+                "/api/v1/order/orders/",
+                json!({"items": [{"product_id": soap, "quantity": 2}]}),
+                &token,
+            )
+            .await
+        }
+    });
+    let placed = futures::future::join_all(orders).await;
+    assert!(
+        placed.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{placed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        invoices().await,
+        0,
+        "nothing crossed while the broker was away"
+    );
+    cable.restore();
+    eventually("every order is invoiced", || async {
+        invoices().await == 12
+    })
+    .await;
+    let distinct: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT source_id) FROM invoices WHERE source_type = 'order'",
+    )
+    .fetch_one(&billing)
+    .await
+    .expect("distinct");
+    assert_eq!(distinct, 12, "one invoice per order");
+    // The payment's event reaches the order through the broker.
+    let order = placed[0].1.clone();
+    let invoice: i64 = sqlx::query_scalar(
+        "SELECT id FROM invoices WHERE source_type = 'order' AND source_id = $1",
+    )
+    .bind(order["id"].as_i64())
+    .fetch_one(&billing)
+    .await
+    .expect("invoice");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/billing/m/invoices/{invoice}/payments/"),
+            json!({"method": "cash"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    eventually("the order is paid and confirmed", || async {
+        let (_, o, _) = app
+            .get(
+                &format!("/api/v1/order/orders/{}/", order["id"]),
+                Some(&owner.access),
+            )
+            .await;
+        o["payment_status"] == "paid" && o["status"] == "confirmed"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(invoices().await, 12, "none twice");
+    clean(
+        &app,
+        &ns,
+        &[
+            "auth",
+            "project",
+            "product",
+            "inventory",
+            "order",
+            "billing",
+        ],
     )
     .await;
 }
