@@ -827,7 +827,7 @@ pub async fn place(
         fail(ctx, id, "placement not committed").await;
         return Err(e);
     }
-    ctx.outbox.flush().await;
+    ctx.outbox.nudge();
     Ok((true, show(ctx, scope, id).await?))
 }
 
@@ -1042,7 +1042,7 @@ pub async fn set_status(
         )
         .await?;
     tx.commit().await?;
-    ctx.outbox.flush().await;
+    ctx.outbox.nudge();
     let (updated_at, tracking_number, carrier): (chrono::DateTime<chrono::Utc>, String, String) =
         sqlx::query_as("SELECT updated_at, tracking_number, carrier FROM orders WHERE id = $1")
             .bind(id)
@@ -1286,7 +1286,7 @@ pub async fn cancel(
         )
         .await?;
     tx.commit().await?;
-    ctx.outbox.flush().await;
+    ctx.outbox.nudge();
     cancelled(ctx, id, &now).await
 }
 
