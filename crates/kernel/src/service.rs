@@ -56,6 +56,29 @@ pub struct ServiceContext {
     pub outbox: crate::events::Outbox,
 }
 
+impl ServiceContext {
+    /// A service's start-up: its database (migrated), the outbox, inbox and idempotency tables,
+    /// the outbox relay (every 2 s, and on every nudge) and the hourly pruning of idempotency
+    /// keys.
+    pub async fn open(
+        platform: &Platform,
+        spec: &ServiceSpec,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> anyhow::Result<Self> {
+        let pool = crate::db::open_service_pool(platform.config(), spec.name, migrator).await?;
+        crate::events::install(&pool).await?;
+        crate::idempotency::install(&pool).await?;
+        crate::idempotency::spawn_pruner(pool.clone());
+        let outbox = crate::events::Outbox::new(pool.clone(), spec.name, platform.events().clone());
+        outbox.spawn_relay(std::time::Duration::from_secs(2));
+        Ok(Self {
+            platform: platform.clone(),
+            pool,
+            outbox,
+        })
+    }
+}
+
 /// A service ready to be mounted by the gateway (in-process) or served alone.
 #[derive(Clone)]
 pub struct MountedService {

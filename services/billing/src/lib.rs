@@ -5,15 +5,12 @@
 
 pub mod invoices;
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json as JsonOut, Router};
 use kernel::auth::ProjectScope;
-use kernel::events::Outbox;
 use kernel::extract::Json;
 use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
@@ -76,17 +73,8 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
-    let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
-    kernel::events::install(&pool).await?;
-    kernel::idempotency::install(&pool).await?;
-    kernel::idempotency::spawn_pruner(pool.clone());
-    let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
-    outbox.spawn_relay(Duration::from_secs(2));
-    let ctx = ServiceContext {
-        platform: platform.clone(),
-        pool: pool.clone(),
-        outbox,
-    };
+    let ctx = ServiceContext::open(platform, &SPEC, &MIGRATOR).await?;
+    let pool = ctx.pool.clone();
     platform.events().subscribe(
         "billing",
         &["order.created"],

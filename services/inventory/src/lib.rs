@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json as JsonOut, Router};
 use kernel::auth::{Principal, ProjectScope};
-use kernel::events::Outbox;
 use kernel::extract::{Json, Params};
 use kernel::lang::Lang;
 use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
@@ -282,17 +281,8 @@ impl integration::inventory::Stock for Reservations {
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
-    let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
-    kernel::events::install(&pool).await?;
-    let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
-    outbox.spawn_relay(Duration::from_secs(2));
-    kernel::idempotency::install(&pool).await?;
-    kernel::idempotency::spawn_pruner(pool.clone());
-    let ctx = ServiceContext {
-        platform: platform.clone(),
-        pool: pool.clone(),
-        outbox,
-    };
+    let ctx = ServiceContext::open(platform, &SPEC, &MIGRATOR).await?;
+    let pool = ctx.pool.clone();
     platform.events().subscribe(
         "inventory",
         &["product.*", "variant.*"],

@@ -715,6 +715,17 @@ async fn orders_do_not_cross_tenants() {
         json!({"items": [{"product_id": radio, "quantity": 1}]}),
     )
     .await;
+    // The invoice arrives asynchronously and sets `invoice_id`: wait for it, so that the
+    // before/after comparison below sees only what the outsider could change.
+    for _ in 0..100 {
+        let (_, o, _) = app
+            .get(&format!("{API}orders/{}/", order["id"]), Some(&a.access))
+            .await;
+        if !o["invoice_id"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     CrossTenant {
         app: &app,
         owner: &a.access,
