@@ -1874,8 +1874,17 @@ async fn graphql_product_queries_shapes_and_batching() {
     for i in 0..45 {
         create(&app, &owner, PRODUCTS, json!({"name": format!("Bulk {i}"), "price": "2", "tags": ["bulk"], "category": category["id"]})).await;
     }
-    let (small, _) = run(2).await;
-    let (large, body) = run(50).await;
+    // Background jobs (relays, the reservation sweeper, the order reconciler) also run
+    // statements now and then: each size is measured three times and the fewest counted.
+    let mut small = usize::MAX;
+    let mut large = usize::MAX;
+    let mut body = Value::Null;
+    for _ in 0..3 {
+        small = small.min(run(2).await.0);
+        let (n, b) = run(50).await;
+        large = large.min(n);
+        body = b;
+    }
     assert_eq!(body["data"]["products"].as_array().map(Vec::len), Some(50));
     assert!(small > 0, "the counter sees queries");
     assert_eq!(
