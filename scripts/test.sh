@@ -13,7 +13,7 @@ psql -h 127.0.0.1 -U postgres -Atqc "SELECT datname FROM pg_database WHERE datna
 
 # Queues left on the shared RabbitMQ by an interrupted run (namespaces zvtest.*).
 if command -v rabbitmqctl >/dev/null 2>&1; then
-  { rabbitmqctl list_queues -q name 2>/dev/null || true; } | { grep '^zvtest\.' || true; } | while read -r q; do rabbitmqctl delete_queue -q "$q" >/dev/null 2>&1 || true; done
+  { rabbitmqctl list_queues -q name 2>/dev/null || true; } | { grep '^zvtest\.' || true; } | while read -r q; do rabbitmqctl delete_queue -q "$q" </dev/null >/dev/null 2>&1 || true; done
 fi
 
 cargo fmt --all -- --check
