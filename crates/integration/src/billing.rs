@@ -61,3 +61,54 @@ pub struct PaymentRefunded(pub PaymentEvent);
 impl IntegrationEvent for PaymentRefunded {
     const TYPE: &'static str = "payment.refunded";
 }
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PaymentFailed(pub PaymentEvent);
+
+impl IntegrationEvent for PaymentFailed {
+    const TYPE: &'static str = "payment.failed";
+}
+
+/// Billing as the order and pos services call it synchronously (billing.md §6, §4.3). Bodies
+/// and answers are the REST ones; the scope is the caller's, acting as a service
+/// (`ProjectScope::as_service`). Refusals are the REST errors (422 with the coupon `code`).
+#[async_trait::async_trait]
+pub trait Billing: Send + Sync {
+    /// `POST m/coupons/validate/` `{code, order_amount, customer_id?}` → the 200 body
+    /// `{valid, coupon{id,code,discount_type,discount_value}, discount_amount, final_amount,
+    /// message}`. No side effect.
+    async fn validate_coupon(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
+
+    /// `POST m/coupons/redeem/` `{code, order_amount, customer_id?, source_type, source_id}` →
+    /// the redemption `{id, coupon_id, discount_amount, …}`. The same (coupon, source) answers
+    /// the existing redemption.
+    async fn redeem_coupon(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
+
+    /// `POST m/coupons/redemptions/{id}/release/`; releasing twice is fine.
+    async fn release_redemption(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        redemption_id: i64,
+    ) -> Result<(), kernel::ApiError>;
+
+    /// Starts an online payment for a source that may not have its invoice yet (checkout):
+    /// `{source_type, source_id, amount, currency, method, gateway? (default "test"),
+    /// token?, idempotency_key}` → the transaction `{id, transaction_id, status, next_action?
+    /// {type, url|secret}}`. The same `idempotency_key` answers the same transaction.
+    async fn start_payment(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
+}
+
+/// How billing is shared through `Platform::provide` / `Platform::lookup`.
+pub type SharedBilling = std::sync::Arc<dyn Billing>;

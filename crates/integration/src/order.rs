@@ -91,3 +91,45 @@ pub struct OrderFulfilled {
 impl IntegrationEvent for OrderFulfilled {
     const TYPE: &'static str = "order.fulfilled";
 }
+
+/// A payment the order service completed (order.md §6, §3.1 `completed`): billing books it on
+/// the order's invoice under `transactionId` (`ORD-{orderId}-{paymentId}` or
+/// `ORD-{orderId}-complete`), once; a redelivery finds the transaction.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPaymentRecorded {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub payment_id: Option<i64>,
+    pub transaction_id: String,
+    /// Decimal string.
+    pub amount: String,
+    pub currency: String,
+    /// `cash`, `credit_card`, … (order.md §6).
+    pub method: String,
+}
+
+impl IntegrationEvent for OrderPaymentRecorded {
+    const TYPE: &'static str = "order.payment_recorded";
+}
+
+/// Money the order service gives back (cancellation with refund, a completed return, `PATCH
+/// orders/{id}/payment/` refunded): billing refunds it on the order's invoice under
+/// `transactionId` (`order-cancel-refund-{projectId}-{orderId}`,
+/// `order-return-refund-{projectId}-{returnId}`, …), once.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRefundRequested {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub transaction_id: String,
+    /// Decimal string.
+    pub amount: String,
+    pub currency: String,
+    pub reason: String,
+    pub return_id: Option<i64>,
+}
+
+impl IntegrationEvent for OrderRefundRequested {
+    const TYPE: &'static str = "order.refund_requested";
+}
