@@ -100,6 +100,7 @@ fn cors_layer(config: &kernel::config::Config) -> CorsLayer {
         "x-request-id",
         "idempotency-key",
         "if-match",
+        "x-guest-token",
     ]
     .map(header::HeaderName::from_static);
     let methods = [

@@ -159,6 +159,12 @@ pub struct PriceQuote {
     pub is_available: bool,
     pub track_inventory: Option<bool>,
     pub image_url: Option<String>,
+    #[serde(default)]
+    pub slug: Option<String>,
+    /// Units on sale now as the product service last heard from inventory (`None` when the
+    /// product does not track stock). Carts show it; placement reserves for real.
+    #[serde(default)]
+    pub stock_available: Option<i64>,
 }
 
 /// Prices of a project's products now, in the order asked, and the project's currency.

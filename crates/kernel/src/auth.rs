@@ -509,6 +509,90 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadScope {
     }
 }
 
+/// Who acts on a customer route (order.md §1: carts, own orders): a member of the project, an
+/// authenticated non-member of the project named by `X-Project-ID`, or an anonymous guest of that
+/// project (holding an `X-Guest-Token` once one was issued). Rows are filtered by the shopper, so
+/// nothing here grants access to other people's data.
+#[derive(Clone, Debug)]
+pub enum Shopper {
+    Member(ProjectScope),
+    Customer {
+        project_id: i64,
+        user_id: i64,
+    },
+    Guest {
+        project_id: i64,
+        token: Option<String>,
+    },
+}
+
+impl Shopper {
+    pub fn project_id(&self) -> i64 {
+        match self {
+            Shopper::Member(s) => s.project_id(),
+            Shopper::Customer { project_id, .. } | Shopper::Guest { project_id, .. } => *project_id,
+        }
+    }
+
+    /// The authenticated user, member or not; `None` for a guest.
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Shopper::Member(s) => Some(s.user_id()),
+            Shopper::Customer { user_id, .. } => Some(*user_id),
+            Shopper::Guest { .. } => None,
+        }
+    }
+
+    pub fn member(&self) -> Option<&ProjectScope> {
+        match self {
+            Shopper::Member(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The platform acting in the shopper's project on the shopper's behalf (an order placed at
+    /// checkout reserves stock and asks billing for coupons). The user id is the shopper's, 0
+    /// for a guest; the grants are a service's, so callers decide first what the shopper may do.
+    pub fn as_service(&self) -> ProjectScope {
+        ProjectScope {
+            project_id: self.project_id(),
+            user_id: self.user_id().unwrap_or(0),
+            role: Some(Role::Admin),
+            is_superuser: false,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Shopper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let MaybePrincipal(principal) = MaybePrincipal::from_request_parts(parts, state).await?;
+        let platform = parts
+            .extensions
+            .get::<Platform>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("platform missing from the router"))?;
+        let read = resolve_read_scope(&platform, principal.as_ref(), &parts.headers).await?;
+        Ok(match (read, principal) {
+            (ReadScope::Member(scope), _) => Shopper::Member(scope),
+            (ReadScope::Public { project_id }, Some(p)) => Shopper::Customer {
+                project_id,
+                user_id: p.user_id(),
+            },
+            (ReadScope::Public { project_id }, None) => Shopper::Guest {
+                project_id,
+                token: parts
+                    .headers
+                    .get("x-guest-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().to_owned())
+                    .filter(|v| !v.is_empty()),
+            },
+        })
+    }
+}
+
 /// Adds the caller to the response for the access log.
 pub fn tag_actor(
     mut response: Response,

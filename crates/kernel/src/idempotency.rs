@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::auth::ProjectScope;
+use crate::auth::Shopper;
 use crate::ApiError;
 
 /// A key whose first request has not answered for this long is taken over by a retry.
@@ -187,18 +187,25 @@ async fn guarded(
         })?
         .to_owned();
     let (mut parts, body) = request.into_parts();
-    let scope = ProjectScope::from_request_parts(&mut parts, &()).await?;
+    // Members and customers by user id; guests by their token. A guest without a token has no
+    // identity to scope a key to, so the request runs unguarded (its cart checks still hold).
+    let shopper = Shopper::from_request_parts(&mut parts, &()).await?;
+    let project_id = shopper.project_id();
+    let who = match shopper {
+        Shopper::Member(scope) => scope.user_id().to_string(),
+        Shopper::Customer { user_id, .. } => user_id.to_string(),
+        Shopper::Guest {
+            token: Some(token), ..
+        } => format!("guest-{}", hex::encode(Sha256::digest(token.as_bytes()))),
+        Shopper::Guest { token: None, .. } => {
+            return Ok(next.run(Request::from_parts(parts, body)).await);
+        }
+    };
     let bytes = to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::payload_too_large(MAX_BODY))?;
     let hash = Sha256::digest(&bytes).to_vec();
-    let scope_key = format!(
-        "{}:{}:{} {}",
-        scope.user_id(),
-        scope.project_id(),
-        parts.method,
-        parts.uri.path()
-    );
+    let scope_key = format!("{who}:{project_id}:{} {}", parts.method, parts.uri.path());
     match claim(pool, &scope_key, &key, &hash).await? {
         Claim::Reused => Err(ApiError::conflict(
             "idempotency_key_reused",

@@ -2,8 +2,10 @@
 //! the status machine, cancellation and fulfilment. Carts, payments, returns, invoices (billing)
 //! are not built yet; `/graphql/order` serves what is.
 
+pub mod carts;
 pub mod graphql;
 pub mod orders;
+pub mod settings;
 
 use std::time::Duration;
 
@@ -26,7 +28,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "order",
     health_name: "zv-order-eco-service",
-    public_paths: &[],
+    // Carts are open to guests and to signed-in non-members (order.md §1 customer routes).
+    public_paths: &["/cart"],
     public_exact: &[],
 };
 
@@ -74,6 +77,7 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
         post(action).patch(action),
     );
     let r = routes_with(r, "", "orders", &orders::ORDER, Some(post(place)));
+    let r = carts::routes(r);
     // Placement and the actions honour `Idempotency-Key`.
     r.route_layer(axum::middleware::from_fn_with_state(
         pool,
@@ -94,6 +98,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         "order",
         &["invoice.created", "payment.success", "payment.refunded"],
         std::sync::Arc::new(orders::BillingFollower { ctx: ctx.clone() }),
+    );
+    platform.events().subscribe(
+        "order",
+        &["project.settings_changed"],
+        std::sync::Arc::new(settings::SettingsFollower { pool: pool.clone() }),
     );
     let schema = kernel::resource_graphql::ResourceSchema::with_extensions(
         graphql::RESOURCES,

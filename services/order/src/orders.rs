@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use integration::billing::SharedBilling;
 use integration::inventory::SharedStock;
 use integration::order::{
     OrderCancelled, OrderCreated, OrderFulfilled, OrderLine, OrderRef, OrderStatusChanged,
@@ -97,6 +98,7 @@ pub static ORDER: Resource = Resource {
         Field::text("tracking_number", 100).read_only(),
         Field::text("carrier", 100).read_only(),
         Field::text("notes", 2000).aliases(&["note"]),
+        Field::text("coupon_code", 50).read_only(),
         Field::text("reference", 100).read_only(),
         Field::text("source", 20).read_only(),
         Field::text("reservation_id", 40).read_only(),
@@ -226,7 +228,7 @@ impl Hooks for OrderRules {
 }
 
 /// Address: `address_line1`, `city` and a two-letter `country` are required when sent.
-fn check_address(field: &str, address: &Value) -> Result<(), ApiError> {
+pub(crate) fn check_address(field: &str, address: &Value) -> Result<(), ApiError> {
     let Some(map) = address.as_object() else {
         return Err(ApiError::field(field, "An address object is required."));
     };
@@ -258,7 +260,7 @@ fn check_address(field: &str, address: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-const PAYMENT_METHODS: &[&str] = &[
+pub(crate) const PAYMENT_METHODS: &[&str] = &[
     "credit_card",
     "debit_card",
     "paypal",
@@ -269,7 +271,7 @@ const PAYMENT_METHODS: &[&str] = &[
 ];
 
 /// Seeded shipping methods (order.md §8): code, cost.
-const SHIPPING: &[(&str, &str)] = &[
+pub(crate) const SHIPPING: &[(&str, &str)] = &[
     ("standard", "9.99"),
     ("express", "19.99"),
     ("overnight", "34.99"),
@@ -278,15 +280,15 @@ const SHIPPING: &[(&str, &str)] = &[
 
 /// A requested line.
 #[derive(Clone, Debug)]
-struct Wanted {
-    product_id: i64,
-    variant_id: Option<i64>,
-    inventory_id: Option<i64>,
-    quantity: i64,
-    unit_price: Option<Decimal>,
+pub(crate) struct Wanted {
+    pub(crate) product_id: i64,
+    pub(crate) variant_id: Option<i64>,
+    pub(crate) inventory_id: Option<i64>,
+    pub(crate) quantity: i64,
+    pub(crate) unit_price: Option<Decimal>,
 }
 
-fn decimal(v: &Value) -> Option<Decimal> {
+pub(crate) fn decimal(v: &Value) -> Option<Decimal> {
     match v {
         Value::String(s) => s.trim().parse().ok(),
         Value::Number(n) => n.to_string().parse().ok(),
@@ -294,26 +296,34 @@ fn decimal(v: &Value) -> Option<Decimal> {
     }
 }
 
-fn int(v: Option<&Value>) -> Option<i64> {
+pub(crate) fn int(v: Option<&Value>) -> Option<i64> {
     v.and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
 }
 
 /// What a placement asked for, validated.
-struct Placement {
-    lines: Vec<Wanted>,
-    customer_email: String,
-    customer_phone: String,
-    customer_name: String,
-    shipping_address: Option<Value>,
-    billing_address: Option<Value>,
-    shipping_method: String,
-    payment_method: String,
-    notes: String,
-    reference: Option<String>,
-    source: String,
+pub(crate) struct Placement {
+    pub(crate) lines: Vec<Wanted>,
+    pub(crate) customer_email: String,
+    pub(crate) customer_phone: String,
+    pub(crate) customer_name: String,
+    pub(crate) shipping_address: Option<Value>,
+    pub(crate) billing_address: Option<Value>,
+    pub(crate) shipping_method: String,
+    pub(crate) payment_method: String,
+    pub(crate) notes: String,
+    pub(crate) reference: Option<String>,
+    pub(crate) source: String,
+    pub(crate) coupon_code: Option<String>,
+    pub(crate) customer_id: Option<i64>,
+    /// Manual amounts (need `order.override_price`).
+    pub(crate) discount: Option<Decimal>,
+    pub(crate) shipping: Option<Decimal>,
+    pub(crate) cart_id: Option<String>,
+    /// Online payment at checkout: `pending_payment`, held for the payment window.
+    pub(crate) awaiting_payment: bool,
 }
 
-fn text(body: &Value, names: &[&str], max: usize, errors: &mut FieldErrors) -> String {
+pub(crate) fn text(body: &Value, names: &[&str], max: usize, errors: &mut FieldErrors) -> String {
     let Some((name, v)) = names
         .iter()
         .find_map(|n| body.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))
@@ -411,6 +421,29 @@ fn parse(body: &Value) -> Result<Placement, ApiError> {
     }
     let notes = text(body, &["notes", "note"], 2000, &mut errors);
     let reference = Some(text(body, &["reference"], 100, &mut errors)).filter(|r| !r.is_empty());
+    let coupon_code = Some(text(body, &["coupon_code"], 50, &mut errors)).filter(|r| !r.is_empty());
+    let customer_id = match body.get("customer_id").or_else(|| body.get("customer")) {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let id = int(Some(v)).filter(|c| *c > 0);
+            if id.is_none() {
+                errors.add("customer_id", "A valid user id is required.");
+            }
+            id
+        }
+    };
+    let mut amount = |k: &str| match body.get(k).filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => {
+            let d = decimal(v).filter(|d| *d >= Decimal::ZERO && d.scale() <= 4);
+            if d.is_none() {
+                errors.add(k, "A valid non-negative decimal is required.");
+            }
+            d
+        }
+    };
+    let discount = amount("discount_amount");
+    let shipping = amount("shipping_cost").or_else(|| amount("shipping_amount"));
     errors.into_result()?;
     let shipping_address = body
         .get("shipping_address")
@@ -438,6 +471,12 @@ fn parse(body: &Value) -> Result<Placement, ApiError> {
         notes,
         reference,
         source: "api".into(),
+        coupon_code,
+        customer_id,
+        discount,
+        shipping,
+        cart_id: None,
+        awaiting_payment: false,
     })
 }
 
@@ -449,10 +488,10 @@ struct Priced {
     overridden: bool,
 }
 
-const PRICING_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const PRICING_TIMEOUT: Duration = Duration::from_secs(2);
 const STOCK_TIMEOUT: Duration = Duration::from_secs(3);
 
-fn unreachable(what: &str) -> ApiError {
+pub(crate) fn unreachable(what: &str) -> ApiError {
     ApiError::service_unavailable(format!(
         "The {what} service did not answer. Nothing was placed; retry shortly."
     ))
@@ -527,7 +566,7 @@ async fn price(
     Ok((currency, priced))
 }
 
-fn money(d: Decimal) -> String {
+pub(crate) fn money(d: Decimal) -> String {
     format!("{:.2}", d.round_dp(2))
 }
 
@@ -652,60 +691,173 @@ pub async fn place(
     body: &Value,
 ) -> Result<(bool, Value), ApiError> {
     scope.require("order.add_order", &GRANTS)?;
-    let placement = parse(body)?;
+    let mut placement = parse(body)?;
+    if placement.discount.is_some() || placement.shipping.is_some() {
+        scope.require("order.override_price", &GRANTS)?;
+    }
+    placement.customer_id = placement.customer_id.or(Some(scope.user_id()));
+    let (created, id) = place_parsed(ctx, scope, lang, placement).await?;
+    Ok((created, show(ctx, scope, id).await?))
+}
+
+const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn billing(ctx: &ServiceContext) -> Result<SharedBilling, ApiError> {
+    ctx.platform
+        .lookup::<SharedBilling>()
+        .ok_or_else(|| unreachable("billing"))
+}
+
+/// What a coupon takes off `amount` now (billing validates; nothing is used up).
+pub(crate) async fn coupon_discount(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    code: &str,
+    amount: Decimal,
+    customer_id: Option<i64>,
+) -> Result<Value, ApiError> {
+    let body = json!({"code": code, "order_amount": money(amount), "customer_id": customer_id});
+    tokio::time::timeout(
+        COUPON_TIMEOUT,
+        billing(ctx)?.validate_coupon(&scope.as_service(), &body),
+    )
+    .await
+    .map_err(|_| unreachable("billing"))?
+}
+
+fn dec_of(v: &Value) -> Decimal {
+    decimal(v).unwrap_or(Decimal::ZERO)
+}
+
+/// Recomputes an order's totals from its lines (order.md §2.1): subtotal = Σ lines, the
+/// discount and the tax allocated to the lines by largest remainder, total = subtotal −
+/// discount + shipping + tax. Returns the total.
+pub(crate) async fn write_totals(
+    tx: &mut PgConnection,
+    id: i64,
+    discount: Decimal,
+    shipping: Decimal,
+    tax_rate: Decimal,
+) -> Result<Decimal, ApiError> {
+    let lines: Vec<(i64, Decimal)> =
+        sqlx::query_as("SELECT id, total_price FROM order_items WHERE order_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let subtotal: Decimal = lines.iter().map(|l| l.1).sum();
+    let discount = discount.min(subtotal);
+    let tax = crate::settings::tax(subtotal, discount, tax_rate);
+    let weights: Vec<Decimal> = lines.iter().map(|l| l.1).collect();
+    let discounts = crate::settings::allocate(discount, &weights);
+    let taxes = crate::settings::allocate(tax, &weights);
+    let ids: Vec<i64> = lines.iter().map(|l| l.0).collect();
+    sqlx::query(
+        "UPDATE order_items i SET discount = a.discount, tax_amount = a.tax \
+         FROM unnest($1::bigint[], $2::numeric[], $3::numeric[]) AS a(id, discount, tax) \
+         WHERE i.id = a.id",
+    )
+    .bind(&ids)
+    .bind(&discounts)
+    .bind(&taxes)
+    .execute(&mut *tx)
+    .await?;
+    let total = subtotal - discount + shipping + tax;
+    sqlx::query(
+        "UPDATE orders SET subtotal = $2, discount_amount = $3, shipping_cost = $4, tax_amount = $5, \
+           total = $6, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(subtotal)
+    .bind(discount)
+    .bind(shipping)
+    .bind(tax)
+    .bind(total)
+    .execute(&mut *tx)
+    .await?;
+    Ok(total)
+}
+
+async fn existing_reference(
+    ctx: &ServiceContext,
+    project_id: i64,
+    reference: &str,
+) -> Result<Option<i64>, ApiError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM orders WHERE project_id = $1 AND reference = $2 AND status <> 'failed'",
+    )
+    .bind(project_id)
+    .bind(reference)
+    .fetch_optional(&ctx.pool)
+    .await?)
+}
+
+/// The placement saga (order.md §4) for a validated request → (created, order id):
+/// price → coupon check → the order `placing` → stock reserved → coupon redeemed → `pending`
+/// (or `pending_payment`) with `order.created`. Any failure after the reservation releases it,
+/// and the order is left `failed` (hidden).
+pub(crate) async fn place_parsed(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    lang: &str,
+    placement: Placement,
+) -> Result<(bool, i64), ApiError> {
     if let Some(reference) = &placement.reference {
-        let existing: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM orders WHERE project_id = $1 AND reference = $2 AND status <> 'failed'",
-        )
-        .bind(scope.project_id())
-        .bind(reference)
-        .fetch_optional(&ctx.pool)
-        .await?;
-        if let Some(id) = existing {
-            return Ok((false, show(ctx, scope, id).await?));
+        if let Some(id) = existing_reference(ctx, scope.project_id(), reference).await? {
+            return Ok((false, id));
         }
     }
     let (currency, priced) = price(ctx, scope, lang, &placement.lines).await?;
-
-    // Totals (order.md §2.1): no discount or tax source yet, shipping from the method.
+    let settings = crate::settings::load(&ctx.pool, scope.project_id()).await?;
     let subtotal: Decimal = priced
         .iter()
         .map(|p| p.unit_price * Decimal::from(p.wanted.quantity))
         .sum();
-    let shipping: Decimal = SHIPPING
-        .iter()
-        .find(|(c, _)| *c == placement.shipping_method)
-        .and_then(|(_, cost)| cost.parse().ok())
-        .unwrap_or(Decimal::ZERO);
-    let total = subtotal + shipping;
+    let shipping = placement.shipping.unwrap_or_else(|| {
+        SHIPPING
+            .iter()
+            .find(|(c, _)| *c == placement.shipping_method)
+            .and_then(|(_, cost)| cost.parse().ok())
+            .unwrap_or(Decimal::ZERO)
+    });
+    let mut discount = placement.discount.unwrap_or(Decimal::ZERO);
+    if discount > subtotal {
+        return Err(ApiError::field(
+            "discount_amount",
+            "The discount cannot exceed the subtotal.",
+        ));
+    }
+    if let Some(code) = &placement.coupon_code {
+        let quote = coupon_discount(ctx, scope, code, subtotal, placement.customer_id).await?;
+        discount = (discount + dec_of(&quote["discount_amount"])).min(subtotal);
+    }
 
     // 1. The order as `placing`, hidden, with its number.
     let mut tx = ctx.pool.begin().await?;
     let placed: Result<(i64, String), sqlx::Error> = sqlx::query_as(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
          INSERT INTO orders (id, project_id, order_number, customer_id, customer_email, \
-           customer_phone, customer_name, shipping_address, billing_address, currency, subtotal, \
-           shipping_cost, total, shipping_method, payment_method, notes, reference, source, \
+           customer_phone, customer_name, shipping_address, billing_address, currency, \
+           shipping_method, payment_method, notes, reference, source, coupon_code, cart_id, \
            created_by, updated_by) \
          SELECT n.id, $1, order_number(n.id), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-           $14, $15, $16, $2, $2 FROM n RETURNING id, order_number",
+           $14, $15, $16, $16 FROM n RETURNING id, order_number",
     )
     .bind(scope.project_id())
-    .bind(scope.user_id())
+    .bind(placement.customer_id)
     .bind(&placement.customer_email)
     .bind(&placement.customer_phone)
     .bind(&placement.customer_name)
     .bind(&placement.shipping_address)
     .bind(&placement.billing_address)
     .bind(&currency)
-    .bind(subtotal)
-    .bind(shipping)
-    .bind(total)
     .bind(&placement.shipping_method)
     .bind(&placement.payment_method)
     .bind(&placement.notes)
     .bind(&placement.reference)
     .bind(&placement.source)
+    .bind(placement.coupon_code.clone().unwrap_or_default())
+    .bind(&placement.cart_id)
+    .bind(scope.user_id())
     .fetch_one(&mut *tx)
     .await;
     let (id, number) = match placed {
@@ -713,14 +865,15 @@ pub async fn place(
         // The same reference placed concurrently: that order is the answer.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("orders_reference") => {
             drop(tx);
-            let id: i64 = sqlx::query_scalar(
-                "SELECT id FROM orders WHERE project_id = $1 AND reference = $2 AND status <> 'failed'",
-            )
-            .bind(scope.project_id())
-            .bind(&placement.reference)
-            .fetch_one(&ctx.pool)
-            .await?;
-            return Ok((false, show(ctx, scope, id).await?));
+            let reference = placement.reference.as_deref().unwrap_or_default();
+            return match existing_reference(ctx, scope.project_id(), reference).await? {
+                Some(id) => Ok((false, id)),
+                None => Err(ApiError::conflict(
+                    "conflict",
+                    "This reference is being placed; retry shortly.",
+                )
+                .transient()),
+            };
         }
         Err(e) => return Err(e.into()),
     };
@@ -749,9 +902,11 @@ pub async fn place(
         .execute(&mut *tx)
         .await?;
     }
+    write_totals(&mut tx, id, discount, shipping, settings.tax_rate).await?;
     tx.commit().await?;
 
-    // 2. The stock, held under the order number (a retry finds the same reservation).
+    // 2. The stock, held under the order number (a retry finds the same reservation): for the
+    // payment window while an online payment is awaited, else for the reservation TTL.
     let tracked: Vec<Value> = priced
         .iter()
         .filter(|p| p.quote.track_inventory.unwrap_or(true))
@@ -760,14 +915,20 @@ pub async fn place(
                    "inventory_id": p.wanted.inventory_id, "quantity": p.wanted.quantity})
         })
         .collect();
+    let hold_for = if placement.awaiting_payment {
+        settings.payment_window
+    } else {
+        settings.reservation_ttl
+    };
     let mut reservation = None;
     if !tracked.is_empty() {
         let Some(stock) = ctx.platform.lookup::<SharedStock>() else {
             fail(ctx, id, "inventory unavailable").await;
             return Err(unreachable("inventory"));
         };
-        let request =
-            json!({"order_id": number, "items": tracked, "reference": format!("order:{id}")});
+        let request = json!({"order_id": number, "items": tracked,
+            "reference": format!("order:{id}"),
+            "expires_at": (chrono::Utc::now() + hold_for).to_rfc3339()});
         match tokio::time::timeout(STOCK_TIMEOUT, stock.reserve(scope, &request)).await {
             Ok(Ok(held)) => reservation = held["reservation_number"].as_str().map(str::to_owned),
             Ok(Err(e)) if e.status().is_client_error() => {
@@ -783,39 +944,63 @@ pub async fn place(
         }
     }
 
-    // 3. Placed: visible, with its event, in one transaction.
+    // 3. The coupon used up, under this order (a retry finds the same redemption).
+    let mut redemption = None;
+    if let Some(code) = &placement.coupon_code {
+        let body = json!({"code": code, "order_amount": money(subtotal),
+            "customer_id": placement.customer_id, "source_type": "order", "source_id": id});
+        let redeemed = match billing(ctx) {
+            Ok(b) => {
+                tokio::time::timeout(COUPON_TIMEOUT, b.redeem_coupon(&scope.as_service(), &body))
+                    .await
+                    .unwrap_or_else(|_| Err(unreachable("billing")))
+            }
+            Err(e) => Err(e),
+        };
+        match redeemed {
+            Ok(r) => redemption = Some(r),
+            Err(e) => {
+                release(ctx, scope, &number).await;
+                fail(ctx, id, e.code()).await;
+                return Err(e);
+            }
+        }
+    }
+
+    // 4. Placed: visible, with its event, in one transaction.
+    let status = if placement.awaiting_payment {
+        "pending_payment"
+    } else {
+        "pending"
+    };
     let committed: Result<(), ApiError> = async {
         let mut tx = ctx.pool.begin().await?;
+        if let Some(r) = &redemption {
+            // Billing's word is final (the coupon may have changed since the check).
+            let granted = dec_of(&r["discount_amount"]);
+            let wanted = placement.discount.unwrap_or(Decimal::ZERO) + granted;
+            if wanted.min(subtotal) != discount {
+                write_totals(&mut tx, id, wanted, shipping, settings.tax_rate).await?;
+            }
+        }
         sqlx::query(
-            "UPDATE orders SET status = 'pending', reservation_id = $2, updated_at = now() \
-             WHERE id = $1 AND status = 'placing'",
+            "UPDATE orders SET status = $3, reservation_id = $2, coupon_redemption_id = $4, \
+               updated_at = now() WHERE id = $1 AND status = 'placing'",
         )
         .bind(id)
         .bind(&reservation)
+        .bind(status)
+        .bind(redemption.as_ref().and_then(|r| r["id"].as_i64()))
         .execute(&mut *tx)
         .await?;
-        history(&mut tx, id, "placed", "pending", "", Some(scope.user_id())).await?;
-        let order = reference(&mut tx, id).await?;
-        let items = lines(&mut tx, id).await?;
+        history(&mut tx, id, "placed", status, "", Some(scope.user_id())).await?;
+        let event = created_event(&mut tx, id, &placement.source, &reservation).await?;
         ctx.outbox
             .record(
                 &mut tx,
                 Some(scope.project_id()),
                 Some(scope.user_id()),
-                &OrderCreated {
-                    order,
-                    customer_id: Some(scope.user_id()),
-                    customer_email: placement.customer_email.clone(),
-                    currency: currency.clone(),
-                    subtotal: money(subtotal),
-                    discount_amount: money(Decimal::ZERO),
-                    shipping_cost: money(shipping),
-                    tax_amount: money(Decimal::ZERO),
-                    total: money(total),
-                    items,
-                    source: placement.source.clone(),
-                    reservation_id: reservation.clone(),
-                },
+                &event,
             )
             .await?;
         tx.commit().await?;
@@ -824,11 +1009,59 @@ pub async fn place(
     .await;
     if let Err(e) = committed {
         release(ctx, scope, &number).await;
+        if let Some(r) = redemption.as_ref().and_then(|r| r["id"].as_i64()) {
+            if let Ok(b) = billing(ctx) {
+                let _ = b.release_redemption(&scope.as_service(), r).await;
+            }
+        }
         fail(ctx, id, "placement not committed").await;
         return Err(e);
     }
     ctx.outbox.nudge();
-    Ok((true, show(ctx, scope, id).await?))
+    Ok((true, id))
+}
+
+/// `order.created` from the stored order.
+async fn created_event(
+    tx: &mut PgConnection,
+    id: i64,
+    source: &str,
+    reservation: &Option<String>,
+) -> Result<OrderCreated, ApiError> {
+    let order = reference(tx, id).await?;
+    let items = lines(tx, id).await?;
+    type Row = (
+        Option<i64>,
+        String,
+        String,
+        Decimal,
+        Decimal,
+        Decimal,
+        Decimal,
+        Decimal,
+    );
+    let (customer_id, customer_email, currency, subtotal, discount, shipping, tax, total): Row =
+        sqlx::query_as(
+            "SELECT customer_id, customer_email, currency, subtotal, discount_amount, \
+               shipping_cost, tax_amount, total FROM orders WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(OrderCreated {
+        order,
+        customer_id,
+        customer_email,
+        currency,
+        subtotal: money(subtotal),
+        discount_amount: money(discount),
+        shipping_cost: money(shipping),
+        tax_amount: money(tax),
+        total: money(total),
+        items,
+        source: source.to_owned(),
+        reservation_id: reservation.clone(),
+    })
 }
 
 /// The order as clients read it.

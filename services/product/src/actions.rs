@@ -219,6 +219,9 @@ pub async fn quote(
            'is_available', p.id IS NOT NULL AND {on_sale} \
                            AND (i.variant_id IS NULL OR (v.id IS NOT NULL AND v.is_active)), \
            'track_inventory', p.track_inventory, \
+           'slug', p.slug, \
+           'stock_available', CASE WHEN p.track_inventory THEN \
+              CASE WHEN v.id IS NULL THEN p.stock_quantity ELSE v.stock_quantity END END, \
            'image_url', (SELECT im.url FROM product_images im \
               WHERE im.product = p.id AND im.deleted_at IS NULL \
               ORDER BY (v.id IS NOT NULL AND im.variant = v.id) DESC, im.is_primary DESC, \
