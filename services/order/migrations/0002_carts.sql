@@ -28,6 +28,8 @@ CREATE TABLE carts (
     order_id         BIGINT,
     -- The checkout answer, replayed to a retried checkout of the converted cart.
     checkout         JSONB,
+    -- A checkout in progress claims the cart (taken over after a minute if it died).
+    checkout_started_at TIMESTAMPTZ,
     version          INT         NOT NULL DEFAULT 1,
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),

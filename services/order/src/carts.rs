@@ -41,6 +41,8 @@ const IDLE_DAYS: i64 = 30;
 const MAX_LINES: i64 = 100;
 const MAX_QUANTITY: i64 = 9999;
 const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
+/// A checkout claims its cart for this long (a crashed one is taken over after it).
+const CHECKOUT_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 /// Methods paid online at checkout (the order waits in `pending_payment`).
 const ONLINE: &[&str] = &["credit_card", "debit_card", "paypal", "wallet"];
 /// Shipping methods: code, name, description, estimated business days.
@@ -79,14 +81,15 @@ struct CartRow {
     shipping_method: String,
     order_id: Option<i64>,
     checkout: Option<Value>,
+    checkout_started_at: Option<DateTime<Utc>>,
     version: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 const CART: &str = "SELECT id, customer_id, guest_token_hash, status, currency, coupon, \
-    shipping_address, billing_address, shipping_method, order_id, checkout, version, created_at, \
-    updated_at FROM carts";
+    shipping_address, billing_address, shipping_method, order_id, checkout, checkout_started_at, \
+    version, created_at, updated_at FROM carts";
 
 #[derive(sqlx::FromRow, Clone)]
 struct ItemRow {
@@ -269,25 +272,27 @@ async fn find(
     Ok((false, cart))
 }
 
-/// Locks the shopper's own active cart for a write, checking `If-Match`.
+/// Locks the shopper's own active cart for a write, checking `If-Match`: → the open
+/// transaction holding the lock, and the cart. The cart is found before the transaction
+/// begins, so a request never holds two connections of the pool.
 async fn lock(
-    tx: &mut Transaction<'static, Postgres>,
     ctx: &ServiceContext,
     shopper: &Shopper,
     key: &str,
     headers: &HeaderMap,
-) -> Result<CartRow, ApiError> {
+) -> Result<(Transaction<'static, Postgres>, CartRow), ApiError> {
     let id = if key == "current" {
         find(ctx, shopper, key).await?.1.id
     } else {
         key.to_owned()
     };
+    let mut tx = ctx.pool.begin().await?;
     let cart: CartRow = sqlx::query_as(&format!(
         "{CART} WHERE project_id = $1 AND id = $2 FOR UPDATE"
     ))
     .bind(shopper.project_id())
     .bind(&id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?
     .filter(|c| owns(shopper, c))
     .ok_or_else(ApiError::not_found)?;
@@ -298,6 +303,12 @@ async fn lock(
     }
     if expires_at(&cart) <= Utc::now() {
         return Err(expired());
+    }
+    if cart
+        .checkout_started_at
+        .is_some_and(|at| at > Utc::now() - CHECKOUT_CLAIM)
+    {
+        return Err(in_progress());
     }
     if let Some(wanted) = headers.get("if-match").and_then(|v| v.to_str().ok()) {
         let wanted = wanted.trim().trim_matches('"');
@@ -312,7 +323,15 @@ async fn lock(
             .with("version", cart.version));
         }
     }
-    Ok(cart)
+    Ok((tx, cart))
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict(
+        "checkout_in_progress",
+        "This cart is being checked out; retry in a moment.",
+    )
+    .transient()
 }
 
 async fn touch(tx: &mut PgConnection, id: &str) -> Result<(), ApiError> {
@@ -752,8 +771,7 @@ async fn add_item(
     .into_iter()
     .next()
     .ok_or_else(unavailable)?;
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     let existing: Option<(String, i32)> = sqlx::query_as(
         "SELECT id, quantity FROM cart_items WHERE cart_id = $1 AND product_id = $2 \
          AND COALESCE(variant_id, 0) = COALESCE($3, 0)",
@@ -834,8 +852,7 @@ async fn change_item(
     let quantity = int(body.get("quantity"))
         .filter(|q| (0..=MAX_QUANTITY).contains(q))
         .ok_or_else(|| ApiError::field("quantity", "Give a whole number from 0 to 9999."))?;
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     let row: ItemRow = sqlx::query_as(
         "SELECT id, product_id, variant_id, quantity, seen_price, added_at FROM cart_items \
          WHERE id = $1 AND cart_id = $2",
@@ -890,8 +907,7 @@ async fn remove_item(
     Path((key, item)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     let gone = sqlx::query("DELETE FROM cart_items WHERE id = $1 AND cart_id = $2")
         .bind(&item)
         .bind(&cart.id)
@@ -913,8 +929,7 @@ async fn clear(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<JsonOut<Value>, ApiError> {
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     sqlx::query("DELETE FROM cart_items WHERE cart_id = $1")
         .bind(&cart.id)
         .execute(&mut *tx)
@@ -942,8 +957,7 @@ async fn add_coupon(
         errors.required("code");
     }
     errors.into_result()?;
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     if cart.coupon.is_some() {
         return Err(ApiError::conflict(
             "coupon_already_applied",
@@ -989,8 +1003,7 @@ async fn remove_coupon(
     Path((key, coupon)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     let matches = cart
         .coupon
         .as_ref()
@@ -1037,8 +1050,7 @@ async fn set_address(
             "The address is too long.",
         ));
     }
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     sqlx::query(
         "UPDATE carts SET shipping_address = $2, \
            billing_address = COALESCE(billing_address, $2) WHERE id = $1",
@@ -1082,8 +1094,7 @@ async fn set_method(
     let Some((code, _, _, days)) = METHODS.iter().find(|m| m.0 == method) else {
         return Err(ApiError::field("method", "Unknown shipping method."));
     };
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     sqlx::query("UPDATE carts SET shipping_method = $2 WHERE id = $1")
         .bind(&cart.id)
         .bind(code)
@@ -1301,8 +1312,7 @@ async fn validate(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
     let checked = check(&ctx, &mut tx, &shopper, &cart, lang).await?;
     settle(&mut tx, &cart, &checked).await?;
     tx.commit().await?;
@@ -1332,14 +1342,6 @@ async fn checkout(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    // A converted cart answers what its checkout answered.
-    if let Ok((_, cart)) = find(&ctx, &shopper, &key).await {
-        if let (true, "converted", Some(done)) =
-            (owns(&shopper, &cart), cart.status.as_str(), &cart.checkout)
-        {
-            return Ok(JsonOut(done.clone()).into_response());
-        }
-    }
     let mut errors = FieldErrors::new();
     let method = text(&body, &["payment_method"], 30, &mut errors).to_ascii_lowercase();
     if method.is_empty() && errors.is_empty() {
@@ -1366,14 +1368,13 @@ async fn checkout(
         check_address("billing_address", &a)?;
     }
     if email.is_empty() {
-        if let Some(user) = shopper.user_id() {
-            if let Some(users) = ctx
-                .platform
-                .lookup::<integration::users::SharedUserDirectory>()
-            {
-                if let Ok(Some(u)) = users.by_id(user).await {
-                    email = u.email;
-                }
+        if let (Some(user), Some(users)) = (
+            shopper.user_id(),
+            ctx.platform
+                .lookup::<integration::users::SharedUserDirectory>(),
+        ) {
+            if let Ok(Some(u)) = users.by_id(user).await {
+                email = u.email;
             }
         }
     }
@@ -1384,23 +1385,63 @@ async fn checkout(
         ));
     }
 
-    let mut tx = ctx.pool.begin().await?;
-    let cart = lock(&mut tx, &ctx, &shopper, &key, &headers).await?;
-    let checked = check(&ctx, &mut tx, &shopper, &cart, lang).await?;
-    if !checked.errors.is_empty() {
-        return Err(
-            ApiError::rule("cart_invalid", "The cart cannot be checked out as it is.")
-                .with("is_valid", false)
-                .with("errors", Value::Array(checked.errors))
-                .with("warnings", Value::Array(checked.warnings))
-                .with("cart_totals", checked.priced.totals()),
-        );
-    }
+    // 1. Claim the cart (a retry, or a checkout racing this one, waits for the first and gets
+    // its answer), and check it, under the row lock.
+    let mut waited = 0;
+    let (cart, checked) = loop {
+        match lock(&ctx, &shopper, &key, &headers).await {
+            Ok((mut tx, cart)) => {
+                let checked = check(&ctx, &mut tx, &shopper, &cart, lang).await?;
+                if !checked.errors.is_empty() {
+                    return Err(ApiError::rule(
+                        "cart_invalid",
+                        "The cart cannot be checked out as it is.",
+                    )
+                    .with("is_valid", false)
+                    .with("errors", Value::Array(checked.errors))
+                    .with("warnings", Value::Array(checked.warnings))
+                    .with("cart_totals", checked.priced.totals()));
+                }
+                settle(&mut tx, &cart, &checked).await?;
+                sqlx::query("UPDATE carts SET checkout_started_at = now() WHERE id = $1")
+                    .bind(&cart.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                break (cart, checked);
+            }
+            Err(e) if e.code() == "cart_converted" || e.code() == "checkout_in_progress" => {
+                if let Ok((_, cart)) = find(&ctx, &shopper, &key).await {
+                    if let ("converted", Some(done)) = (cart.status.as_str(), &cart.checkout) {
+                        return Ok(JsonOut(done.clone()).into_response());
+                    }
+                }
+                if e.code() == "cart_converted" || waited >= 150 {
+                    return Err(e);
+                }
+                waited += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let release_claim = || async {
+        let freed = sqlx::query("UPDATE carts SET checkout_started_at = NULL WHERE id = $1")
+            .bind(&cart.id)
+            .execute(&ctx.pool)
+            .await;
+        if let Err(e) = freed {
+            tracing::warn!(cart = cart.id, error = %e, "checkout claim not released; it lapses");
+        }
+    };
+
+    // 2. The placement saga, with no lock held (the reference `cart:{id}` keeps it to one order).
     let shipping_address = given("shipping_address").or_else(|| cart.shipping_address.clone());
     let billing_address = given("billing_address")
         .or_else(|| cart.billing_address.clone())
         .or_else(|| shipping_address.clone());
     if shipping_address.is_none() && cart.shipping_method != "pickup" {
+        release_claim().await;
         return Err(ApiError::rule(
             "shipping_address_required",
             "A shipping address is required unless the order is picked up.",
@@ -1442,7 +1483,13 @@ async fn checkout(
         awaiting_payment: online,
     };
     let scope = shopper.as_service();
-    let (_, order_id) = crate::orders::place_parsed(&ctx, &scope, lang, placement).await?;
+    let order_id = match crate::orders::place_parsed(&ctx, &scope, lang, placement).await {
+        Ok((_, id)) => id,
+        Err(e) => {
+            release_claim().await;
+            return Err(e);
+        }
+    };
     let (number, status, total, currency, created_at): (
         String,
         String,
@@ -1455,6 +1502,8 @@ async fn checkout(
     .bind(order_id)
     .fetch_one(&ctx.pool)
     .await?;
+
+    // 3. Online methods: billing starts the payment and gives the page to pay on.
     let settings = settings::load(&ctx.pool, shopper.project_id()).await?;
     let mut payment_methods = Vec::new();
     let mut expires = None;
@@ -1491,17 +1540,17 @@ async fn checkout(
         "expires_at": expires,
         "created_at": created_at,
     });
-    settle(&mut tx, &cart, &checked).await?;
+
+    // 4. The cart is converted and keeps the answer for retries.
     sqlx::query(
         "UPDATE carts SET status = 'converted', order_id = $2, checkout = $3, \
-           version = version + 1, updated_at = now() WHERE id = $1",
+           checkout_started_at = NULL, version = version + 1, updated_at = now() WHERE id = $1",
     )
     .bind(&cart.id)
     .bind(order_id)
     .bind(&answer)
-    .execute(&mut *tx)
+    .execute(&ctx.pool)
     .await?;
-    tx.commit().await?;
     Ok((StatusCode::CREATED, JsonOut(answer)).into_response())
 }
 
