@@ -5,6 +5,7 @@
 mod auth_flows;
 mod billing;
 mod broker;
+mod carts;
 mod catalogue;
 mod cli;
 mod events;
