@@ -158,6 +158,14 @@ pub trait Stock: Send + Sync {
         scope: &kernel::auth::ProjectScope,
         reservation: &str,
     ) -> Result<(), kernel::ApiError>;
+
+    /// `POST movements/bulk/` (IN `return` of returned goods), once per `reference`: a second
+    /// call with a reference already booked books nothing and answers `{"replayed": true}`.
+    async fn book_once(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
 }
 
 /// How stock is shared through `Platform::provide` / `Platform::lookup`.

@@ -133,3 +133,22 @@ pub struct OrderRefundRequested {
 impl IntegrationEvent for OrderRefundRequested {
     const TYPE: &'static str = "order.refund_requested";
 }
+
+/// A completed return (order.md §14 `order.return_completed`): what came back, whether it went
+/// back into stock, and the refund asked of billing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderReturnCompleted {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub return_id: i64,
+    pub return_number: String,
+    /// `[{orderItemId, productId, variantId, quantity, restocked}]`.
+    pub items: Vec<serde_json::Value>,
+    pub refund_amount: String,
+    pub restocked: bool,
+}
+
+impl IntegrationEvent for OrderReturnCompleted {
+    const TYPE: &'static str = "order.return_completed";
+}

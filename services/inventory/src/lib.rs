@@ -278,6 +278,26 @@ impl integration::inventory::Stock for Reservations {
     async fn hold(&self, scope: &ProjectScope, reservation: &str) -> Result<(), ApiError> {
         reservations::hold_open(&self.0, &scope.as_service(), reservation).await
     }
+
+    async fn book_once(&self, scope: &ProjectScope, body: &Value) -> Result<Value, ApiError> {
+        let reference = body["reference"].as_str().unwrap_or_default();
+        if reference.is_empty() {
+            return Err(ApiError::field("reference", "A reference is required."));
+        }
+        // The caller serializes its own calls per reference (its row lock); this check makes a
+        // retry after a crash book nothing twice.
+        let booked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM movements WHERE project_id = $1 AND reference = $2)",
+        )
+        .bind(scope.project_id())
+        .bind(reference)
+        .fetch_one(&self.0.pool)
+        .await?;
+        if booked {
+            return Ok(serde_json::json!({ "replayed": true }));
+        }
+        operations::bulk(&self.0, &scope.as_service(), CALLER, body).await
+    }
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {

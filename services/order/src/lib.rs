@@ -5,6 +5,8 @@
 pub mod carts;
 pub mod graphql;
 pub mod orders;
+pub mod payments;
+pub mod returns;
 pub mod settings;
 
 use std::time::Duration;
@@ -64,8 +66,82 @@ async fn action(
             JsonOut(orders::ship(&ctx, &scope, &key, &body).await?),
         )
             .into_response(),
+        "payment" => {
+            JsonOut(payments::set_payment(&ctx, &scope, &key, &body).await?).into_response()
+        }
         _ => return Err(ApiError::not_found()),
     })
+}
+
+/// `POST order-returns/` → 201 the requested return.
+async fn request_return(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let made = returns::request(&ctx, &scope, &body).await?;
+    Ok((StatusCode::CREATED, JsonOut(made)).into_response())
+}
+
+/// `order-returns/{id}/approve|cancel|complete/`.
+async fn return_action(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<JsonOut<Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    Ok(JsonOut(returns::act(&ctx, &scope, id, &action).await?))
+}
+
+async fn order_id(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Result<i64, ApiError> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2) \
+         AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
+    )
+    .bind(scope.project_id())
+    .bind(key.trim())
+    .fetch_optional(&ctx.pool)
+    .await?
+    .ok_or_else(ApiError::not_found)
+}
+
+/// `GET orders/{id}/payments/`: the order's payments.
+async fn order_payments(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(key): Path<String>,
+    Lang(lang): Lang,
+) -> Result<JsonOut<Value>, ApiError> {
+    scope.require("order.view_payment", &orders::GRANTS)?;
+    let id = order_id(&ctx, &scope, &key).await?;
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM payments WHERE order_id = $1 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&ctx.pool)
+    .await?;
+    let read = kernel::auth::ReadScope::Member(scope.clone());
+    let mut out = Vec::with_capacity(rows.len());
+    for p in rows {
+        out.push(kernel::resource::retrieve(&ctx, &payments::PAYMENT, &read, p, lang).await?);
+    }
+    Ok(JsonOut(
+        serde_json::json!({"count": out.len(), "results": out}),
+    ))
+}
+
+/// `POST orders/{id}/payments/` → 201 a payment of that order.
+async fn add_order_payment(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(key): Path<String>,
+    Lang(lang): Lang,
+    Json(mut body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let id = order_id(&ctx, &scope, &key).await?;
+    body["order_id"] = serde_json::json!(id);
+    let made = kernel::resource::create(&ctx, &payments::PAYMENT, &scope, &body, lang).await?;
+    Ok((StatusCode::CREATED, JsonOut(made)).into_response())
 }
 
 fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
@@ -78,6 +154,24 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     );
     let r = routes_with(r, "", "orders", &orders::ORDER, Some(post(place)));
     let r = carts::routes(r);
+    let r = at(
+        r,
+        "",
+        &["orders/{id}/payments"],
+        axum::routing::get(order_payments).post(add_order_payment),
+    );
+    let r = routes_with(r, "", "payments", &payments::PAYMENT, None);
+    let r = at(r, "", &["order-returns/{id}/{action}"], post(return_action));
+    let r = routes_with(
+        r,
+        "",
+        "order-returns",
+        &returns::ORDER_RETURN,
+        Some(post(request_return)),
+    );
+    let r = routes_with(r, "", "return-reasons", &returns::RETURN_REASON, None);
+    let r = routes_with(r, "", "return-order-ratings", &returns::RETURN_ITEM, None);
+    let r = routes_with(r, "", "return-items", &returns::RETURN_ITEM, None);
     // Placement and the actions honour `Idempotency-Key`.
     r.route_layer(axum::middleware::from_fn_with_state(
         pool,
@@ -96,8 +190,18 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     );
     platform.events().subscribe(
         "order",
-        &["invoice.created", "payment.success", "payment.refunded"],
+        &[
+            "invoice.created",
+            "payment.success",
+            "payment.refunded",
+            "payment.failed",
+        ],
         std::sync::Arc::new(orders::BillingFollower { ctx: ctx.clone() }),
+    );
+    platform.events().subscribe(
+        "order",
+        &["project.created"],
+        std::sync::Arc::new(returns::ProjectSeeder { pool: pool.clone() }),
     );
     platform.events().subscribe(
         "order",

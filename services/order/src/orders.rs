@@ -489,7 +489,7 @@ struct Priced {
 }
 
 pub(crate) const PRICING_TIMEOUT: Duration = Duration::from_secs(2);
-const STOCK_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const STOCK_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) fn unreachable(what: &str) -> ApiError {
     ApiError::service_unavailable(format!(
@@ -571,7 +571,7 @@ pub(crate) fn money(d: Decimal) -> String {
 }
 
 /// The order as its events reference it.
-async fn reference(tx: &mut PgConnection, id: i64) -> Result<OrderRef, ApiError> {
+pub(crate) async fn reference(tx: &mut PgConnection, id: i64) -> Result<OrderRef, ApiError> {
     let (order_number, reference, status, payment_status): (
         String,
         Option<String>,
@@ -626,7 +626,7 @@ async fn lines(tx: &mut PgConnection, id: i64) -> Result<Vec<OrderLine>, ApiErro
         .collect())
 }
 
-async fn history(
+pub(crate) async fn history(
     tx: &mut PgConnection,
     id: i64,
     event: &str,
@@ -700,7 +700,7 @@ pub async fn place(
     Ok((created, show(ctx, scope, id).await?))
 }
 
-const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn billing(ctx: &ServiceContext) -> Result<SharedBilling, ApiError> {
     ctx.platform
@@ -1250,6 +1250,24 @@ pub async fn set_status(
     .bind(&carrier)
     .execute(&mut *tx)
     .await?;
+    if to == "completed" {
+        // Completing settles the bill (order.md §3.1): what is still due is paid now.
+        let method: String = sqlx::query_scalar("SELECT payment_method FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        crate::payments::pay_due(
+            ctx,
+            &mut tx,
+            scope,
+            id,
+            None,
+            &method,
+            "completed",
+            Some(format!("ORD-{id}-complete")),
+        )
+        .await?;
+    }
     if to == "delivered" {
         sqlx::query(
             "UPDATE fulfillments SET status = 'delivered', delivered_at = now(), updated_at = now() \
@@ -1456,7 +1474,18 @@ pub async fn cancel(
     if reason.is_empty() && errors.is_empty() {
         errors.required("reason");
     }
+    let refund = match body.get("refund") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.add("refund", "Must be a boolean.");
+            false
+        }
+    };
     errors.into_result()?;
+    if refund {
+        scope.require("order.refund_order", &GRANTS)?;
+    }
     let (id, number, from, reservation, _, _) = {
         let mut tx = ctx.pool.begin().await?;
         let row = lock(&mut tx, scope.project_id(), key).await?;
@@ -1505,6 +1534,22 @@ pub async fn cancel(
         Some(scope.user_id()),
     )
     .await?;
+    // refund=false keeps the money (order.md §7); refund=true gives back what was paid net.
+    let refunded = if refund {
+        crate::payments::refund(
+            ctx,
+            &mut tx,
+            scope,
+            id,
+            None,
+            &cancel_refund_key(scope.project_id(), id),
+            &reason,
+            None,
+        )
+        .await?
+    } else {
+        Decimal::ZERO
+    };
     let order = reference(&mut tx, id).await?;
     ctx.outbox
         .record(
@@ -1514,24 +1559,57 @@ pub async fn cancel(
             &OrderCancelled {
                 order,
                 reason: reason.clone(),
-                refund_amount: money(Decimal::ZERO),
+                refund_amount: money(refunded),
             },
         )
         .await?;
+    let redemption: Option<i64> =
+        sqlx::query_scalar("SELECT coupon_redemption_id FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
     ctx.outbox.nudge();
+    // The coupon use is freed (billing answers the same to a second release).
+    if let (Some(r), Some(billing)) = (redemption, ctx.platform.lookup::<SharedBilling>()) {
+        let freed = tokio::time::timeout(
+            COUPON_TIMEOUT,
+            billing.release_redemption(&scope.as_service(), r),
+        )
+        .await;
+        if !matches!(freed, Ok(Ok(()))) {
+            tracing::warn!(
+                order_id = id,
+                "the coupon redemption of a cancelled order was not released"
+            );
+        }
+    }
     cancelled(ctx, id, &now).await
 }
 
+fn cancel_refund_key(project_id: i64, id: i64) -> String {
+    format!("order-cancel-refund-{project_id}-{id}")
+}
+
 async fn cancelled(ctx: &ServiceContext, id: i64, previous: &str) -> Result<Value, ApiError> {
-    let (reason, at): (String, Option<chrono::DateTime<chrono::Utc>>) =
-        sqlx::query_as("SELECT cancellation_reason, cancelled_at FROM orders WHERE id = $1")
-            .bind(id)
-            .fetch_one(&ctx.pool)
-            .await?;
+    let (reason, at, project_id): (String, Option<chrono::DateTime<chrono::Utc>>, i64) =
+        sqlx::query_as(
+            "SELECT cancellation_reason, cancelled_at, project_id FROM orders WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&ctx.pool)
+        .await?;
+    let refunded: Option<Decimal> = sqlx::query_scalar(
+        "SELECT amount FROM order_refunds WHERE project_id = $1 AND transaction_id = $2",
+    )
+    .bind(project_id)
+    .bind(cancel_refund_key(project_id, id))
+    .fetch_optional(&ctx.pool)
+    .await?;
     Ok(
         json!({"id": id, "status": "cancelled", "previous_status": previous,
-              "cancellation_reason": reason, "refund_processed": false, "refund_amount": "0.00",
+              "cancellation_reason": reason, "refund_processed": refunded.is_some(),
+              "refund_amount": money(refunded.unwrap_or_default()),
               "items_restocked": true, "cancelled_at": at}),
     )
 }
@@ -1649,17 +1727,22 @@ fn payment_status(total: Decimal, paid: Decimal, refunded: Decimal) -> &'static 
 #[async_trait]
 impl kernel::events::EventHandler for BillingFollower {
     async fn handle(&self, envelope: &kernel::events::Envelope) -> anyhow::Result<()> {
-        use integration::billing::{InvoiceCreated, PaymentRefunded, PaymentSucceeded};
+        use integration::billing::{
+            InvoiceCreated, PaymentFailed, PaymentRefunded, PaymentSucceeded,
+        };
         let Some(project_id) = envelope.project_id else {
             return Ok(());
         };
-        let payment = match (
+        // (payment, Some(succeeded) for a payment outcome, None for a refund)
+        let (payment, outcome) = match (
             envelope.decode::<PaymentSucceeded>(),
             envelope.decode::<PaymentRefunded>(),
+            envelope.decode::<PaymentFailed>(),
         ) {
-            (Some(p), _) => Some(p?.0),
-            (_, Some(p)) => Some(p?.0),
-            _ => None,
+            (Some(p), _, _) => (Some(p?.0), Some(true)),
+            (_, Some(p), _) => (Some(p?.0), None),
+            (_, _, Some(p)) => (Some(p?.0), Some(false)),
+            _ => (None, None),
         };
         let created = envelope
             .decode::<InvoiceCreated>()
@@ -1686,7 +1769,12 @@ impl kernel::events::EventHandler for BillingFollower {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(p) = &payment {
+        if let (Some(p), Some(succeeded)) = (&payment, outcome) {
+            crate::payments::follow(&mut tx, project_id, order_id, p, succeeded)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+        }
+        if let Some(p) = payment.as_ref().filter(|_| outcome != Some(false)) {
             let dec = |s: &str| s.parse::<Decimal>().unwrap_or(Decimal::ZERO);
             let (paid, refunded) = (dec(&p.amount_paid), dec(&p.amount_refunded));
             let total: Option<(Decimal, String)> = sqlx::query_as(

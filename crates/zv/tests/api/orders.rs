@@ -648,6 +648,14 @@ impl integration::inventory::Stock for Unreachable {
     ) -> Result<(), kernel::ApiError> {
         self.0.hold(scope, r).await
     }
+
+    async fn book_once(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        body: &Value,
+    ) -> Result<Value, kernel::ApiError> {
+        self.0.book_once(scope, body).await
+    }
 }
 
 #[tokio::test]
