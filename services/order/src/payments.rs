@@ -98,14 +98,15 @@ fn allowed(from: &str, to: &str) -> bool {
 }
 
 /// What is still due on an order: its total less what billing has booked net, less completed
-/// payments billing has not acknowledged yet.
-async fn due(tx: &mut PgConnection, order_id: i64) -> Result<Decimal, ApiError> {
+/// payments billing has not acknowledged yet (other than `except`).
+async fn due(tx: &mut PgConnection, order_id: i64, except: i64) -> Result<Decimal, ApiError> {
     let due: Decimal = sqlx::query_scalar(
         "SELECT GREATEST(o.total - o.amount_paid + o.amount_refunded - COALESCE((SELECT sum(p.amount) \
            FROM payments p WHERE p.order_id = o.id AND p.status = 'completed' AND NOT p.acknowledged \
-           AND p.deleted_at IS NULL), 0), 0) FROM orders o WHERE o.id = $1",
+           AND p.deleted_at IS NULL AND p.id <> $2), 0), 0) FROM orders o WHERE o.id = $1",
     )
     .bind(order_id)
+    .bind(except)
     .fetch_one(&mut *tx)
     .await?;
     Ok(due)
@@ -264,8 +265,7 @@ async fn complete(
             "A cancelled order takes no payments.",
         ));
     }
-    // This payment is already counted in `due` as unacknowledged: add it back.
-    let due = due(tx, order_id).await? + amount;
+    let due = due(tx, order_id, id).await?;
     if amount > due {
         return Err(ApiError::rule(
             "amount_exceeds_due",
@@ -322,7 +322,7 @@ pub async fn pay_due(
     transaction_id: Option<String>,
 ) -> Result<Option<i64>, ApiError> {
     lock_order(tx, scope.project_id(), order_id).await?;
-    let owed = due(tx, order_id).await?;
+    let owed = due(tx, order_id, 0).await?;
     let amount = amount.unwrap_or(owed);
     if amount <= Decimal::ZERO {
         return Ok(None);

@@ -18,6 +18,7 @@ mod limits;
 mod orders;
 mod projects;
 mod reservations;
+mod returns;
 mod stock_operations;
 mod tenancy;
 mod tokens;
