@@ -32,7 +32,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::orders::{
     check_address, decimal, int, money, text, unreachable, Placement, Wanted, GRANTS,
-    PAYMENT_METHODS, PRICING_TIMEOUT, SHIPPING,
+    PAYMENT_METHODS, PRICING_TIMEOUT,
 };
 use crate::settings;
 
@@ -45,29 +45,6 @@ const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
 const CHECKOUT_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 /// Methods paid online at checkout (the order waits in `pending_payment`).
 const ONLINE: &[&str] = &["credit_card", "debit_card", "paypal", "wallet"];
-/// Shipping methods: code, name, description, estimated business days.
-const METHODS: &[(&str, &str, &str, i64)] = &[
-    (
-        "standard",
-        "Standard",
-        "Delivered in about 5 business days",
-        5,
-    ),
-    (
-        "express",
-        "Express",
-        "Delivered in about 2 business days",
-        2,
-    ),
-    (
-        "overnight",
-        "Overnight",
-        "Delivered the next business day",
-        1,
-    ),
-    ("pickup", "Pickup", "Collected at the store", 0),
-];
-
 #[derive(sqlx::FromRow, Clone)]
 struct CartRow {
     id: String,
@@ -375,14 +352,6 @@ fn price_of(q: &PriceQuote) -> Option<Decimal> {
         .filter(|_| q.is_available)
 }
 
-fn shipping_cost(method: &str) -> Decimal {
-    SHIPPING
-        .iter()
-        .find(|(c, _)| *c == method)
-        .and_then(|(_, cost)| cost.parse().ok())
-        .unwrap_or(Decimal::ZERO)
-}
-
 /// A cart with live prices, the coupon re-validated and the totals (order.md §2.1).
 struct Priced {
     lines: Vec<Value>,
@@ -475,9 +444,15 @@ async fn price(
         _ => Decimal::ZERO,
     };
     let settings = settings::load(&mut *db, shopper.project_id()).await?;
+    let shipping = match cart.shipping_method.as_str() {
+        "" => Decimal::ZERO,
+        code => crate::extras::shipping_cost(db, shopper.project_id(), code, subtotal)
+            .await?
+            .unwrap_or(Decimal::ZERO),
+    };
     Ok(Priced {
         tax: settings::tax(subtotal, discount, settings.tax_rate),
-        shipping: shipping_cost(&cart.shipping_method),
+        shipping,
         lines,
         quotes,
         rows,
@@ -1020,16 +995,6 @@ async fn remove_coupon(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn available_methods() -> Value {
-    METHODS
-        .iter()
-        .map(|(code, name, description, days)| {
-            json!({"id": code, "name": name, "description": description,
-                "cost": money(shipping_cost(code)), "estimated_days": days})
-        })
-        .collect()
-}
-
 /// `PUT C shipping_address/` Address → the address and the methods that deliver there.
 async fn set_address(
     State(ctx): State<ServiceContext>,
@@ -1060,9 +1025,10 @@ async fn set_address(
     .execute(&mut *tx)
     .await?;
     touch(&mut tx, &cart.id).await?;
+    let methods = crate::extras::methods(&mut tx, shopper.project_id()).await?;
     tx.commit().await?;
     Ok(JsonOut(
-        json!({"shipping_address": address, "available_shipping_methods": available_methods()}),
+        json!({"shipping_address": address, "available_shipping_methods": methods}),
     ))
 }
 
@@ -1091,22 +1057,25 @@ async fn set_method(
     let mut errors = FieldErrors::new();
     let method = text(&body, &["method", "shipping_method"], 30, &mut errors).to_ascii_lowercase();
     errors.into_result()?;
-    let Some((code, _, _, days)) = METHODS.iter().find(|m| m.0 == method) else {
+    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
+    let offered = crate::extras::methods(&mut tx, shopper.project_id()).await?;
+    let Some(chosen) = offered.iter().find(|m| m["id"] == method.as_str()) else {
         return Err(ApiError::field("method", "Unknown shipping method."));
     };
-    let (mut tx, cart) = lock(&ctx, &shopper, &key, &headers).await?;
+    let days = chosen["estimated_days"].as_i64().unwrap_or(0);
     sqlx::query("UPDATE carts SET shipping_method = $2 WHERE id = $1")
         .bind(&cart.id)
-        .bind(code)
+        .bind(&method)
         .execute(&mut *tx)
         .await?;
     touch(&mut tx, &cart.id).await?;
     tx.commit().await?;
+    let totals = totals_now(&ctx, &shopper, &cart.id, lang).await?;
     Ok(JsonOut(json!({
-        "shipping_method": code,
-        "shipping_cost": money(shipping_cost(code)),
-        "estimated_delivery": business_days(Utc::now().date_naive(), *days),
-        "cart_totals": totals_now(&ctx, &shopper, &cart.id, lang).await?,
+        "shipping_method": method,
+        "shipping_cost": totals["shipping_cost"],
+        "estimated_delivery": business_days(Utc::now().date_naive(), days),
+        "cart_totals": totals,
     })))
 }
 

@@ -1,16 +1,17 @@
-//! `/graphql/order` (contract order.md §12), as far as the service is built: orders through the
-//! kernel's GraphQL adapter (`order(id)`, `orders(where, search, orderBy, limit, offset)`,
-//! `_ordersMeta`, `updateOrder`, `deleteOrder`), `createOrder` = placement (§4), and
-//! `cancelOrder`, `updateOrderStatus` (`{order, errors{field message}}`) and `orderByNumber`.
+//! `/graphql/order` (contract order.md §12): orders, payments, returns and their lines, return
+//! reasons, statuses, tags and shipping methods through the kernel's GraphQL adapter (`x(id)`,
+//! `xs(where, search, orderBy, limit, offset)`, `_xsMeta`, create/update/delete), with
+//! `createOrder` = placement (§4), `cancelOrder` and `updateOrderStatus` (`{order, errors{field
+//! message}}`), `orderByNumber`, and `addOrderTags` / `removeOrderTags`.
 
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, Type, TypeRef};
 use kernel::resource_graphql::{
-    argument, error, field_result, input, payload, payload_type, workflow, writer, GraphqlResource,
-    InputKind, Pinned, Writer,
+    argument, error, field_result, input, payload, payload_type, workflow, writer, BelongsTo,
+    GraphqlResource, HasMany, InputKind, Pinned, Writer,
 };
 use serde_json::{json, Value};
 
-use crate::orders;
+use crate::{extras, orders, payments, returns};
 
 pub static ORDER: GraphqlResource = GraphqlResource {
     resource: &orders::ORDER,
@@ -19,8 +20,25 @@ pub static ORDER: GraphqlResource = GraphqlResource {
     plural: "orders",
     // HEAD's GraphQL spells the main status `mainStatus` and the note `note`.
     renames: &[("status", "main_status"), ("notes", "note")],
-    has_many: &[],
-    belongs_to: &[],
+    has_many: &[
+        HasMany {
+            field: "payments",
+            target: &PAYMENT,
+            foreign_key: "order_id",
+        },
+        HasMany {
+            field: "returns",
+            target: &ORDER_RETURN,
+            foreign_key: "order_id",
+        },
+    ],
+    // GraphQL `status` is the custom Status (HEAD); the main status is `mainStatus`.
+    belongs_to: &[BelongsTo {
+        field: "status",
+        key: "status_id",
+        target: &STATUS,
+        many: false,
+    }],
     // Given on placement only.
     extra_inputs: &[
         ("items", InputKind::Json),
@@ -32,7 +50,96 @@ pub static ORDER: GraphqlResource = GraphqlResource {
     aliases: &[],
 };
 
-pub static RESOURCES: &[&GraphqlResource] = &[&ORDER];
+/// A plain resource: no renames, relations or extra inputs.
+const fn plain(
+    resource: &'static kernel::resource::Resource,
+    type_name: &'static str,
+    single: &'static str,
+    plural: &'static str,
+) -> GraphqlResource {
+    GraphqlResource {
+        resource,
+        type_name,
+        single,
+        plural,
+        renames: &[],
+        has_many: &[],
+        belongs_to: &[],
+        extra_inputs: &[],
+        roots: true,
+        aliases: &[],
+    }
+}
+
+pub static PAYMENT: GraphqlResource = plain(&payments::PAYMENT, "Payment", "payment", "payments");
+pub static ORDER_RETURN: GraphqlResource = plain(
+    &returns::ORDER_RETURN,
+    "OrderReturn",
+    "orderReturn",
+    "orderReturns",
+);
+pub static RETURN_REASON: GraphqlResource = plain(
+    &returns::RETURN_REASON,
+    "ReturnReason",
+    "returnReason",
+    "returnReasons",
+);
+pub static RETURN_ITEM: GraphqlResource = plain(
+    &returns::RETURN_ITEM,
+    "ReturnOrderRating",
+    "returnOrderRating",
+    "returnOrderRatings",
+);
+pub static STATUS: GraphqlResource = plain(&extras::STATUS, "Status", "status", "statuses");
+pub static TAG: GraphqlResource = plain(&extras::TAG, "Tag", "tag", "tags");
+pub static SHIPPING_METHOD: GraphqlResource = plain(
+    &extras::SHIPPING_METHOD,
+    "ShippingMethod",
+    "shippingMethod",
+    "shippingMethods",
+);
+
+pub static RESOURCES: &[&GraphqlResource] = &[
+    &ORDER,
+    &PAYMENT,
+    &ORDER_RETURN,
+    &RETURN_REASON,
+    &RETURN_ITEM,
+    &STATUS,
+    &TAG,
+    &SHIPPING_METHOD,
+];
+
+/// `addOrderTags(id, relatedIds)` / `removeOrderTags(id, relatedIds)` → Boolean.
+fn order_tags(add: bool) -> Field {
+    let name = if add {
+        "addOrderTags"
+    } else {
+        "removeOrderTags"
+    };
+    Field::new(name, TypeRef::named_nn(TypeRef::BOOLEAN), move |ctx| {
+        FieldFuture::new(async move {
+            let w = writer(&ctx).await?;
+            let key = order_key(&ctx, "id");
+            let ids: Vec<i64> = match argument(&ctx, "relatedIds")? {
+                Some(Value::Array(ids)) => ids
+                    .iter()
+                    .filter_map(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            extras::tag(&w.svc, &w.scope, &key, &ids, add)
+                .await
+                .map_err(error)?;
+            Ok(Some(FieldValue::value(true)))
+        })
+    })
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    .argument(InputValue::new(
+        "relatedIds",
+        TypeRef::named_nn_list_nn(TypeRef::ID),
+    ))
+}
 
 fn order_key(ctx: &async_graphql::dynamic::ResolverContext<'_>, name: &str) -> String {
     match argument(ctx, name).ok().flatten() {
@@ -162,6 +269,7 @@ pub fn extend(query: Object, mutation: Object) -> (Object, Object, Vec<Type>) {
                 TypeRef::named_nn("UpdateOrderStatusInput"),
             )),
         );
+    let mutation = mutation.field(order_tags(true)).field(order_tags(false));
     let query = query.field(order_by_number());
     (
         query,

@@ -3,6 +3,7 @@
 //! are not built yet; `/graphql/order` serves what is.
 
 pub mod carts;
+pub mod extras;
 pub mod graphql;
 pub mod orders;
 pub mod payments;
@@ -31,7 +32,8 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     name: "order",
     health_name: "zv-order-eco-service",
     // Carts are open to guests and to signed-in non-members (order.md §1 customer routes).
-    public_paths: &["/cart"],
+    // Shipping methods are read publicly (order.md §8).
+    public_paths: &["/cart", "/shipping-methods", "/shipping_methods"],
     public_exact: &[],
 };
 
@@ -148,12 +150,19 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     use kernel::resource::rest::routes_with;
     let r = at(
         Router::new(),
-        "",
+        "online_orders",
         &["orders/{id}/{action}"],
         post(action).patch(action),
     );
-    let r = routes_with(r, "", "orders", &orders::ORDER, Some(post(place)));
+    let r = routes_with(
+        r,
+        "online_orders",
+        "orders",
+        &orders::ORDER,
+        Some(post(place)),
+    );
     let r = carts::routes(r);
+    let r = extras::routes(r);
     let r = at(
         r,
         "",
@@ -201,7 +210,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     platform.events().subscribe(
         "order",
         &["project.created"],
-        std::sync::Arc::new(returns::ProjectSeeder { pool: pool.clone() }),
+        std::sync::Arc::new(extras::ProjectSeeder { pool: pool.clone() }),
     );
     platform.events().subscribe(
         "order",

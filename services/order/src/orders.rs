@@ -67,6 +67,13 @@ const COUNT: &str =
 const DUE: &str =
     "to_char(GREATEST(t.total - t.amount_paid + t.amount_refunded, 0), 'FM999999999999990.00')";
 
+const TAGS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, \
+    'color', g.color) ORDER BY g.name) FROM order_tags ot JOIN tags g ON g.id = ot.tag_id \
+    WHERE ot.order_id = t.id AND g.deleted_at IS NULL), '[]'::jsonb)";
+const STATUS_DETAIL: &str = "(SELECT jsonb_build_object('id', s.id, 'name', s.name, \
+    'main_status', s.main_status, 'is_customer_visible', s.is_customer_visible) \
+    FROM statuses s WHERE s.id = t.status_id)";
+
 /// Orders through the resource machinery: lists and reads, and PATCH of notes, contact and
 /// addresses. Placement, status changes, cancellation and fulfilment are the actions below.
 pub static ORDER: Resource = Resource {
@@ -99,6 +106,7 @@ pub static ORDER: Resource = Resource {
         Field::text("carrier", 100).read_only(),
         Field::text("notes", 2000).aliases(&["note"]),
         Field::text("coupon_code", 50).read_only(),
+        Field::new("status_id", FieldKind::int_from(1)),
         Field::text("reference", 100).read_only(),
         Field::text("source", 20).read_only(),
         Field::text("reservation_id", 40).read_only(),
@@ -122,6 +130,8 @@ pub static ORDER: Resource = Resource {
         ),
         ("note", "t.notes"),
         ("amount_due", DUE),
+        ("tags", TAGS),
+        ("status_detail", STATUS_DETAIL),
     ],
     list: ListSpec {
         filters: &[
@@ -190,7 +200,7 @@ impl Hooks for OrderRules {
             status.as_str(),
             "shipped" | "delivered" | "completed" | "cancelled" | "returned"
         );
-        let contact = values.keys().any(|k| k != "notes");
+        let contact = values.keys().any(|k| k != "notes" && k != "status_id");
         if late && contact {
             return Err(ApiError::rule(
                 "order_not_editable",
@@ -200,6 +210,23 @@ impl Hooks for OrderRules {
         for key in ["shipping_address", "billing_address"] {
             if let Some(kernel::resource::Bind::Json(address)) = values.get(key) {
                 check_address(key, address)?;
+            }
+        }
+        // A custom status is a label of the main status: moving the main status goes through
+        // `orders/{id}/status/` (which takes a `status_id` too).
+        if let Some(kernel::resource::Bind::Int(status_id)) = values.get("status_id") {
+            let main: Option<String> = sqlx::query_scalar(
+                "SELECT main_status FROM statuses WHERE id = $1 AND project_id = $2 \
+                 AND deleted_at IS NULL",
+            )
+            .bind(status_id)
+            .bind(_scope.project_id())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match main {
+                None => return Err(ApiError::field("status_id", "No such status.")),
+                Some(m) if m != status => return Err(invalid(&status, &m)),
+                Some(_) => {}
             }
         }
         Ok(())
@@ -268,14 +295,6 @@ pub(crate) const PAYMENT_METHODS: &[&str] = &[
     "cash",
     "cash_on_delivery",
     "bank_transfer",
-];
-
-/// Seeded shipping methods (order.md §8): code, cost.
-pub(crate) const SHIPPING: &[(&str, &str)] = &[
-    ("standard", "9.99"),
-    ("express", "19.99"),
-    ("overnight", "34.99"),
-    ("pickup", "0"),
 ];
 
 /// A requested line.
@@ -409,9 +428,6 @@ fn parse(body: &Value) -> Result<Placement, ApiError> {
     let customer_phone = text(body, &["customer_phone"], 30, &mut errors);
     let customer_name = text(body, &["customer_name"], 255, &mut errors);
     let shipping_method = text(body, &["shipping_method"], 30, &mut errors).to_ascii_lowercase();
-    if !shipping_method.is_empty() && !SHIPPING.iter().any(|(c, _)| *c == shipping_method) {
-        errors.add("shipping_method", "Unknown shipping method.");
-    }
     let payment_method = text(body, &["payment_method"], 30, &mut errors).to_ascii_lowercase();
     if !payment_method.is_empty() && !PAYMENT_METHODS.contains(&payment_method.as_str()) {
         errors.add(
@@ -812,13 +828,18 @@ pub(crate) async fn place_parsed(
         .iter()
         .map(|p| p.unit_price * Decimal::from(p.wanted.quantity))
         .sum();
-    let shipping = placement.shipping.unwrap_or_else(|| {
-        SHIPPING
-            .iter()
-            .find(|(c, _)| *c == placement.shipping_method)
-            .and_then(|(_, cost)| cost.parse().ok())
-            .unwrap_or(Decimal::ZERO)
-    });
+    let shipping = match (placement.shipping, placement.shipping_method.as_str()) {
+        (Some(manual), _) => manual,
+        (None, "") => Decimal::ZERO,
+        (None, code) => {
+            let mut conn = ctx.pool.acquire().await?;
+            crate::extras::shipping_cost(&mut conn, scope.project_id(), code, subtotal)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::field("shipping_method", "Unknown or inactive shipping method.")
+                })?
+        }
+    };
     let mut discount = placement.discount.unwrap_or(Decimal::ZERO);
     if discount > subtotal {
         return Err(ApiError::field(
@@ -1130,7 +1151,31 @@ pub async fn set_status(
 ) -> Result<Value, ApiError> {
     scope.require("order.change_order_status", &GRANTS)?;
     let mut errors = FieldErrors::new();
-    let to = text(body, &["status"], 30, &mut errors).to_ascii_lowercase();
+    let mut to = text(body, &["status"], 30, &mut errors).to_ascii_lowercase();
+    let status_id = match body.get("status_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let id = int(Some(v)).filter(|i| *i > 0);
+            if id.is_none() {
+                errors.add("status_id", "A valid status id is required.");
+            }
+            id
+        }
+    };
+    if let Some(sid) = status_id {
+        let main: Option<String> = sqlx::query_scalar(
+            "SELECT main_status FROM statuses WHERE id = $1 AND project_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(sid)
+        .bind(scope.project_id())
+        .fetch_optional(&ctx.pool)
+        .await?;
+        match main {
+            Some(m) if to.is_empty() || to == m => to = m,
+            Some(_) => errors.add("status_id", "This status belongs to another main status."),
+            None => errors.add("status_id", "No such status."),
+        }
+    }
     let to = if to == "canceled" {
         "cancelled".to_owned()
     } else {
@@ -1182,7 +1227,16 @@ pub async fn set_status(
         row
     };
     if from == to {
-        return Ok(json!({"id": id, "status": to, "previous_status": from}));
+        if let Some(sid) = status_id {
+            sqlx::query("UPDATE orders SET status_id = $2, updated_at = now() WHERE id = $1")
+                .bind(id)
+                .bind(sid)
+                .execute(&ctx.pool)
+                .await?;
+        }
+        return Ok(
+            json!({"id": id, "status": to, "previous_status": from, "status_id": status_id}),
+        );
     }
     if !allowed(&from).contains(&to.as_str()) {
         return Err(invalid(&from, &to));
@@ -1240,7 +1294,10 @@ pub async fn set_status(
            delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END, \
            completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE completed_at END, \
            tracking_number = CASE WHEN $4 <> '' THEN $4 ELSE tracking_number END, \
-           carrier = CASE WHEN $5 <> '' THEN $5 ELSE carrier END \
+           carrier = CASE WHEN $5 <> '' THEN $5 ELSE carrier END, \
+           status_id = CASE WHEN $6::bigint IS NOT NULL THEN $6 \
+             WHEN (SELECT s.main_status FROM statuses s WHERE s.id = orders.status_id) = $2 \
+             THEN status_id END \
          WHERE id = $1",
     )
     .bind(id)
@@ -1248,6 +1305,7 @@ pub async fn set_status(
     .bind(scope.user_id())
     .bind(&tracking)
     .bind(&carrier)
+    .bind(status_id)
     .execute(&mut *tx)
     .await?;
     if to == "completed" {

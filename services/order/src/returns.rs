@@ -6,12 +6,9 @@
 //! return), and the order becomes `returned` when every shipped unit is back. Completion holds
 //! the return's row lock, so two completions of one return do the work once.
 
-use async_trait::async_trait;
 use integration::inventory::SharedStock;
 use integration::order::{OrderReturnCompleted, OrderStatusChanged};
-use integration::project::ProjectCreated;
 use kernel::auth::ProjectScope;
-use kernel::events::{begin_once, Envelope, EventHandler};
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{Field, FieldKind, Resource};
 use kernel::service::ServiceContext;
@@ -172,28 +169,8 @@ pub static RETURN_ITEM: Resource = Resource {
     hidden: None,
 };
 
-/// Seeds the return reasons of a new project, once.
-pub struct ProjectSeeder {
-    pub pool: sqlx::PgPool,
-}
-
-#[async_trait]
-impl EventHandler for ProjectSeeder {
-    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let Some(event) = envelope.decode::<ProjectCreated>() else {
-            return Ok(());
-        };
-        let event = event?;
-        let Some(mut tx) = begin_once(&self.pool, "order", envelope).await? else {
-            return Ok(());
-        };
-        seed(&mut tx, event.project_id).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-async fn seed(tx: &mut PgConnection, project_id: i64) -> sqlx::Result<()> {
+/// Seeds the return reasons of a project, once.
+pub(crate) async fn seed(tx: &mut PgConnection, project_id: i64) -> sqlx::Result<()> {
     let codes: Vec<&str> = REASONS.iter().map(|r| r.0).collect();
     let names: Vec<&str> = REASONS.iter().map(|r| r.1).collect();
     sqlx::query(

@@ -15,6 +15,7 @@ mod harness;
 mod images;
 mod inventory;
 mod limits;
+mod order_extras;
 mod orders;
 mod projects;
 mod reservations;

@@ -870,7 +870,7 @@ async fn graphql_places_reads_and_moves_orders() {
         }
     };
     let placed = ask(gql(
-        "mutation($i: JSON) { createOrder(input: {items: $i, customerEmail: \"g@example.com\", shippingMethod: \"pickup\"}) { id orderNumber mainStatus status total totalAmount items } }",
+        "mutation($i: JSON) { createOrder(input: {items: $i, customerEmail: \"g@example.com\", shippingMethod: \"pickup\"}) { id orderNumber mainStatus status { name } total totalAmount items } }",
         json!({"i": [{"productId": dice, "quantity": 2}]}),
     ))
     .await;
