@@ -152,3 +152,39 @@ pub struct OrderReturnCompleted {
 impl IntegrationEvent for OrderReturnCompleted {
     const TYPE: &'static str = "order.return_completed";
 }
+
+/// The order as it entered a main status (`order.confirmed`, `order.shipped`,
+/// `order.delivered`, `order.completed`, `order.paid`, `order.returned`): a snapshot for
+/// consumers that follow one step only (customer totals, loyalty, notifications).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSnapshot {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub customer_id: Option<i64>,
+    pub customer_email: String,
+    pub currency: String,
+    /// Decimal strings.
+    pub total: String,
+    pub amount_paid: String,
+    pub by: Option<i64>,
+}
+
+macro_rules! step {
+    ($name:ident, $type:literal) => {
+        #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+        pub struct $name(pub OrderSnapshot);
+
+        impl IntegrationEvent for $name {
+            const TYPE: &'static str = $type;
+        }
+    };
+}
+
+step!(OrderConfirmed, "order.confirmed");
+step!(OrderShipped, "order.shipped");
+step!(OrderDelivered, "order.delivered");
+step!(OrderCompleted, "order.completed");
+step!(OrderPaid, "order.paid");
+step!(OrderReturned, "order.returned");
+step!(OrderDeleted, "order.deleted");

@@ -232,6 +232,28 @@ impl Hooks for OrderRules {
         Ok(())
     }
 
+    async fn after_write(
+        &self,
+        ctx: &ServiceContext,
+        tx: &mut PgConnection,
+        scope: &ProjectScope,
+        written: kernel::resource::Written<'_>,
+    ) -> Result<(), ApiError> {
+        if matches!(written.write, kernel::resource::Write::Delete) {
+            let id = written.row["id"].as_i64().unwrap_or_default();
+            record_step(
+                ctx,
+                tx,
+                scope.project_id(),
+                Some(scope.user_id()),
+                id,
+                "deleted",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn before_delete(
         &self,
         _ctx: &ServiceContext,
@@ -1085,6 +1107,82 @@ async fn created_event(
     })
 }
 
+/// Records the event of the main status an order entered (order.md §14), if it has one.
+pub(crate) async fn record_step(
+    ctx: &ServiceContext,
+    tx: &mut PgConnection,
+    project_id: i64,
+    by: Option<i64>,
+    id: i64,
+    step: &str,
+) -> Result<(), ApiError> {
+    use integration::order::{
+        OrderCompleted, OrderConfirmed, OrderDeleted, OrderDelivered, OrderPaid, OrderReturned,
+        OrderShipped, OrderSnapshot,
+    };
+    let order = reference(tx, id).await?;
+    let (customer_id, customer_email, currency, total, paid): (
+        Option<i64>,
+        String,
+        String,
+        Decimal,
+        Decimal,
+    ) = sqlx::query_as(
+        "SELECT customer_id, customer_email, currency, total, amount_paid - amount_refunded \
+         FROM orders WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let snapshot = OrderSnapshot {
+        order,
+        customer_id,
+        customer_email,
+        currency,
+        total: money(total),
+        amount_paid: money(paid),
+        by,
+    };
+    let (project, outbox) = (Some(project_id), &ctx.outbox);
+    match step {
+        "confirmed" => {
+            outbox
+                .record(tx, project, by, &OrderConfirmed(snapshot))
+                .await?;
+        }
+        "shipped" => {
+            outbox
+                .record(tx, project, by, &OrderShipped(snapshot))
+                .await?;
+        }
+        "delivered" => {
+            outbox
+                .record(tx, project, by, &OrderDelivered(snapshot))
+                .await?;
+        }
+        "completed" => {
+            outbox
+                .record(tx, project, by, &OrderCompleted(snapshot))
+                .await?;
+        }
+        "paid" => {
+            outbox.record(tx, project, by, &OrderPaid(snapshot)).await?;
+        }
+        "returned" => {
+            outbox
+                .record(tx, project, by, &OrderReturned(snapshot))
+                .await?;
+        }
+        "deleted" => {
+            outbox
+                .record(tx, project, by, &OrderDeleted(snapshot))
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// The order as clients read it.
 pub async fn show(ctx: &ServiceContext, scope: &ProjectScope, id: i64) -> Result<Value, ApiError> {
     kernel::resource::retrieve(
@@ -1350,6 +1448,15 @@ pub async fn set_status(
             },
         )
         .await?;
+    record_step(
+        ctx,
+        &mut tx,
+        scope.project_id(),
+        Some(scope.user_id()),
+        id,
+        &to,
+    )
+    .await?;
     tx.commit().await?;
     ctx.outbox.nudge();
     let (updated_at, tracking_number, carrier): (chrono::DateTime<chrono::Utc>, String, String) =
@@ -1835,14 +1942,15 @@ impl kernel::events::EventHandler for BillingFollower {
         if let Some(p) = payment.as_ref().filter(|_| outcome != Some(false)) {
             let dec = |s: &str| s.parse::<Decimal>().unwrap_or(Decimal::ZERO);
             let (paid, refunded) = (dec(&p.amount_paid), dec(&p.amount_refunded));
-            let total: Option<(Decimal, String)> = sqlx::query_as(
-                "SELECT total, status FROM orders WHERE id = $1 AND project_id = $2 FOR UPDATE",
+            let total: Option<(Decimal, String, String)> = sqlx::query_as(
+                "SELECT total, status, payment_status FROM orders WHERE id = $1 AND project_id = $2 \
+                 FOR UPDATE",
             )
             .bind(order_id)
             .bind(project_id)
             .fetch_optional(&mut *tx)
             .await?;
-            if let Some((total, status)) = total {
+            if let Some((total, status, was)) = total {
                 let derived = payment_status(total, paid, refunded);
                 sqlx::query(
                     "UPDATE orders SET amount_paid = $3, amount_refunded = $4, payment_status = $5, \
@@ -1865,8 +1973,22 @@ impl kernel::events::EventHandler for BillingFollower {
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
-                confirm =
-                    derived == "paid" && matches!(status.as_str(), "pending" | "pending_payment");
+                if derived == "paid" && was != "paid" {
+                    record_step(
+                        &self.ctx,
+                        &mut tx,
+                        project_id,
+                        envelope.actor_id,
+                        order_id,
+                        "paid",
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
+                }
+                let settings = crate::settings::load(&mut *tx, project_id).await?;
+                confirm = settings.auto_confirm_paid
+                    && derived == "paid"
+                    && matches!(status.as_str(), "pending" | "pending_payment");
             }
         }
         tx.commit().await?;

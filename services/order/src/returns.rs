@@ -761,6 +761,8 @@ async fn complete(
                 },
             )
             .await?;
+        crate::orders::record_step(ctx, tx, scope.project_id(), actor, row.order_id, "returned")
+            .await?;
     }
     Ok(())
 }

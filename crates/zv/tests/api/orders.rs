@@ -239,8 +239,15 @@ async fn an_order_is_priced_reserved_confirmed_shipped_and_delivered() {
             json!("shipped"),
             json!("shipped"),
             json!("delivered"),
+            json!("completed"),
+            // Completion pays what was still due (order.md §3.1).
             json!("completed")
         ]
+    );
+    assert_eq!(
+        done["status_history"][5]["event"], "payment",
+        "{}",
+        done["status_history"]
     );
     assert!(done["delivered_at"].is_string() && done["completed_at"].is_string());
     // Contact changes stop once shipped; notes do not.
