@@ -112,3 +112,47 @@ pub trait Billing: Send + Sync {
 
 /// How billing is shared through `Platform::provide` / `Platform::lookup`.
 pub type SharedBilling = std::sync::Arc<dyn Billing>;
+
+/// An invoice issued or sent again (`send/`, `status: sent`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InvoiceSent(pub InvoiceEvent);
+
+impl IntegrationEvent for InvoiceSent {
+    const TYPE: &'static str = "invoice.sent";
+}
+
+/// An invoice voided (`cancel/`, `status: cancelled`, `payment: CANCELLED`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct InvoiceCancelled(pub InvoiceEvent);
+
+impl IntegrationEvent for InvoiceCancelled {
+    const TYPE: &'static str = "invoice.cancelled";
+}
+
+/// A coupon use (`coupon.redeemed`) or its release (`coupon.released`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponEvent {
+    pub redemption_id: i64,
+    pub coupon_id: i64,
+    pub code: String,
+    pub customer_id: Option<i64>,
+    pub source_type: String,
+    pub source_id: i64,
+    /// Decimal string.
+    pub discount_amount: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CouponRedeemed(pub CouponEvent);
+
+impl IntegrationEvent for CouponRedeemed {
+    const TYPE: &'static str = "coupon.redeemed";
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CouponReleased(pub CouponEvent);
+
+impl IntegrationEvent for CouponReleased {
+    const TYPE: &'static str = "coupon.released";
+}

@@ -1,9 +1,15 @@
-//! The billing service (contract billing.md), as far as built: invoices (one per placed order
-//! from `order.created`, or manual), gapless per-project numbers, manual payments and refunds on
-//! the transaction ledger, and the status derived from it. Coupons, payment methods, gateways,
-//! subscriptions and `/graphql/billing` are not built yet.
+//! The billing service (contract billing.md): invoices with computed totals and gapless
+//! numbers (one per placed order from `order.created`, or manual), the transaction ledger
+//! (payments, refunds, adjustments, chargebacks) with the status derived from it, payment
+//! gateways (`manual`, the `test` sandbox) and their signed webhooks.
 
+pub mod coupons;
+pub mod facade;
+pub mod gateways;
 pub mod invoices;
+pub mod ledger;
+pub mod order_money;
+pub mod transactions;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json as JsonOut, Router};
 use kernel::auth::ProjectScope;
-use kernel::extract::Json;
+use kernel::extract::{path_id, Json};
+use kernel::rbac::Grants;
 use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
 use kernel::Platform;
@@ -23,53 +30,160 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub static SPEC: ServiceSpec = ServiceSpec {
     name: "billing",
     health_name: "zv-billing-eco-service",
-    public_paths: &[],
+    // Provider notifications carry a signature, not a token.
+    public_paths: &["/webhooks"],
     public_exact: &[],
 };
 
-async fn create(
+/// billing.md §9: members read; owners and admins write invoices, coupons and subscriptions,
+/// refund, void and adjust; editors also create and update transactions and payment methods,
+/// record payments and redeem coupons. Deletes are owner/admin.
+pub const GRANTS: Grants = Grants {
+    editor_extra: &[],
+    editor_writes: Some(&[
+        "billing.record_payment",
+        "billing.redeem_coupon",
+        "billing.add_transaction",
+        "billing.change_transaction",
+        "billing.add_paymentmethod",
+        "billing.change_paymentmethod",
+    ]),
+};
+
+fn answer(created: bool, body: Value) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, JsonOut(body)).into_response()
+}
+
+async fn create_invoice(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let invoice = invoices::create(&ctx, &scope, &body).await?;
-    Ok((StatusCode::CREATED, JsonOut(invoice)).into_response())
+    let (created, invoice) = invoices::create(&ctx, &scope, &body).await?;
+    Ok(answer(created, invoice))
 }
 
-/// `m/invoices/{id}/payments/` and `m/invoices/{id}/refund/` → 201 the transaction.
-async fn action(
+/// `m/invoices/{id}/{payments|refund|send|cancel}/`.
+async fn invoice_action(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
     Path((id, action)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    let done = match action.as_str() {
-        "payments" => invoices::pay(&ctx, &scope, id, &body).await?,
-        "refund" => invoices::refund(&ctx, &scope, id, &body).await?,
+    let id = path_id(&id)?;
+    Ok(match action.as_str() {
+        "payments" => answer(true, invoices::pay(&ctx, &scope, id, &body).await?),
+        "refund" => answer(true, invoices::refund(&ctx, &scope, id, &body).await?),
+        "send" => answer(false, invoices::send(&ctx, &scope, id, &body).await?),
+        "cancel" => answer(false, invoices::cancel(&ctx, &scope, id, &body).await?),
         _ => return Err(ApiError::not_found()),
-    };
-    Ok((StatusCode::CREATED, JsonOut(done)).into_response())
+    })
+}
+
+async fn create_transaction(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let (created, row) = transactions::create(&ctx, &scope, &body).await?;
+    Ok(answer(created, row))
+}
+
+async fn refund_transaction(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let row = transactions::refund(&ctx, &scope, path_id(&id)?, &body).await?;
+    Ok(answer(true, row))
+}
+
+/// `m/coupons/validate/` → 200.
+async fn validate_coupon(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    Ok(answer(false, coupons::validate(&ctx, &scope, &body).await?))
+}
+
+/// `m/coupons/redeem/` → 201, or 200 with the source's existing redemption.
+async fn redeem_coupon(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let (created, row) = coupons::redeem(&ctx, &scope, &body).await?;
+    Ok(answer(created, row))
+}
+
+async fn release_redemption(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = coupons::release(&ctx, &scope, path_id(&id)?).await?;
+    Ok(answer(false, row))
 }
 
 fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     use kernel::resource::rest::routes_with;
     let mut r = Router::new();
     // 0a47ee5 paths under `m/`, and the same without it.
-    for prefix in ["m/invoices", "invoices"] {
+    for m in ["m/", ""] {
         r = at(
             r,
             "",
-            &[&format!("{prefix}/{{id}}/{{action}}")],
-            post(action),
+            &[&format!("{m}invoices/{{id}}/{{action}}")],
+            post(invoice_action),
         );
-        r = routes_with(r, "", prefix, &invoices::INVOICE, Some(post(create)));
+        r = routes_with(
+            r,
+            "",
+            &format!("{m}invoices"),
+            &invoices::INVOICE,
+            Some(post(create_invoice)),
+        );
+        r = at(
+            r,
+            "",
+            &[&format!("{m}transactions/{{id}}/refund")],
+            post(refund_transaction),
+        );
+        r = routes_with(
+            r,
+            "",
+            &format!("{m}transactions"),
+            &transactions::TRANSACTION,
+            Some(post(create_transaction)),
+        );
+        r = at(
+            r,
+            "",
+            &[&format!("{m}coupons/validate")],
+            post(validate_coupon),
+        );
+        r = at(r, "", &[&format!("{m}coupons/redeem")], post(redeem_coupon));
+        r = at(
+            r,
+            "",
+            &[&format!("{m}coupons/redemptions/{{id}}/release")],
+            post(release_redemption),
+        );
+        r = kernel::resource::rest::routes(r, "", &format!("{m}coupons"), &coupons::COUPON);
     }
     // Money-effect POSTs honour `Idempotency-Key`.
-    r.route_layer(axum::middleware::from_fn_with_state(
+    let r = r.route_layer(axum::middleware::from_fn_with_state(
         pool,
         kernel::idempotency::guard,
-    ))
+    ));
+    at(r, "", &["webhooks/{gateway}"], post(gateways::webhook))
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
@@ -80,6 +194,14 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         &["order.created"],
         std::sync::Arc::new(invoices::OrderInvoicer { ctx: ctx.clone() }),
     );
+    platform.events().subscribe(
+        "billing",
+        &["order.payment_recorded", "order.refund_requested"],
+        std::sync::Arc::new(order_money::OrderMoneyFollower { ctx: ctx.clone() }),
+    );
+    platform.provide::<integration::billing::SharedBilling>(std::sync::Arc::new(
+        facade::BillingFacade(ctx.clone()),
+    ));
     Ok(mount(
         &SPEC,
         "/api/v1/billing",

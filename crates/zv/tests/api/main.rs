@@ -4,10 +4,12 @@
 
 mod auth_flows;
 mod billing;
+mod billing_ledger;
 mod broker;
 mod carts;
 mod catalogue;
 mod cli;
+mod coupons;
 mod events;
 mod files;
 mod gateway;
