@@ -227,13 +227,11 @@ fn outputs(g: &GraphqlResource) -> Vec<Output> {
         }
     }
     for (name, _) in r.computed {
-        push(
-            (*name).to_owned(),
-            name,
-            TypeRef::named("JSON"),
-            false,
-            false,
-        );
+        // A renamed computed value is served under both names, like a renamed field.
+        let renamed = g.renames.iter().find(|(rest, _)| rest == name);
+        for shown in renamed.map(|(_, n)| *n).into_iter().chain([*name]) {
+            push(shown.to_owned(), name, TypeRef::named("JSON"), false, false);
+        }
     }
     out
 }

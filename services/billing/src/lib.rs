@@ -1,14 +1,19 @@
 //! The billing service (contract billing.md): invoices with computed totals and gapless
 //! numbers (one per placed order from `order.created`, or manual), the transaction ledger
 //! (payments, refunds, adjustments, chargebacks) with the status derived from it, payment
-//! gateways (`manual`, the `test` sandbox) and their signed webhooks.
+//! gateways (`manual`, the `test` sandbox) and their signed webhooks, coupons and their
+//! redemptions, payment methods, user subscriptions, the consumption of the order service's
+//! money events, the in-process `Billing` other services call, and `/graphql/billing`.
 
 pub mod coupons;
 pub mod facade;
 pub mod gateways;
+pub mod graphql;
 pub mod invoices;
 pub mod ledger;
 pub mod order_money;
+pub mod payment_methods;
+pub mod subscriptions;
 pub mod transactions;
 
 use axum::extract::{Path, State};
@@ -132,6 +137,48 @@ async fn release_redemption(
     Ok(answer(false, row))
 }
 
+/// `m/subscriptions/{id}/{cancel|pause|resume}/`.
+async fn subscription_action(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path((id, action)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let id = path_id(&id)?;
+    let done = match action.as_str() {
+        "cancel" => subscriptions::cancel(&ctx, &scope, id, &body).await?,
+        "pause" => subscriptions::pause_or_resume(&ctx, &scope, id, true).await?,
+        "resume" => subscriptions::pause_or_resume(&ctx, &scope, id, false).await?,
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok(answer(false, done))
+}
+
+/// `GET m/subscriptions/mine/`: the caller's own, in the token's project or `X-Project-ID`.
+async fn my_subscriptions(
+    State(ctx): State<ServiceContext>,
+    principal: kernel::auth::Principal,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let project = match kernel::auth::project_header(&headers) {
+        Some(Ok(p)) => p,
+        Some(Err(())) => {
+            return Err(ApiError::field(
+                "X-Project-ID",
+                "A valid integer is required.",
+            ))
+        }
+        None => principal.claims().project_id.ok_or_else(|| {
+            ApiError::bad_request(
+                "project_required",
+                "Project ID is required. Provide the X-Project-ID header or a project-scoped token.",
+            )
+        })?,
+    };
+    let body = subscriptions::mine(&ctx, principal.user_id(), project).await?;
+    Ok(answer(false, body))
+}
+
 fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     use kernel::resource::rest::routes_with;
     let mut r = Router::new();
@@ -177,6 +224,30 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
             post(release_redemption),
         );
         r = kernel::resource::rest::routes(r, "", &format!("{m}coupons"), &coupons::COUPON);
+        r = kernel::resource::rest::routes(
+            r,
+            "",
+            &format!("{m}payment-methods"),
+            &payment_methods::PAYMENT_METHOD,
+        );
+        r = at(
+            r,
+            "",
+            &[&format!("{m}subscriptions/mine")],
+            axum::routing::get(my_subscriptions),
+        );
+        r = at(
+            r,
+            "",
+            &[&format!("{m}subscriptions/{{id}}/{{action}}")],
+            post(subscription_action),
+        );
+        r = kernel::resource::rest::routes(
+            r,
+            "",
+            &format!("{m}subscriptions"),
+            &subscriptions::USER_SUBSCRIPTION,
+        );
     }
     // Money-effect POSTs honour `Idempotency-Key`.
     let r = r.route_layer(axum::middleware::from_fn_with_state(
@@ -202,11 +273,14 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     platform.provide::<integration::billing::SharedBilling>(std::sync::Arc::new(
         facade::BillingFacade(ctx.clone()),
     ));
-    Ok(mount(
-        &SPEC,
-        "/api/v1/billing",
-        routes(pool.clone()).with_state(ctx),
-        pool,
-        None,
-    ))
+    let schema = kernel::resource_graphql::ResourceSchema::with_extensions(
+        graphql::RESOURCES,
+        ctx.clone(),
+        graphql::extend,
+        &["createInvoice", "createTransaction"],
+    )?;
+    let router = routes(pool.clone())
+        .with_state(ctx)
+        .merge(kernel::graphql::routes(schema, "/graphql/billing"));
+    Ok(mount(&SPEC, "/api/v1/billing", router, pool, None))
 }
