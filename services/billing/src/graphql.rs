@@ -97,6 +97,7 @@ pub static TRANSACTION: GraphqlResource = GraphqlResource {
         ("token", InputKind::Text),
         ("transaction_date", InputKind::Text),
         ("return_url", InputKind::Text),
+        ("idempotency_key", InputKind::Text),
         ("project_id", InputKind::Id),
     ],
     roots: true,

@@ -1160,6 +1160,20 @@ impl kernel::resource::Hooks for InvoiceRules {
         if Self::flows(ctx, tx, scope, &invoice, body).await? {
             return Ok(());
         }
+        if let Some(Bind::Date(due)) = values.get("due_date") {
+            let issued: chrono::NaiveDate = sqlx::query_scalar(
+                "SELECT (COALESCE(sent_at, created_at) AT TIME ZONE 'UTC')::date FROM invoices WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if *due < issued {
+                return Err(ApiError::field(
+                    "due_date",
+                    "The due date cannot be before the issue date.",
+                ));
+            }
+        }
         let amounts_given = given(body, AMOUNT_KEYS);
         let draft_only = given(body, DRAFT_ONLY);
         let due_given = values.contains_key("due_date");

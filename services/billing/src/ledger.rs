@@ -1010,6 +1010,14 @@ pub fn read_body(body: &Value, new: &mut NewTransaction, errors: &mut FieldError
             },
         }
     }
+    // GraphQL's `idempotencyKey` (REST clients send the header): one transaction per key.
+    if let Some(k) = text(&["idempotency_key"]) {
+        if k.len() > 255 {
+            errors.add("idempotency_key", "At most 255 characters.");
+        } else {
+            new.idempotency_key = Some(k);
+        }
+    }
     if let Some(u) = text(&["return_url"]) {
         if u.len() > 2000 || !(u.starts_with("https://") || u.starts_with("http://")) {
             errors.add("return_url", "Enter a valid URL.");

@@ -891,6 +891,15 @@ async fn invoice_actions_and_editing_rules() {
         (StatusCode::OK, json!("half paid"), json!(tomorrow)),
         "{noted}"
     );
+    let (status, early) = call(
+        &app,
+        &owner.access,
+        Method::PATCH,
+        &at(&draft),
+        json!({"due_date": "2001-01-01"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{early}");
     let (status, refused) = post(
         &app,
         &owner,

@@ -809,6 +809,14 @@ async fn billing_graphql_serves_the_resources_and_workflows() {
         over["data"]["recordInvoicePayment"]["errors"][0]["field"], "amountExceedsDue",
         "{over}"
     );
+    let keyed = "mutation($id: ID!) { recordInvoicePayment(invoiceId: $id, input: {amount: \"0.50\", idempotencyKey: \"pay-once\"}) { transaction { id } } }";
+    let (_, k1) = graphql(&app, token, keyed, json!({"id": id})).await;
+    let (_, k2) = graphql(&app, token, keyed, json!({"id": id})).await;
+    assert_eq!(
+        k1["data"]["recordInvoicePayment"]["transaction"]["id"],
+        k2["data"]["recordInvoicePayment"]["transaction"]["id"],
+        "{k1} {k2}"
+    );
     let tx_id = cash["transaction"]["id"].as_str().unwrap().to_owned();
     let (_, refunded) = graphql(&app, token, "mutation($id: ID!) { refundTransaction(id: $id, amount: \"4\", reason: \"chipped\") { transaction { transactionType amount refundOfId } invoice { amountRefunded } errors { message } } }", json!({"id": tx_id})).await;
     let refunded = &refunded["data"]["refundTransaction"];
@@ -832,7 +840,7 @@ async fn billing_graphql_serves_the_resources_and_workflows() {
             listed["data"]["transactions"].as_array().map(Vec::len),
             listed["data"]["invoices"][0]["id"].clone()
         ),
-        (json!(4), Some(2), json!(id)),
+        (json!(5), Some(3), json!(id)),
         "{listed}"
     );
     let (_, other) = graphql(
