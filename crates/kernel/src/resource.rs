@@ -196,6 +196,17 @@ pub trait Hooks: Send + Sync {
         Ok(())
     }
 
+    /// Resolves a key of the item routes that is not an id (an order's number) to the id of
+    /// a row of `project_id`; `None` when the resource has no such key.
+    async fn lookup(
+        &self,
+        _ctx: &ServiceContext,
+        _project_id: i64,
+        _key: &str,
+    ) -> Result<Option<i64>, ApiError> {
+        Ok(None)
+    }
+
     /// After the row is written (related rows and events go here, in the same transaction).
     async fn after_write(
         &self,
@@ -1562,6 +1573,20 @@ pub mod rest {
     use crate::service::{at, ServiceContext};
     use crate::ApiError;
 
+    /// The id an item route names: an integer, else whatever the resource's hooks resolve.
+    async fn key(
+        ctx: &ServiceContext,
+        r: &Resource,
+        project_id: i64,
+        raw: &str,
+    ) -> Result<i64, ApiError> {
+        match (id(raw), r.hooks) {
+            (Ok(id), _) => Ok(id),
+            (Err(e), Some(hooks)) => hooks.lookup(ctx, project_id, raw).await?.ok_or(e),
+            (Err(e), None) => Err(e),
+        }
+    }
+
     /// Absolute page links from the public base URL (or the request's host).
     fn base_url(ctx: &ServiceContext, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
         let origin = crate::service::public_origin(ctx.platform.config(), headers);
@@ -1648,7 +1673,8 @@ pub mod rest {
                   Lang(lang): Lang,
                   Path(raw): Path<String>,
                   Json(body): Json<Value>| async move {
-                super::update(&ctx, r, &scope, id(&raw)?, &body, partial, lang)
+                let id = key(&ctx, r, scope.project_id(), &raw).await?;
+                super::update(&ctx, r, &scope, id, &body, partial, lang)
                     .await
                     .map(JsonOut)
             }
@@ -1658,7 +1684,7 @@ pub mod rest {
                   scope: ReadScope,
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
-                let id = id(&raw)?;
+                let id = key(&ctx, r, scope.project_id(), &raw).await?;
                 let public = match &scope {
                     ReadScope::Public { project_id } => Some(*project_id),
                     ReadScope::Member(_) => None,
@@ -1677,7 +1703,8 @@ pub mod rest {
             move |State(ctx): State<ServiceContext>,
                   scope: ProjectScope,
                   Path(raw): Path<String>| async move {
-                super::delete(&ctx, r, &scope, id(&raw)?).await?;
+                let id = key(&ctx, r, scope.project_id(), &raw).await?;
+                super::delete(&ctx, r, &scope, id).await?;
                 Ok::<StatusCode, ApiError>(StatusCode::NO_CONTENT)
             },
         );
@@ -1686,9 +1713,8 @@ pub mod rest {
                   scope: ProjectScope,
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
-                super::restore(&ctx, r, &scope, id(&raw)?, lang)
-                    .await
-                    .map(JsonOut)
+                let id = key(&ctx, r, scope.project_id(), &raw).await?;
+                super::restore(&ctx, r, &scope, id, lang).await.map(JsonOut)
             },
         );
         let router = at(router, alias, &[path], collection);

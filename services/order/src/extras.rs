@@ -314,7 +314,7 @@ async fn order_of(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Resu
          AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
     )
     .bind(scope.project_id())
-    .bind(key.trim())
+    .bind(crate::orders::canonical_number(key))
     .fetch_optional(&ctx.pool)
     .await?
     .ok_or_else(ApiError::not_found)

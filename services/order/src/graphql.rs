@@ -209,7 +209,7 @@ async fn body_id(w: &Writer, key: &str) -> Result<i64, kernel::ApiError> {
         "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2)",
     )
     .bind(w.scope.project_id())
-    .bind(key.trim())
+    .bind(crate::orders::canonical_number(key))
     .fetch_optional(&w.svc.pool)
     .await?
     .ok_or_else(kernel::ApiError::not_found)

@@ -101,7 +101,7 @@ async fn order_id(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Resu
          AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
     )
     .bind(scope.project_id())
-    .bind(key.trim())
+    .bind(orders::canonical_number(key))
     .fetch_optional(&ctx.pool)
     .await?
     .ok_or_else(ApiError::not_found)

@@ -232,6 +232,22 @@ impl Hooks for OrderRules {
         Ok(())
     }
 
+    /// `orders/{number}/` names an order by its number too (order.md §1).
+    async fn lookup(
+        &self,
+        ctx: &ServiceContext,
+        project_id: i64,
+        key: &str,
+    ) -> Result<Option<i64>, ApiError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM orders WHERE project_id = $1 AND order_number = $2")
+                .bind(project_id)
+                .bind(canonical_number(key))
+                .fetch_optional(&ctx.pool)
+                .await?,
+        )
+    }
+
     async fn after_write(
         &self,
         ctx: &ServiceContext,
@@ -273,6 +289,24 @@ impl Hooks for OrderRules {
             ));
         }
         Ok(())
+    }
+}
+
+/// An order number as stored: `ORD-2026-001` (0a47ee5's 3-digit form) is `ORD-2026-000001`.
+pub(crate) fn canonical_number(key: &str) -> String {
+    let key = key.trim();
+    let parts: Vec<&str> = key.splitn(3, '-').collect();
+    match parts.as_slice() {
+        [prefix, year, n]
+            if prefix.eq_ignore_ascii_case("ORD")
+                && year.len() == 4
+                && !n.is_empty()
+                && n.len() < 6
+                && n.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("ORD-{year}-{n:0>6}")
+        }
+        _ => key.to_owned(),
     }
 }
 
@@ -1209,7 +1243,7 @@ async fn lock(
     )
     .bind(project_id)
     .bind(id.unwrap_or(-1))
-    .bind(key.trim())
+    .bind(canonical_number(key))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(ApiError::not_found)
@@ -1612,7 +1646,7 @@ pub async fn ship(
         "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2)",
     )
     .bind(scope.project_id())
-    .bind(key.trim())
+    .bind(canonical_number(key))
     .fetch_one(&ctx.pool)
     .await?;
     let fulfillment: Value = sqlx::query_scalar(
@@ -2007,5 +2041,19 @@ impl kernel::events::EventHandler for BillingFollower {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_number;
+
+    #[test]
+    fn short_order_numbers_are_padded() {
+        assert_eq!(canonical_number("ORD-2026-001"), "ORD-2026-000001");
+        assert_eq!(canonical_number(" ORD-2026-000042 "), "ORD-2026-000042");
+        assert_eq!(canonical_number("ORD-2026-1234567"), "ORD-2026-1234567");
+        assert_eq!(canonical_number("17"), "17");
+        assert_eq!(canonical_number("ORD-26-1"), "ORD-26-1");
     }
 }

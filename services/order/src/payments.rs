@@ -465,7 +465,7 @@ pub async fn set_payment(
          AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
     )
     .bind(scope.project_id())
-    .bind(key.trim())
+    .bind(crate::orders::canonical_number(key))
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(ApiError::not_found)?;

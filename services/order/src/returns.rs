@@ -318,7 +318,7 @@ pub async fn request(
          AND deleted_at IS NULL AND status NOT IN ('placing', 'failed') FOR UPDATE",
     )
     .bind(scope.project_id())
-    .bind(order_key.trim())
+    .bind(crate::orders::canonical_number(&order_key))
     .fetch_optional(&mut *tx)
     .await?;
     let (order_id, status) = order.ok_or_else(|| ApiError::field("order", "No such order."))?;

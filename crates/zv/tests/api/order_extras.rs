@@ -302,6 +302,36 @@ async fn shipping_methods_tags_notes_statuses_and_statistics() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // An order is named by its number too, in the 0a47ee5 3-digit form as well.
+    let number = small["order_number"].as_str().expect("number").to_owned();
+    let (status, by_number, _) = app
+        .get(&format!("{API}orders/{number}/"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (status, by_number["id"].clone()),
+        (StatusCode::OK, json!(id))
+    );
+    let year = &number[4..8];
+    let short = format!(
+        "ORD-{year}-{:03}",
+        number[9..].parse::<i64>().expect("digits")
+    );
+    let (status, by_short, _) = app
+        .get(&format!("{API}orders/{short}/"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (status, by_short["id"].clone()),
+        (StatusCode::OK, json!(id)),
+        "{short}"
+    );
+    let (status, _, _) = app
+        .get(
+            &format!("{API}orders/ORD-1999-999999/"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // The 0a47ee5 prefix reaches the same orders.
     let (status, same, _) = app
         .get(
