@@ -183,7 +183,15 @@ impl Provider for TestGateway {
         let charge = format!("test_ch_{}", ledger::ulid().to_ascii_lowercase());
         let response = json!({"id": charge, "amount": ledger::money(request.amount),
             "currency": request.currency, "idempotency_key": request.idempotency_key});
-        match request.token.unwrap_or("") {
+        // No instrument yet (a checkout): the customer pays on the sandbox's hosted page, and
+        // the outcome arrives through the webhook like a 3-D Secure one.
+        match request.token.unwrap_or("hosted") {
+            "hosted" => Ok(Outcome {
+                next_action: Some(json!({"type": "redirect",
+                    "url": format!("https://sandbox.zonevast.test/pay/{charge}")})),
+                response,
+                ..Outcome::with(Status::Processing, Some(charge.clone()))
+            }),
             "tok_ok" => Ok(Outcome {
                 response,
                 ..Outcome::completed(Some(charge))
@@ -207,7 +215,7 @@ impl Provider for TestGateway {
             }
             _ => Err(ApiError::field(
                 "token",
-                "The test gateway takes the tokens tok_ok, tok_fail and tok_3ds.",
+                "The test gateway takes the tokens tok_ok, tok_fail and tok_3ds (or none: its hosted page).",
             )),
         }
     }

@@ -1328,6 +1328,8 @@ async fn checkout(
     let phone = text(&body, &["customer_phone"], 30, &mut errors);
     let name = text(&body, &["customer_name"], 255, &mut errors);
     let notes = text(&body, &["notes", "note"], 2000, &mut errors);
+    // A gateway token when the client tokenised the card already; else the gateway's page.
+    let token = Some(text(&body, &["payment_token"], 255, &mut errors)).filter(|t| !t.is_empty());
     errors.into_result()?;
     let given = |k: &str| body.get(k).filter(|v| !v.is_null()).cloned();
     if let Some(a) = given("shipping_address") {
@@ -1482,6 +1484,7 @@ async fn checkout(
             Some(billing) => {
                 let request = json!({"source_type": "order", "source_id": order_id,
                     "amount": money(total), "currency": currency, "method": method,
+                    "token": token,
                     "idempotency_key": format!("order-pay-{}-{order_id}", shopper.project_id())});
                 tokio::time::timeout(COUPON_TIMEOUT, billing.start_payment(&scope, &request))
                     .await

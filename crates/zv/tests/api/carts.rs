@@ -824,3 +824,159 @@ async fn a_cart_whose_stock_is_gone_cannot_check_out_and_concurrent_checkouts_pl
         .await;
     assert_eq!(rows["results"][0]["reserved_quantity"], 4);
 }
+
+#[tokio::test]
+async fn a_coupon_discounts_the_cart_and_an_online_checkout_waits_for_payment() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "dina", "Dina Decor").await;
+    let project = owner.project_id();
+    let vase = product_in_stock(&app, &owner, "Vase", "20.00", 6).await;
+    let (status, coupon) = app
+        .call(
+            Method::POST,
+            "/api/v1/billing/m/coupons/",
+            json!({"code": "SAVE10", "discount_type": "percentage", "discount_value": "10",
+                   "usage_limit": 5, "usage_limit_per_customer": 5}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{coupon}");
+    let (_, access) = customer(&app, "rami").await;
+    let me = As::User(&access);
+    let c = format!("{CART}current/");
+    shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}items/"),
+        json!({"product_id": vase, "quantity": 2}),
+        &[],
+    )
+    .await;
+    shop(
+        &app,
+        project,
+        me,
+        Method::PUT,
+        &format!("{c}shipping_method/"),
+        json!({"method": "pickup"}),
+        &[],
+    )
+    .await;
+
+    // A wrong code is refused with billing's reason; a good one takes 10 %; one coupon a cart.
+    let (status, wrong) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}coupons/"),
+        json!({"code": "NOPE"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{wrong}");
+    assert_eq!(
+        (wrong["code"].clone(), wrong["error"].clone()),
+        (json!("coupon_not_found"), json!("Invalid coupon"))
+    );
+    let (status, applied) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}coupons/"),
+        json!({"code": "save10"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{applied}");
+    assert_eq!(
+        (
+            applied["discount_amount"].clone(),
+            applied["cart_totals"]["total"].clone()
+        ),
+        (json!("4.00"), json!("36.00"))
+    );
+    let (status, again) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}coupons/"),
+        json!({"code": "SAVE10"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, again["code"].clone()),
+        (StatusCode::CONFLICT, json!("coupon_already_applied"))
+    );
+    let (_, cart) = shop(&app, project, me, Method::GET, &c, Value::Null, &[]).await;
+    assert_eq!(cart["applied_promotions"][0]["code"], "SAVE10");
+
+    // Paid by card: the order waits for the payment, the coupon is used once.
+    let (status, done) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}checkout/"),
+        json!({"payment_method": "credit_card"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{done}");
+    assert_eq!(
+        (done["status"].clone(), done["payment_required"].clone()),
+        (json!("pending_payment"), json!(true))
+    );
+    assert!(done["expires_at"].is_string(), "{done}");
+    assert_eq!(done["payment_methods"][0]["id"], "credit_card");
+    assert!(
+        done["payment_methods"][0]["payment_url"].is_string(),
+        "{done}"
+    );
+    let (_, order, _) = app
+        .get(
+            &format!("/api/v1/order/orders/{}/", done["id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        (
+            order["subtotal"].clone(),
+            order["discount_amount"].clone(),
+            order["total"].clone(),
+            order["coupon_code"].clone()
+        ),
+        (
+            json!("40.00"),
+            json!("4.00"),
+            json!("36.00"),
+            json!("SAVE10")
+        )
+    );
+    assert_eq!(order["items"][0]["discount"], "4.00");
+    let coupon_path = format!("/api/v1/billing/m/coupons/{}/", coupon["id"]);
+    assert_eq!(
+        app.get(&coupon_path, Some(&owner.access)).await.1["used_count"],
+        1
+    );
+
+    // Cancelled: the use is given back.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/order/orders/{}/cancel/", done["id"]),
+            json!({"reason": "Changed mind"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.get(&coupon_path, Some(&owner.access)).await.1["used_count"],
+        0
+    );
+}
