@@ -1,6 +1,7 @@
 //! Payment gateways (contract billing.md §4.3): the provider interface, `manual` (cash, bank,
 //! check: completes synchronously) and the `test` sandbox (`tok_ok` completes, `tok_fail`
-//! fails, `tok_3ds` waits for the customer and completes through its signed webhook), and the
+//! fails, `tok_3ds` or no token at all waits for the customer — a redirect to the sandbox's
+//! page — and completes through its signed webhook), and the
 //! public `webhooks/{gateway}/` endpoint, deduplicated by the provider's event id.
 
 use std::path::Path;

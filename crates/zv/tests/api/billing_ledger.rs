@@ -705,6 +705,21 @@ async fn the_test_gateway_and_its_signed_webhooks() {
         (json!("PAID"), json!("7.50")),
         "{later}"
     );
+    let hosted = billing
+        .start_payment(
+            &scope,
+            &json!({"source_type": "order", "source_id": 4545, "amount": "3.00", "idempotency_key": "order-4545-pay"}),
+        )
+        .await
+        .expect("a hosted page");
+    assert_eq!(
+        (
+            hosted["status"].clone(),
+            hosted["next_action"]["type"].clone()
+        ),
+        (json!("processing"), json!("redirect")),
+        "no token: the customer pays on the gateway's page"
+    );
     let declined = billing.start_payment(&scope, &json!({"source_type": "order", "source_id": 4444, "amount": "1.00", "token": "tok_fail", "idempotency_key": "order-4444-pay"})).await.expect("answered");
     assert_eq!(declined["status"], "failed");
     let bad = billing
