@@ -424,3 +424,57 @@ pub async fn webhook(
         JsonOut(json!({"received": true, "status": shown["status"]})),
     ))
 }
+
+/// Asks the providers about online payments still open after 15 minutes (a lost webhook), every
+/// `every`, and applies the terminal answers like a webhook would.
+pub fn spawn_reconciler(
+    ctx: ServiceContext,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = reconcile(&ctx).await {
+                tracing::warn!(error = %e, "payment reconciliation deferred");
+            }
+        }
+    })
+}
+
+/// One pass of [`spawn_reconciler`] → how many rows moved.
+pub async fn reconcile(ctx: &ServiceContext) -> Result<usize, ApiError> {
+    let open: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, gateway_name, gateway_transaction_id FROM transactions \
+         WHERE status IN ('pending', 'processing') AND gateway_name <> 'manual' \
+         AND gateway_transaction_id IS NOT NULL AND deleted_at IS NULL \
+         AND transaction_date < now() - interval '15 minutes' ORDER BY id LIMIT 100",
+    )
+    .fetch_all(&ctx.pool)
+    .await?;
+    let mut moved = 0;
+    for (id, gateway, charge) in open {
+        let Ok(provider) = provider(&gateway) else {
+            continue;
+        };
+        let outcome = provider.fetch_status(&charge).await?;
+        if !matches!(
+            outcome.status,
+            Status::Completed | Status::Failed | Status::Cancelled
+        ) {
+            continue;
+        }
+        let mut tx = ctx.pool.begin().await?;
+        let Some(row) = ledger::lock_open(&mut tx, id).await? else {
+            continue;
+        };
+        if let Finish::Done = ledger::finish(ctx, &mut tx, None, &row, &outcome).await? {
+            tx.commit().await?;
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        ctx.outbox.nudge();
+    }
+    Ok(moved)
+}

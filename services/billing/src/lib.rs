@@ -270,6 +270,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         &["order.payment_recorded", "order.refund_requested"],
         std::sync::Arc::new(order_money::OrderMoneyFollower { ctx: ctx.clone() }),
     );
+    gateways::spawn_reconciler(ctx.clone(), std::time::Duration::from_secs(60));
     platform.provide::<integration::billing::SharedBilling>(std::sync::Arc::new(
         facade::BillingFacade(ctx.clone()),
     ));

@@ -465,6 +465,25 @@ async fn transactions_follow_the_ledger_rules() {
     );
     let events = events(&app, "payment.success").await;
     assert_eq!(events.len(), 3, "one per completed payment");
+    // A chargeback gives money back like a refund, within the net paid.
+    let (status, chargeback) = post(&app, &owner, "transactions/", json!({"invoice_id": id, "transaction_type": "chargeback", "amount": "2", "reason": "disputed"})).await;
+    assert_eq!(
+        (status, chargeback["transaction_type"].clone()),
+        (StatusCode::CREATED, json!("chargeback")),
+        "{chargeback}"
+    );
+    let (status, _) = post(
+        &app,
+        &owner,
+        "transactions/",
+        json!({"invoice_id": id, "transaction_type": "chargeback", "amount": "35"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        get(&app, &owner, &format!("invoices/{id}/")).await["amount_refunded"],
+        "12.00"
+    );
 }
 
 #[tokio::test]
