@@ -1157,9 +1157,12 @@ impl kernel::resource::Hooks for InvoiceRules {
             return Ok(());
         };
         let invoice = ledger::lock_invoice(tx, scope.project_id(), id).await?;
-        if Self::flows(ctx, tx, scope, &invoice, body).await? {
-            return Ok(());
-        }
+        // The other inputs of the same request meet the rules of the state the flow left.
+        let invoice = if Self::flows(ctx, tx, scope, &invoice, body).await? {
+            ledger::lock_invoice(tx, scope.project_id(), id).await?
+        } else {
+            invoice
+        };
         if let Some(Bind::Date(due)) = values.get("due_date") {
             let issued: chrono::NaiveDate = sqlx::query_scalar(
                 "SELECT (COALESCE(sent_at, created_at) AT TIME ZONE 'UTC')::date FROM invoices WHERE id = $1",

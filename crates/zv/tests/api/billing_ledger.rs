@@ -976,6 +976,22 @@ async fn invoice_actions_and_editing_rules() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (status, sneaky) = call(
+        &app,
+        &owner.access,
+        Method::PATCH,
+        &at(&draft),
+        json!({"payment": "PAID", "due_date": tomorrow}),
+    )
+    .await;
+    assert_eq!(
+        (status, sneaky["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("invoice_has_payments")
+        ),
+        "a no-op status does not open the other fields"
+    );
     let list = get(
         &app,
         &owner,
