@@ -159,6 +159,15 @@ pub trait Stock: Send + Sync {
         reservation: &str,
     ) -> Result<(), kernel::ApiError>;
 
+    /// `POST reservations/{id}/adjust/` `{items:[{product_id, variant_id?, quantity}]}`: new
+    /// totals for the lines named (0 removes one); all or nothing (422 `insufficient_stock`).
+    async fn adjust(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        reservation: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, kernel::ApiError>;
+
     /// `POST movements/bulk/` (IN `return` of returned goods), once per `reference`: a second
     /// call with a reference already booked books nothing and answers `{"replayed": true}`.
     async fn book_once(

@@ -188,3 +188,25 @@ step!(OrderCompleted, "order.completed");
 step!(OrderPaid, "order.paid");
 step!(OrderReturned, "order.returned");
 step!(OrderDeleted, "order.deleted");
+
+/// An order changed (`order.updated`): `changed` names what (`items` when lines were added,
+/// changed or removed while pending), with the totals and lines after the change, so billing can
+/// follow on an unpaid invoice.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderUpdated {
+    #[serde(flatten)]
+    pub order: OrderRef,
+    pub changed: Vec<String>,
+    /// Decimal strings.
+    pub subtotal: String,
+    pub discount_amount: String,
+    pub shipping_cost: String,
+    pub tax_amount: String,
+    pub total: String,
+    pub items: Vec<OrderLine>,
+}
+
+impl IntegrationEvent for OrderUpdated {
+    const TYPE: &'static str = "order.updated";
+}

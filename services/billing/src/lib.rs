@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod invoices;
 pub mod ledger;
 pub mod order_money;
+pub mod order_updates;
 pub mod payment_methods;
 pub mod subscriptions;
 pub mod transactions;
@@ -269,6 +270,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         "billing",
         &["order.payment_recorded", "order.refund_requested"],
         std::sync::Arc::new(order_money::OrderMoneyFollower { ctx: ctx.clone() }),
+    );
+    platform.events().subscribe(
+        "billing",
+        &["order.updated"],
+        std::sync::Arc::new(order_updates::OrderUpdateFollower { ctx: ctx.clone() }),
     );
     gateways::spawn_reconciler(ctx.clone(), std::time::Duration::from_secs(60));
     platform.provide::<integration::billing::SharedBilling>(std::sync::Arc::new(

@@ -279,6 +279,15 @@ impl integration::inventory::Stock for Reservations {
         reservations::hold_open(&self.0, &scope.as_service(), reservation).await
     }
 
+    async fn adjust(
+        &self,
+        scope: &ProjectScope,
+        reservation: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        reservations::adjust(&self.0, &scope.as_service(), CALLER, reservation, body).await
+    }
+
     async fn book_once(&self, scope: &ProjectScope, body: &Value) -> Result<Value, ApiError> {
         let reference = body["reference"].as_str().unwrap_or_default();
         if reference.is_empty() {

@@ -11,7 +11,7 @@ use kernel::resource_graphql::{
 };
 use serde_json::{json, Value};
 
-use crate::{extras, orders, payments, returns};
+use crate::{extras, items, orders, payments, returns};
 
 pub static ORDER: GraphqlResource = GraphqlResource {
     resource: &orders::ORDER,
@@ -29,6 +29,11 @@ pub static ORDER: GraphqlResource = GraphqlResource {
         HasMany {
             field: "returns",
             target: &ORDER_RETURN,
+            foreign_key: "order_id",
+        },
+        HasMany {
+            field: "orderProducts",
+            target: &ORDER_PRODUCT,
             foreign_key: "order_id",
         },
     ],
@@ -71,6 +76,12 @@ const fn plain(
     }
 }
 
+pub static ORDER_PRODUCT: GraphqlResource = plain(
+    &items::ORDER_ITEM,
+    "OrderProduct",
+    "orderProduct",
+    "orderProducts",
+);
 pub static PAYMENT: GraphqlResource = plain(&payments::PAYMENT, "Payment", "payment", "payments");
 pub static ORDER_RETURN: GraphqlResource = plain(
     &returns::ORDER_RETURN,
@@ -101,6 +112,7 @@ pub static SHIPPING_METHOD: GraphqlResource = plain(
 
 pub static RESOURCES: &[&GraphqlResource] = &[
     &ORDER,
+    &ORDER_PRODUCT,
     &PAYMENT,
     &ORDER_RETURN,
     &RETURN_REASON,

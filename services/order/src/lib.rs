@@ -5,6 +5,7 @@
 pub mod carts;
 pub mod extras;
 pub mod graphql;
+pub mod items;
 pub mod orders;
 pub mod payments;
 pub mod returns;
@@ -163,6 +164,7 @@ fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
     );
     let r = carts::routes(r);
     let r = extras::routes(r);
+    let r = items::routes(r);
     let r = at(
         r,
         "",

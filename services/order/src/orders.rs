@@ -553,11 +553,11 @@ fn parse(body: &Value) -> Result<Placement, ApiError> {
 }
 
 /// A priced line.
-struct Priced {
-    wanted: Wanted,
-    quote: integration::product::PriceQuote,
-    unit_price: Decimal,
-    overridden: bool,
+pub(crate) struct Priced {
+    pub(crate) wanted: Wanted,
+    pub(crate) quote: integration::product::PriceQuote,
+    pub(crate) unit_price: Decimal,
+    pub(crate) overridden: bool,
 }
 
 pub(crate) const PRICING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -571,7 +571,7 @@ pub(crate) fn unreachable(what: &str) -> ApiError {
 
 /// Prices every line now (product service); a client price must match unless the caller may
 /// override prices.
-async fn price(
+pub(crate) async fn price(
     ctx: &ServiceContext,
     scope: &ProjectScope,
     lang: &str,
@@ -676,7 +676,7 @@ struct LineRow {
     total_price: Decimal,
 }
 
-async fn lines(tx: &mut PgConnection, id: i64) -> Result<Vec<OrderLine>, ApiError> {
+pub(crate) async fn lines(tx: &mut PgConnection, id: i64) -> Result<Vec<OrderLine>, ApiError> {
     let rows: Vec<LineRow> = sqlx::query_as(
         "SELECT id, product_id, variant_id, sku, quantity, unit_price, total_price \
          FROM order_items WHERE order_id = $1 ORDER BY id",
@@ -774,7 +774,7 @@ pub async fn place(
 
 pub(crate) const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn billing(ctx: &ServiceContext) -> Result<SharedBilling, ApiError> {
+pub(crate) fn billing(ctx: &ServiceContext) -> Result<SharedBilling, ApiError> {
     ctx.platform
         .lookup::<SharedBilling>()
         .ok_or_else(|| unreachable("billing"))
@@ -955,29 +955,7 @@ pub(crate) async fn place_parsed(
         Err(e) => return Err(e.into()),
     };
     for p in &priced {
-        let line_total = p.unit_price * Decimal::from(p.wanted.quantity);
-        sqlx::query(
-            "INSERT INTO order_items (order_id, product_id, variant_id, inventory_id, product_name, \
-               variant_name, sku, image_url, quantity, unit_price, list_price, price_overridden, \
-               total_price, tracked) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::numeric, $12, $13, $14)",
-        )
-        .bind(id)
-        .bind(p.wanted.product_id)
-        .bind(p.wanted.variant_id)
-        .bind(p.wanted.inventory_id)
-        .bind(p.quote.name.clone().unwrap_or_default())
-        .bind(&p.quote.variant_name)
-        .bind(&p.quote.sku)
-        .bind(&p.quote.image_url)
-        .bind(p.wanted.quantity as i32)
-        .bind(p.unit_price)
-        .bind(&p.quote.list_price)
-        .bind(p.overridden)
-        .bind(line_total)
-        .bind(p.quote.track_inventory.unwrap_or(true))
-        .execute(&mut *tx)
-        .await?;
+        insert_line(&mut tx, scope.project_id(), id, p, scope.user_id()).await?;
     }
     write_totals(&mut tx, id, discount, shipping, settings.tax_rate).await?;
     tx.commit().await?;
@@ -1096,6 +1074,42 @@ pub(crate) async fn place_parsed(
     }
     ctx.outbox.nudge();
     Ok((true, id))
+}
+
+/// Writes a priced line of an order → its id.
+pub(crate) async fn insert_line(
+    tx: &mut PgConnection,
+    project_id: i64,
+    order_id: i64,
+    p: &Priced,
+    by: i64,
+) -> Result<i64, ApiError> {
+    let line_total = p.unit_price * Decimal::from(p.wanted.quantity);
+    Ok(sqlx::query_scalar(
+        "INSERT INTO order_items (project_id, order_id, product_id, variant_id, inventory_id, \
+           product_name, variant_name, sku, image_url, quantity, unit_price, list_price, \
+           price_overridden, total_price, tracked, created_by, updated_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::numeric, $13, $14, $15, $16, $16) \
+         RETURNING id",
+    )
+    .bind(project_id)
+    .bind(order_id)
+    .bind(p.wanted.product_id)
+    .bind(p.wanted.variant_id)
+    .bind(p.wanted.inventory_id)
+    .bind(p.quote.name.clone().unwrap_or_default())
+    .bind(&p.quote.variant_name)
+    .bind(&p.quote.sku)
+    .bind(&p.quote.image_url)
+    .bind(p.wanted.quantity as i32)
+    .bind(p.unit_price)
+    .bind(&p.quote.list_price)
+    .bind(p.overridden)
+    .bind(line_total)
+    .bind(p.quote.track_inventory.unwrap_or(true))
+    .bind(by)
+    .fetch_one(&mut *tx)
+    .await?)
 }
 
 /// `order.created` from the stored order.

@@ -409,3 +409,199 @@ async fn the_project_tax_rate_applies_to_the_discounted_subtotal() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+async fn reserved(app: &TestApp, owner: &Owner, product: i64) -> i64 {
+    let (_, rows, _) = app
+        .get(
+            &format!("/api/v1/inventory/stock/?product_id={product}"),
+            Some(&owner.access),
+        )
+        .await;
+    rows["results"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["reserved_quantity"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn lines_of_a_pending_order_move_its_reservation_and_totals() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "hadi", "Hadi Homeware").await;
+    let cup = crate::carts::product_in_stock(&app, &owner, "Cup", "5.00", 10).await;
+    let plate = crate::carts::product_in_stock(&app, &owner, "Plate", "8.00", 3).await;
+    let placed = order(&app, &owner, cup, 2, "pickup").await;
+    let id = placed["id"].as_i64().expect("id");
+    let items = format!("orders/{id}/items/");
+
+    // The same product and price joins its line; the reservation follows.
+    let (status, line) = call(
+        &app,
+        &owner,
+        Method::POST,
+        &items,
+        json!({"product_id": cup, "quantity": 3}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{line}");
+    assert_eq!(
+        (line["quantity"].clone(), line["order_total"].clone()),
+        (json!(5), json!("25.00"))
+    );
+    assert_eq!(reserved(&app, &owner, cup).await, 5);
+    // Short stock changes nothing.
+    let (status, short) = call(
+        &app,
+        &owner,
+        Method::POST,
+        &items,
+        json!({"product_id": plate, "quantity": 4}),
+    )
+    .await;
+    assert_eq!(
+        (status, short["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("insufficient_stock")
+        ),
+        "{short}"
+    );
+    assert_eq!(reserved(&app, &owner, plate).await, 0);
+    let (status, plates) = call(
+        &app,
+        &owner,
+        Method::POST,
+        &items,
+        json!({"product_id": plate, "quantity": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{plates}");
+    assert_eq!(plates["order_total"], "41.00");
+    assert_eq!(reserved(&app, &owner, plate).await, 2);
+
+    // Change and remove.
+    let cup_line = line["id"].as_i64().expect("line");
+    let (status, changed) = call(
+        &app,
+        &owner,
+        Method::PATCH,
+        &format!("{items}{cup_line}/"),
+        json!({"quantity": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        (changed["total"].clone(), changed["order_total"].clone()),
+        (json!("5.00"), json!("21.00"))
+    );
+    assert_eq!(reserved(&app, &owner, cup).await, 1);
+    for (body, expected) in [
+        (json!({"quantity": 0}), StatusCode::BAD_REQUEST),
+        (json!({"quantity": 10_001}), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, _) = call(
+            &app,
+            &owner,
+            Method::PATCH,
+            &format!("{items}{cup_line}/"),
+            body,
+        )
+        .await;
+        assert_eq!(status, expected);
+    }
+    let (status, _) = call(
+        &app,
+        &owner,
+        Method::PATCH,
+        &format!("{items}999999/"),
+        json!({"quantity": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(
+        &app,
+        &owner,
+        Method::DELETE,
+        &format!("{items}{}/", plates["id"]),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(reserved(&app, &owner, plate).await, 0);
+    let (_, now, _) = app
+        .get(&format!("{API}orders/{id}/"), Some(&owner.access))
+        .await;
+    assert_eq!(
+        (now["total"].clone(), now["items_count"].clone()),
+        (json!("5.00"), json!(1))
+    );
+    let (_, flat, _) = app
+        .get(
+            &format!("{API}order-products/?order={id}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(flat["count"], 1);
+    let (status, body) = call(
+        &app,
+        &owner,
+        Method::POST,
+        "order-products/",
+        json!({"order_id": id}),
+    )
+    .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    let (_, gql, _) = app.post("/graphql/order", json!({"query": format!("{{ order(id: {id}) {{ orderProducts {{ quantity unitPrice }} }} }}")}), Some(&owner.access)).await;
+    assert_eq!(
+        gql["data"]["order"]["orderProducts"][0]["quantity"], 1,
+        "{gql}"
+    );
+
+    // Billing follows on the unpaid invoice.
+    for _ in 0..200 {
+        let (_, inv, _) = app
+            .get(
+                &format!("/api/v1/billing/m/invoices/?order={id}"),
+                Some(&owner.access),
+            )
+            .await;
+        if inv["results"][0]["total_amount"] == "5.00" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, inv, _) = app
+        .get(
+            &format!("/api/v1/billing/m/invoices/?order={id}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(inv["results"][0]["total_amount"], "5.00", "{inv}");
+    assert_eq!(inv["results"][0]["items"].as_array().map(Vec::len), Some(1));
+
+    // Once confirmed, the lines are fixed.
+    call(
+        &app,
+        &owner,
+        Method::PATCH,
+        &format!("orders/{id}/status/"),
+        json!({"status": "confirmed"}),
+    )
+    .await;
+    let (status, body) = call(
+        &app,
+        &owner,
+        Method::POST,
+        &items,
+        json!({"product_id": cup}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("order_not_editable")
+        )
+    );
+}

@@ -656,6 +656,15 @@ impl integration::inventory::Stock for Unreachable {
         self.0.hold(scope, r).await
     }
 
+    async fn adjust(
+        &self,
+        scope: &kernel::auth::ProjectScope,
+        r: &str,
+        body: &Value,
+    ) -> Result<Value, kernel::ApiError> {
+        self.0.adjust(scope, r, body).await
+    }
+
     async fn book_once(
         &self,
         scope: &kernel::auth::ProjectScope,
