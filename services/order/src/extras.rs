@@ -309,15 +309,7 @@ impl kernel::events::EventHandler for ProjectSeeder {
 }
 
 async fn order_of(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Result<i64, ApiError> {
-    sqlx::query_scalar(
-        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2) \
-         AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
-    )
-    .bind(scope.project_id())
-    .bind(crate::orders::canonical_number(key))
-    .fetch_optional(&ctx.pool)
-    .await?
-    .ok_or_else(ApiError::not_found)
+    crate::orders::find(&ctx.pool, scope.project_id(), key).await
 }
 
 /// `GET orders/{id}/notes/`.

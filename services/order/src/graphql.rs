@@ -217,14 +217,7 @@ fn update_status<'a>(
 
 /// The id of an order named by id or number.
 async fn body_id(w: &Writer, key: &str) -> Result<i64, kernel::ApiError> {
-    sqlx::query_scalar(
-        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2)",
-    )
-    .bind(w.scope.project_id())
-    .bind(crate::orders::canonical_number(key))
-    .fetch_optional(&w.svc.pool)
-    .await?
-    .ok_or_else(kernel::ApiError::not_found)
+    orders::find(&w.svc.pool, w.scope.project_id(), key).await
 }
 
 /// `orderByNumber(orderNumber)`.

@@ -97,15 +97,7 @@ async fn return_action(
 }
 
 async fn order_id(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Result<i64, ApiError> {
-    sqlx::query_scalar(
-        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2) \
-         AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
-    )
-    .bind(scope.project_id())
-    .bind(orders::canonical_number(key))
-    .fetch_optional(&ctx.pool)
-    .await?
-    .ok_or_else(ApiError::not_found)
+    orders::find(&ctx.pool, scope.project_id(), key).await
 }
 
 /// `GET orders/{id}/payments/`: the order's payments.

@@ -292,6 +292,23 @@ impl Hooks for OrderRules {
     }
 }
 
+/// The id of a live order of the project named by id or number (404 otherwise).
+pub(crate) async fn find(
+    db: impl sqlx::PgExecutor<'_>,
+    project_id: i64,
+    key: &str,
+) -> Result<i64, ApiError> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2) \
+         AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
+    )
+    .bind(project_id)
+    .bind(canonical_number(key))
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(ApiError::not_found)
+}
+
 /// An order number as stored: `ORD-2026-001` (0a47ee5's 3-digit form) is `ORD-2026-000001`.
 pub(crate) fn canonical_number(key: &str) -> String {
     let key = key.trim();
@@ -1656,13 +1673,7 @@ pub async fn ship(
     let mut body = body.clone();
     body["status"] = json!("shipped");
     set_status(ctx, scope, key, &body).await?;
-    let id: i64 = sqlx::query_scalar(
-        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2)",
-    )
-    .bind(scope.project_id())
-    .bind(canonical_number(key))
-    .fetch_one(&ctx.pool)
-    .await?;
+    let id = find(&ctx.pool, scope.project_id(), key).await?;
     let fulfillment: Value = sqlx::query_scalar(
         "SELECT to_jsonb(f.*) - 'project_id' - 'deleted_at' - 'deleted_by' FROM fulfillments f \
          WHERE f.order_id = $1 AND f.deleted_at IS NULL",

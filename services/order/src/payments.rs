@@ -350,6 +350,30 @@ pub async fn pay_due(
     Ok(Some(id))
 }
 
+/// What can still be refunded on an order: the net paid as billing booked it, less refunds
+/// asked but not booked yet.
+pub async fn refundable(tx: &mut PgConnection, order_id: i64) -> Result<Decimal, ApiError> {
+    Ok(sqlx::query_scalar(
+        "SELECT GREATEST(o.amount_paid - GREATEST(o.amount_refunded, \
+           COALESCE((SELECT sum(r.amount) FROM order_refunds r WHERE r.order_id = o.id), 0)), 0) \
+         FROM orders o WHERE o.id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
+/// `amount` when it is within `refundable`, else 422 `amount_exceeds_refundable`.
+pub fn within_refundable(amount: Decimal, refundable: Decimal) -> Result<Decimal, ApiError> {
+    if amount > refundable {
+        return Err(ApiError::rule(
+            "amount_exceeds_refundable",
+            format!("At most {} can be refunded.", money(refundable)),
+        ));
+    }
+    Ok(amount)
+}
+
 /// Asks billing for a refund of up to what was paid net, once per `key` (a second request with
 /// the same key asks nothing). → the amount asked.
 #[allow(clippy::too_many_arguments)]
@@ -374,23 +398,9 @@ pub async fn refund(
     if let Some(asked) = asked {
         return Ok(asked);
     }
-    // Net paid as billing booked it, less refunds asked but not booked yet.
-    let refundable: Decimal = sqlx::query_scalar(
-        "SELECT GREATEST(o.amount_paid - GREATEST(o.amount_refunded, \
-           COALESCE((SELECT sum(r.amount) FROM order_refunds r WHERE r.order_id = o.id), 0)), 0) \
-         FROM orders o WHERE o.id = $1",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let refundable = refundable(tx, order_id).await?;
     let amount = match amount {
-        Some(a) if a > refundable => {
-            return Err(ApiError::rule(
-                "amount_exceeds_refundable",
-                format!("At most {} can be refunded.", money(refundable)),
-            ))
-        }
-        Some(a) => a,
+        Some(a) => within_refundable(a, refundable)?,
         None => refundable,
     };
     if amount <= Decimal::ZERO {
@@ -460,15 +470,7 @@ pub async fn set_payment(
     }
     errors.into_result()?;
     let mut tx = ctx.pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
-        "SELECT id FROM orders WHERE project_id = $1 AND (id::text = $2 OR order_number = $2) \
-         AND deleted_at IS NULL AND status NOT IN ('placing', 'failed')",
-    )
-    .bind(scope.project_id())
-    .bind(crate::orders::canonical_number(key))
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(ApiError::not_found)?;
+    let id = crate::orders::find(&mut *tx, scope.project_id(), key).await?;
     let (method, paid, refunded): (String, Decimal, Decimal) = sqlx::query_as(
         "SELECT payment_method, amount_paid, amount_refunded FROM orders WHERE id = $1",
     )

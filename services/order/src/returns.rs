@@ -447,22 +447,9 @@ pub async fn request(
             });
         }
     }
-    let refundable: Decimal = sqlx::query_scalar(
-        "SELECT GREATEST(o.amount_paid - GREATEST(o.amount_refunded, \
-           COALESCE((SELECT sum(r.amount) FROM order_refunds r WHERE r.order_id = o.id), 0)), 0) \
-         FROM orders o WHERE o.id = $1",
-    )
-    .bind(order_id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let refundable = crate::payments::refundable(&mut tx, order_id).await?;
     let refund = match refund_amount {
-        Some(a) if a > refundable => {
-            return Err(ApiError::rule(
-                "amount_exceeds_refundable",
-                format!("At most {} can be refunded.", money(refundable)),
-            ))
-        }
-        Some(a) => a,
+        Some(a) => crate::payments::within_refundable(a, refundable)?,
         None if refund_method == "none" => Decimal::ZERO,
         None => lines
             .iter()
