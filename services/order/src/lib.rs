@@ -3,6 +3,7 @@
 //! are not built yet; `/graphql/order` serves what is.
 
 pub mod carts;
+pub mod customers;
 pub mod extras;
 pub mod graphql;
 pub mod items;
@@ -218,6 +219,10 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         &["createOrder"],
     )?;
     let router = routes(pool.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            customers::layer,
+        ))
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/order"));
     Ok(mount(&SPEC, "/api/v1/order", router, pool, None))

@@ -465,6 +465,112 @@ async fn a_customer_fills_a_cart_and_checks_out_once() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The customer reads their own orders (not the shop's internals) and may cancel a pending one.
+    let order_id = done["id"].clone();
+    let (status, mine) = shop(
+        &app,
+        project,
+        me,
+        Method::GET,
+        "/api/v1/order/orders/",
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, mine["count"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{mine}"
+    );
+    assert!(mine["results"][0].get("reservation_id").is_none(), "{mine}");
+    let (status, own) = shop(
+        &app,
+        project,
+        me,
+        Method::GET,
+        &format!(
+            "/api/v1/order/orders/{}/",
+            done["order_id"].as_str().unwrap_or_default()
+        ),
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, own["id"].clone()),
+        (StatusCode::OK, order_id.clone()),
+        "{own}"
+    );
+    let (status, theirs) = shop(
+        &app,
+        project,
+        As::User(&other),
+        Method::GET,
+        "/api/v1/order/orders/",
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, theirs["count"].clone()),
+        (StatusCode::OK, json!(0))
+    );
+    let (status, _) = shop(
+        &app,
+        project,
+        As::User(&other),
+        Method::GET,
+        &format!("/api/v1/order/orders/{order_id}/"),
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = shop(
+        &app,
+        project,
+        As::User(&other),
+        Method::POST,
+        &format!("/api/v1/order/orders/{order_id}/cancel/"),
+        json!({"reason": "not mine"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = shop(
+        &app,
+        project,
+        me,
+        Method::GET,
+        "/api/v1/order/order-returns/",
+        Value::Null,
+        &[],
+    )
+    .await;
+    assert!(matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "{status}");
+    let (status, cancelled) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("/api/v1/order/orders/{order_id}/cancel/"),
+        json!({"reason": "Found it cheaper"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, cancelled["status"].clone()),
+        (StatusCode::OK, json!("cancelled")),
+        "{cancelled}"
+    );
+    let (_, rows, _) = app
+        .get(
+            &format!("/api/v1/inventory/stock/?product_id={shirt}"),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(rows["results"][0]["reserved_quantity"], 0);
 }
 
 #[tokio::test]
