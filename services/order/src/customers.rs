@@ -1,11 +1,12 @@
 //! Customer routes (contract order.md §1, §13): a signed-in user who is not a member of the
-//! project (naming it with `X-Project-ID`) reads their own orders and cancels their own pending
-//! ones, on the same paths staff use. Their view leaves out what is internal to the shop: the
+//! project (naming it with `X-Project-ID`) reads their own orders, cancels their own pending
+//! ones and asks to return shipped ones, on the same paths staff use. Their view leaves out what is internal to the shop: the
 //! reservation, price overrides, notes for staff, the history's actors.
 //!
 //! This runs as a layer in front of the order routes: members pass through untouched; for a
-//! customer it answers `GET orders/`, `GET orders/{id}/` and `POST orders/{id}/cancel/` itself,
-//! and lets everything else reach the member-only handlers (which refuse them).
+//! customer it answers `GET orders/`, `GET orders/{id}/`, `POST orders/{id}/cancel/` and
+//! `POST order-returns/` (a return request of their own order) itself, and lets everything else
+//! reach the member-only handlers (which refuse them).
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::Method;
@@ -76,6 +77,7 @@ pub async fn layer(State(ctx): State<ServiceContext>, request: Request, next: Ne
         (&Method::GET, ["orders"])
             | (&Method::GET, ["orders", _])
             | (&Method::POST, ["orders", _, "cancel"])
+            | (&Method::POST, ["order-returns" | "order_returns"])
     ) && segs.get(1) != Some(&"statistics")
         && segs.get(1) != Some(&"trash");
     if !ours {
@@ -90,31 +92,69 @@ pub async fn layer(State(ctx): State<ServiceContext>, request: Request, next: Ne
         return next.run(Request::from_parts(parts, body)).await;
     };
     let answer = match segs.as_slice() {
-        ["orders"] => list(&ctx, &shopper, user_id, &parts).await,
-        ["orders", key] => one(&ctx, &shopper, user_id, key).await.map(JsonOut),
-        ["orders", key, "cancel"] => {
-            let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
-                Ok(b) => b,
-                Err(_) => return ApiError::payload_too_large(64 * 1024).into_response(),
-            };
-            let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-                json!({})
-            } else {
-                match serde_json::from_slice(&bytes) {
-                    Ok(v) => v,
-                    Err(e) => return ApiError::parse_error(e).into_response(),
-                }
-            };
-            cancel(&ctx, &shopper, user_id, key, &body)
+        ["orders"] => list(&ctx, &shopper, user_id, &parts)
+            .await
+            .map(IntoResponse::into_response),
+        ["orders", key] => one(&ctx, &shopper, user_id, key)
+            .await
+            .map(|o| JsonOut(o).into_response()),
+        ["orders", key, "cancel"] => match json_body(body).await {
+            Ok(body) => cancel(&ctx, &shopper, user_id, key, &body)
                 .await
-                .map(JsonOut)
-        }
+                .map(|o| JsonOut(o).into_response()),
+            Err(e) => Err(e),
+        },
+        [_] => match json_body(body).await {
+            Ok(body) => request_return(&ctx, &shopper, user_id, &body)
+                .await
+                .map(|made| (axum::http::StatusCode::CREATED, JsonOut(made)).into_response()),
+            Err(e) => Err(e),
+        },
         _ => Err(ApiError::not_found()),
     };
     match answer {
-        Ok(body) => body.into_response(),
+        Ok(response) => response,
         Err(e) => e.into_response(),
     }
+}
+
+async fn json_body(body: axum::body::Body) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| ApiError::payload_too_large(64 * 1024))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes).map_err(ApiError::parse_error)
+}
+
+/// A customer asks to return (part of) their own shipped order; staff approve and complete it.
+/// The refund is what the lines were charged (a customer cannot set another amount).
+async fn request_return(
+    ctx: &ServiceContext,
+    shopper: &Shopper,
+    user: i64,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let key = body
+        .get("order_id")
+        .or_else(|| body.get("order"))
+        .and_then(|v| {
+            v.as_i64()
+                .map(|i| i.to_string())
+                .or_else(|| v.as_str().map(str::to_owned))
+        })
+        .unwrap_or_default();
+    let id = own(ctx, shopper, user, &key)
+        .await
+        .map_err(|_| ApiError::field("order", "No such order."))?;
+    let mut body = body.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.remove("refund_amount");
+        map.remove("refund_method");
+        map.insert("order".into(), json!(id));
+    }
+    crate::returns::request(ctx, &shopper.as_service(), &body).await
 }
 
 /// The customer's own order named by id or number, else 404.

@@ -548,7 +548,10 @@ async fn a_customer_fills_a_cart_and_checks_out_once() {
         &[],
     )
     .await;
-    assert!(matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "{status}");
+    assert!(
+        matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+        "{status}"
+    );
     let (status, cancelled) = shop(
         &app,
         project,
@@ -1085,4 +1088,110 @@ async fn a_coupon_discounts_the_cart_and_an_online_checkout_waits_for_payment() 
         app.get(&coupon_path, Some(&owner.access)).await.1["used_count"],
         0
     );
+}
+
+#[tokio::test]
+async fn a_customer_asks_to_return_their_own_shipped_order() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "noor", "Noor Notebooks").await;
+    let project = owner.project_id();
+    let book = product_in_stock(&app, &owner, "Book", "15.00", 3).await;
+    let (_, access) = customer(&app, "layla").await;
+    let me = As::User(&access);
+    let c = format!("{CART}current/");
+    shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}items/"),
+        json!({"product_id": book}),
+        &[],
+    )
+    .await;
+    shop(
+        &app,
+        project,
+        me,
+        Method::PUT,
+        &format!("{c}shipping_method/"),
+        json!({"method": "pickup"}),
+        &[],
+    )
+    .await;
+    let (status, done) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        &format!("{c}checkout/"),
+        json!({"payment_method": "cash"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{done}");
+    let id = done["id"].clone();
+    // Not shipped yet: refused; then the shop ships it.
+    let (status, early) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        "/api/v1/order/order-returns/",
+        json!({"order": id}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, early["code"].clone()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!("order_not_returnable")
+        )
+    );
+    for (path, body) in [
+        (
+            format!("/api/v1/order/orders/{id}/status/"),
+            json!({"status": "confirmed"}),
+        ),
+        (
+            format!("/api/v1/order/orders/{id}/fulfillments/"),
+            json!({}),
+        ),
+    ] {
+        let (status, body) = app.call(Method::POST, &path, body, &owner.access).await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    let (status, asked) = shop(
+        &app,
+        project,
+        me,
+        Method::POST,
+        "/api/v1/order/order-returns/",
+        json!({"order": id, "reason": "DEFECTIVE", "refund_amount": "999.00"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{asked}");
+    assert_eq!(
+        (asked["status"].clone(), asked["refund_method"].clone()),
+        (json!("pending"), json!("original"))
+    );
+    // Someone else's order is not theirs to return.
+    let (_, other) = customer(&app, "omar").await;
+    let (status, _) = shop(
+        &app,
+        project,
+        As::User(&other),
+        Method::POST,
+        "/api/v1/order/order-returns/",
+        json!({"order": id}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, returns, _) = app
+        .get("/api/v1/order/order-returns/", Some(&owner.access))
+        .await;
+    assert_eq!(returns["count"], 1);
 }
