@@ -21,6 +21,10 @@ pub struct InvoiceCreated(pub InvoiceEvent);
 
 impl IntegrationEvent for InvoiceCreated {
     const TYPE: &'static str = "invoice.created";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -28,6 +32,10 @@ pub struct InvoicePaid(pub InvoiceEvent);
 
 impl IntegrationEvent for InvoicePaid {
     const TYPE: &'static str = "invoice.paid";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 /// A completed payment or refund on an invoice (`payment.success`, `payment.refunded`), with
@@ -53,6 +61,10 @@ pub struct PaymentSucceeded(pub PaymentEvent);
 
 impl IntegrationEvent for PaymentSucceeded {
     const TYPE: &'static str = "payment.success";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,6 +72,10 @@ pub struct PaymentRefunded(pub PaymentEvent);
 
 impl IntegrationEvent for PaymentRefunded {
     const TYPE: &'static str = "payment.refunded";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -67,6 +83,10 @@ pub struct PaymentFailed(pub PaymentEvent);
 
 impl IntegrationEvent for PaymentFailed {
     const TYPE: &'static str = "payment.failed";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 /// Billing as the order and pos services call it synchronously (billing.md §6, §4.3). Bodies
@@ -119,6 +139,10 @@ pub struct InvoiceSent(pub InvoiceEvent);
 
 impl IntegrationEvent for InvoiceSent {
     const TYPE: &'static str = "invoice.sent";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 /// An invoice voided (`cancel/`, `status: cancelled`, `payment: CANCELLED`).
@@ -127,6 +151,10 @@ pub struct InvoiceCancelled(pub InvoiceEvent);
 
 impl IntegrationEvent for InvoiceCancelled {
     const TYPE: &'static str = "invoice.cancelled";
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("invoice:{}", self.0.invoice_id))
+    }
 }
 
 /// A coupon use (`coupon.redeemed`) or its release (`coupon.released`).

@@ -25,6 +25,11 @@ pub struct StockChanged {
 
 impl IntegrationEvent for StockChanged {
     const TYPE: &'static str = "inventory.stock_changed";
+
+    /// One row's changes in order; different rows side by side.
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("stock:{}", self.inventory_id))
+    }
 }
 
 /// A threshold crossing of one row (`low_stock`, `out_of_stock`, `restocked`).
@@ -46,6 +51,10 @@ macro_rules! alert {
 
         impl IntegrationEvent for $name {
             const TYPE: &'static str = $type;
+
+            fn ordering_key(&self) -> Option<String> {
+                Some(format!("stock:{}", self.0.inventory_id))
+            }
         }
     };
 }

@@ -14,6 +14,14 @@ pub struct OrderRef {
     pub payment_status: String,
 }
 
+impl OrderRef {
+    /// The ordering key of every `order.*` event: one order's events stay in order, different
+    /// orders' events are delivered side by side.
+    pub fn ordering_key(&self) -> Option<String> {
+        Some(format!("order:{}", self.order_id))
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
@@ -48,6 +56,10 @@ pub struct OrderCreated {
 
 impl IntegrationEvent for OrderCreated {
     const TYPE: &'static str = "order.created";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -62,6 +74,10 @@ pub struct OrderStatusChanged {
 
 impl IntegrationEvent for OrderStatusChanged {
     const TYPE: &'static str = "order.status_changed";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -75,6 +91,10 @@ pub struct OrderCancelled {
 
 impl IntegrationEvent for OrderCancelled {
     const TYPE: &'static str = "order.cancelled";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -90,6 +110,10 @@ pub struct OrderFulfilled {
 
 impl IntegrationEvent for OrderFulfilled {
     const TYPE: &'static str = "order.fulfilled";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 /// A payment the order service completed (order.md §6, §3.1 `completed`): billing books it on
@@ -111,6 +135,10 @@ pub struct OrderPaymentRecorded {
 
 impl IntegrationEvent for OrderPaymentRecorded {
     const TYPE: &'static str = "order.payment_recorded";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 /// Money the order service gives back (cancellation with refund, a completed return, `PATCH
@@ -132,6 +160,10 @@ pub struct OrderRefundRequested {
 
 impl IntegrationEvent for OrderRefundRequested {
     const TYPE: &'static str = "order.refund_requested";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 /// A completed return (order.md §14 `order.return_completed`): what came back, whether it went
@@ -151,6 +183,10 @@ pub struct OrderReturnCompleted {
 
 impl IntegrationEvent for OrderReturnCompleted {
     const TYPE: &'static str = "order.return_completed";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }
 
 /// The order as it entered a main status (`order.confirmed`, `order.shipped`,
@@ -177,6 +213,10 @@ macro_rules! step {
 
         impl IntegrationEvent for $name {
             const TYPE: &'static str = $type;
+
+            fn ordering_key(&self) -> Option<String> {
+                self.0.order.ordering_key()
+            }
         }
     };
 }
@@ -209,4 +249,8 @@ pub struct OrderUpdated {
 
 impl IntegrationEvent for OrderUpdated {
     const TYPE: &'static str = "order.updated";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.order.ordering_key()
+    }
 }

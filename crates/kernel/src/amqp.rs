@@ -36,7 +36,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub struct Broker {
     url: String,
     namespace: String,
-    publisher: Mutex<Option<(Connection, Channel)>>,
+    publisher: Mutex<Option<(Arc<Connection>, Channel)>>,
 }
 
 impl Broker {
@@ -112,16 +112,21 @@ impl Broker {
     /// Publishes one event and waits for the broker to confirm it. On any failure the
     /// connection is dropped, so the next attempt reconnects.
     pub async fn publish(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let mut slot = self.publisher.lock().await;
-        if slot.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
-            let (connection, channel) = self.open().await?;
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
-            *slot = Some((connection, channel));
-        }
-        let Some((_, channel)) = slot.as_ref() else {
-            anyhow::bail!("no publishing channel");
+        // The lock guards the connection only: publishes from several keys share the channel
+        // and wait for their confirms side by side.
+        let (connection, channel) = {
+            let mut slot = self.publisher.lock().await;
+            if slot.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
+                let (connection, channel) = self.open().await?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?;
+                *slot = Some((Arc::new(connection), channel));
+            }
+            let Some((connection, channel)) = slot.as_ref() else {
+                anyhow::bail!("no publishing channel");
+            };
+            (connection.clone(), channel.clone())
         };
         let payload = serde_json::to_vec(envelope)?;
         let properties = BasicProperties::default()
@@ -145,7 +150,14 @@ impl Broker {
         }
         .await;
         if outcome.is_err() {
-            *slot = None;
+            // Drop the connection this publish used (not a newer one another publish opened).
+            let mut slot = self.publisher.lock().await;
+            if slot
+                .as_ref()
+                .is_some_and(|(c, _)| Arc::ptr_eq(c, &connection))
+            {
+                *slot = None;
+            }
         }
         outcome
     }
@@ -327,7 +339,8 @@ impl Broker {
         Ok(moved)
     }
 
-    /// Runs `consumer` forever, reconnecting with backoff.
+    /// Runs `consumer` forever, reconnecting with backoff (capped at 5 s, so consumption resumes
+    /// within seconds of the broker's return, as the outbox relays do).
     pub fn spawn_consumer(
         self: &Arc<Self>,
         bus: Arc<EventBus>,
@@ -346,7 +359,7 @@ impl Broker {
                     backoff = Duration::from_millis(200);
                 }
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         })
     }

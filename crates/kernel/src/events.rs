@@ -22,6 +22,14 @@ use uuid::Uuid;
 pub trait IntegrationEvent: Serialize + DeserializeOwned {
     const TYPE: &'static str;
     const VERSION: i32 = 1;
+
+    /// Events with the same key reach consumers in commit order; events with different keys
+    /// may be delivered side by side (one order's events against another's). `None` (the
+    /// default) keeps the event in the outbox's total order: everything before it is delivered
+    /// first, everything after it waits.
+    fn ordering_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What travels on the bus.
@@ -39,6 +47,9 @@ pub struct Envelope {
     pub actor_id: Option<i64>,
     #[serde(default)]
     pub request_id: Option<String>,
+    /// [`IntegrationEvent::ordering_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     pub data: Value,
 }
 
@@ -58,6 +69,7 @@ impl Envelope {
             source: source.to_owned(),
             actor_id,
             request_id: crate::observe::current_request_id(),
+            key: event.ordering_key(),
             data: serde_json::to_value(event)?,
         })
     }
@@ -258,6 +270,30 @@ pub async fn install(pool: &PgPool) -> anyhow::Result<()> {
 /// poison event does not stop the others.
 const MAX_ATTEMPTS: i32 = 10;
 
+/// How many ordering keys a relay delivers at once (in-process: handlers running side by side;
+/// with a broker: publishes awaiting their confirms).
+const PARALLEL_KEYS: usize = 8;
+
+/// An outbox row being relayed.
+struct Pending {
+    id: i64,
+    attempts: i32,
+    envelope: anyhow::Result<Envelope>,
+}
+
+impl Pending {
+    fn key(&self) -> Option<&str> {
+        self.envelope.as_ref().ok().and_then(|e| e.key.as_deref())
+    }
+}
+
+/// What became of one relayed row.
+struct Outcome {
+    id: i64,
+    dead: bool,
+    result: anyhow::Result<()>,
+}
+
 /// A service's outbox: where its events are written and from where they are relayed.
 #[derive(Clone)]
 pub struct Outbox {
@@ -326,8 +362,11 @@ impl Outbox {
         self.inner.wake.notify_one();
     }
 
-    /// Delivers pending events in commit order until none is left or one fails. Returns how
-    /// many were delivered.
+    /// Delivers pending events until none is left or one fails; returns how many were
+    /// delivered. Events of one ordering key (or without one) leave in commit order; within a
+    /// batch, the runs of keyed events are delivered key by key, up to [`PARALLEL_KEYS`] keys at
+    /// once. A failure stops its key's run and the relay after the current run of keys: what
+    /// follows waits for the retry.
     pub async fn relay_pending(&self) -> anyhow::Result<usize> {
         let _one_relay_per_process = self.inner.relay_lock.lock().await;
         let mut delivered = 0;
@@ -353,42 +392,39 @@ impl Outbox {
             if batch.is_empty() {
                 return Ok(delivered);
             }
+            let pending = batch
+                .into_iter()
+                .map(|(id, raw, attempts)| Pending {
+                    id,
+                    attempts,
+                    envelope: serde_json::from_value(raw).map_err(anyhow::Error::from),
+                })
+                .collect();
             let mut failure = None;
-            for (id, raw, attempts) in batch {
-                let outcome = match serde_json::from_value::<Envelope>(raw) {
-                    Ok(envelope) => self.inner.bus.deliver(&envelope).await,
-                    Err(e) => Err(e.into()),
-                };
-                match outcome {
+            for outcome in self.deliver_batch(pending).await {
+                match outcome.result {
                     Ok(()) => {
                         sqlx::query("UPDATE zv_outbox SET published_at = now() WHERE id = $1")
-                            .bind(id)
+                            .bind(outcome.id)
                             .execute(&mut *tx)
                             .await?;
                         delivered += 1;
                     }
                     Err(e) => {
-                        // A handler that keeps failing sets its event aside; a broker that
-                        // cannot be reached is an outage, never a reason to drop events (the
-                        // broker's consumers have their own dead-letter queues).
-                        let dead =
-                            attempts + 1 >= MAX_ATTEMPTS && self.inner.bus.broker().is_none();
                         sqlx::query(
                             "UPDATE zv_outbox SET attempts = attempts + 1, last_error = $2, \
                              dead_at = CASE WHEN $3 THEN now() END WHERE id = $1",
                         )
-                        .bind(id)
+                        .bind(outcome.id)
                         .bind(format!("{e:#}"))
-                        .bind(dead)
+                        .bind(outcome.dead)
                         .execute(&mut *tx)
                         .await?;
-                        if dead {
-                            tracing::error!(outbox_id = id, error = %format!("{e:#}"), "event set aside after repeated failures");
-                            continue;
+                        if outcome.dead {
+                            tracing::error!(outbox_id = outcome.id, error = %format!("{e:#}"), "event set aside after repeated failures");
+                        } else {
+                            failure.get_or_insert(e);
                         }
-                        // Later events wait: consumers see one source's events in order.
-                        failure = Some(e);
-                        break;
                     }
                 }
             }
@@ -397,6 +433,83 @@ impl Outbox {
                 return Err(e);
             }
         }
+    }
+
+    /// Delivers a batch (in commit order) as runs: consecutive keyed events are grouped by key
+    /// and the groups delivered side by side; an event without a key is a run of its own. Stops
+    /// after the first run in which a delivery failed. Returns the outcome of every event tried.
+    async fn deliver_batch(&self, batch: Vec<Pending>) -> Vec<Outcome> {
+        use futures::StreamExt;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut groups: Vec<Vec<Pending>> = Vec::new();
+        let mut by_key: std::collections::HashMap<String, usize> = Default::default();
+        let mut events = batch.into_iter().peekable();
+        while events.peek().is_some() || !groups.is_empty() {
+            let next_is_keyed = events.peek().and_then(Pending::key).map(str::to_owned);
+            if let Some(key) = next_is_keyed {
+                let Some(event) = events.next() else { break };
+                match by_key.get(&key) {
+                    Some(&i) => groups[i].push(event),
+                    None => {
+                        by_key.insert(key, groups.len());
+                        groups.push(vec![event]);
+                    }
+                }
+                continue;
+            }
+            // The run of keyed events ends here (an unkeyed event, or the end of the batch).
+            let run: Vec<Vec<Pending>> = if groups.is_empty() {
+                match events.next() {
+                    Some(unkeyed) => vec![vec![unkeyed]],
+                    None => break,
+                }
+            } else {
+                by_key.clear();
+                std::mem::take(&mut groups)
+            };
+            let results: Vec<(Vec<Outcome>, bool)> = futures::stream::iter(run)
+                .map(|group| self.deliver_in_order(group))
+                .buffer_unordered(PARALLEL_KEYS)
+                .collect()
+                .await;
+            let mut stopped = false;
+            for (group, failed) in results {
+                outcomes.extend(group);
+                stopped |= failed;
+            }
+            if stopped {
+                break;
+            }
+        }
+        outcomes
+    }
+
+    /// Delivers events one after another, stopping at the first failure that does not set its
+    /// event aside (`true` when it stopped).
+    async fn deliver_in_order(&self, events: Vec<Pending>) -> (Vec<Outcome>, bool) {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let result = match &event.envelope {
+                Ok(envelope) => self.inner.bus.deliver(envelope).await,
+                Err(e) => Err(anyhow::anyhow!("undecodable envelope: {e:#}")),
+            };
+            // A handler that keeps failing sets its event aside; a broker that cannot be
+            // reached is an outage, never a reason to drop events (the broker's consumers have
+            // their own dead-letter queues).
+            let dead = result.is_err()
+                && event.attempts + 1 >= MAX_ATTEMPTS
+                && self.inner.bus.broker().is_none();
+            let stop = result.is_err() && !dead;
+            outcomes.push(Outcome {
+                id: event.id,
+                dead,
+                result,
+            });
+            if stop {
+                return (outcomes, true);
+            }
+        }
+        (outcomes, false)
     }
 
     /// Relays in the background: on [`flush`](Self::flush) failures and every `interval`,

@@ -1966,6 +1966,7 @@ async fn pricing_follows_the_project_currency() {
         source: "project".into(),
         actor_id: None,
         request_id: None,
+        key: None,
         data: json!({"project_id": owner.project_id(), "key": "currency", "value": "GBP", "previous_value": "USD"}),
     };
     kernel::events::EventHandler::handle(&follower, &stale)

@@ -645,3 +645,142 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_doubles_nothing() {
     );
     assert_eq!(outbox.pending().await.expect("pending"), 0);
 }
+
+/// An event of the test: `seq` is its place in commit order; `key` its ordering key.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Probe {
+    key: Option<u32>,
+    seq: u32,
+}
+
+impl kernel::events::IntegrationEvent for Probe {
+    const TYPE: &'static str = "probe.keyed";
+
+    fn ordering_key(&self) -> Option<String> {
+        self.key.map(|k| format!("k{k}"))
+    }
+}
+
+/// Records the order of deliveries and how many ran at once; fails the first delivery of
+/// `fail_seq`.
+struct Recorder {
+    delivered: Mutex<Vec<(Option<u32>, u32)>>,
+    in_flight: AtomicUsize,
+    most_at_once: AtomicUsize,
+    fail_seq: u32,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl EventHandler for Recorder {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let probe: Probe = serde_json::from_value(envelope.data.clone())?;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        // Uneven handling times, so keys overtake each other when they may.
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(probe.seq % 4))).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if probe.seq == self.fail_seq && !self.failed.swap(true, Ordering::SeqCst) {
+            anyhow::bail!("this consumer failed once");
+        }
+        self.delivered
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push((probe.key, probe.seq));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn keyed_events_keep_their_order_per_key_and_unkeyed_events_wait_for_all() {
+    let app = TestApp::spawn().await;
+    let config = app.platform.config().clone();
+    sqlx::query("CREATE SCHEMA relay_keys")
+        .execute(&app.project_pool().await)
+        .await
+        .expect("schema");
+    let options = kernel::db::connect_options(&config, &config.database_name("project"))
+        .expect("options")
+        .options([("search_path", "relay_keys")]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .expect("pool");
+    kernel::events::install(&pool).await.expect("tables");
+    let bus = Arc::new(EventBus::default());
+    let recorder = Arc::new(Recorder {
+        delivered: Mutex::new(Vec::new()),
+        in_flight: AtomicUsize::new(0),
+        most_at_once: AtomicUsize::new(0),
+        fail_seq: 63,
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    bus.subscribe("recorder", &["probe.keyed"], recorder.clone());
+    let outbox = Outbox::new(pool.clone(), "keys", bus.clone());
+    // 250 events over 6 keys, with unkeyed events at 40, 41 and 150 (two batches and more).
+    let unkeyed = [40, 41, 150];
+    for seq in 0..250u32 {
+        let key = (!unkeyed.contains(&seq)).then_some(seq % 6);
+        let mut tx = pool.begin().await.expect("tx");
+        outbox
+            .record(&mut tx, Some(1), None, &Probe { key, seq })
+            .await
+            .expect("record");
+        tx.commit().await.expect("commit");
+    }
+    // Event 63 (key 3) fails once: the relay stops after its run of keys and reports it.
+    assert!(
+        outbox.relay_pending().await.is_err(),
+        "the failure surfaces"
+    );
+    let first: Vec<(Option<u32>, u32)> = recorder.delivered.lock().expect("lock").clone();
+    assert!(
+        !first.iter().any(|(k, s)| *k == Some(3) && *s >= 63),
+        "nothing of key 3 overtook its failed event"
+    );
+    assert!(
+        !first.iter().any(|(_, s)| *s == 150),
+        "the unkeyed event after the failure waits"
+    );
+    // The retry delivers the rest.
+    outbox.relay_pending().await.expect("retry");
+    assert_eq!(outbox.pending().await.expect("pending"), 0);
+    let delivered = recorder.delivered.lock().expect("lock").clone();
+    let mut seqs: Vec<u32> = delivered.iter().map(|(_, s)| *s).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..250).collect::<Vec<_>>(), "every event once");
+    for key in 0..6 {
+        let of_key: Vec<u32> = delivered
+            .iter()
+            .filter(|(k, _)| *k == Some(key))
+            .map(|(_, s)| *s)
+            .collect();
+        assert!(
+            of_key.windows(2).all(|w| w[0] < w[1]),
+            "key {key} in commit order: {of_key:?}"
+        );
+    }
+    for barrier in unkeyed {
+        let at = delivered
+            .iter()
+            .position(|(_, s)| *s == barrier)
+            .expect("delivered");
+        assert!(
+            delivered[..at].iter().all(|(_, s)| *s < barrier),
+            "nothing after {barrier} before it"
+        );
+        assert_eq!(
+            at, barrier as usize,
+            "everything before {barrier} came first"
+        );
+    }
+    assert!(
+        recorder.most_at_once.load(Ordering::SeqCst) > 1,
+        "different keys were delivered side by side"
+    );
+    assert!(
+        delivered.windows(2).any(|w| w[0].1 > w[1].1),
+        "keys overtook each other"
+    );
+}
