@@ -309,6 +309,17 @@ impl ProjectScope {
         }
     }
 
+    /// The platform acting in a project for a background job of its own (a reconciler undoing
+    /// what an interrupted request left): no user, the service's role.
+    pub fn for_job(project_id: i64) -> ProjectScope {
+        ProjectScope {
+            project_id,
+            user_id: 0,
+            role: Some(Role::Admin),
+            is_superuser: false,
+        }
+    }
+
     /// The platform acting in an event's project, for the effects its consumers cause (an order
     /// confirmed once paid). Events come from the platform's own outboxes, so their project is
     /// trusted; `None` for an event without one.

@@ -1838,27 +1838,63 @@ async fn cancelled(ctx: &ServiceContext, id: i64, previous: &str) -> Result<Valu
     )
 }
 
-/// Placements stuck in `placing` (a process died mid-saga) are marked failed after 2 minutes.
-/// Their reservation, held under the order number, is not released from here (there is no
-/// caller scope): it expires on its own after its hold time.
+/// Placements stuck in `placing` (a process died mid-saga) are undone after 2 minutes: see
+/// [`reconcile_placements`].
 pub fn spawn_reconciler(ctx: ServiceContext, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let stuck: Result<Vec<(i64, String)>, _> = sqlx::query_as(
-                "SELECT id, order_number FROM orders \
-                 WHERE status = 'placing' AND created_at < now() - interval '2 minutes' LIMIT 100",
-            )
-            .fetch_all(&ctx.pool)
-            .await;
-            let Ok(stuck) = stuck else { continue };
-            for (id, number) in stuck {
-                tracing::warn!(order = number, "placement interrupted; marking it failed");
-                fail(&ctx, id, "placement interrupted").await;
+            if let Err(e) = reconcile_placements(&ctx).await {
+                tracing::warn!(error = %e, "placement reconciler deferred");
             }
         }
     })
+}
+
+/// Undoes placements stuck in `placing` for 2 minutes (every step of a live placement has a
+/// time limit of seconds): the reservation held under the order number is released, a coupon
+/// use taken for the order is given back, and the order is marked failed. One whose stock
+/// cannot be released now stays for the next round. Returns how many were undone.
+pub async fn reconcile_placements(ctx: &ServiceContext) -> Result<usize, ApiError> {
+    let stuck: Vec<(i64, i64, String, String, Decimal, Option<i64>)> = sqlx::query_as(
+        "SELECT id, project_id, order_number, coupon_code, subtotal, customer_id FROM orders \
+         WHERE status = 'placing' AND created_at < now() - interval '2 minutes' \
+         ORDER BY id LIMIT 100",
+    )
+    .fetch_all(&ctx.pool)
+    .await?;
+    let mut undone = 0;
+    for (id, project_id, number, coupon, subtotal, customer) in stuck {
+        let scope = ProjectScope::for_job(project_id);
+        if !release(ctx, &scope, &number).await {
+            tracing::warn!(
+                order = number,
+                "interrupted placement: stock not released yet"
+            );
+            continue;
+        }
+        if !coupon.is_empty() {
+            // Redeeming under this order answers the use it already took (if any), which is
+            // then given back; a refusal means it never took one.
+            let body = json!({"code": coupon, "order_amount": money(subtotal),
+                "customer_id": customer, "source_type": "order", "source_id": id});
+            if let Ok(b) = billing(ctx) {
+                if let Ok(r) = b.redeem_coupon(&scope, &body).await {
+                    if let Some(r) = r["id"].as_i64() {
+                        let _ = b.release_redemption(&scope, r).await;
+                    }
+                }
+            }
+        }
+        tracing::warn!(
+            order = number,
+            "placement interrupted; released and marked failed"
+        );
+        fail(ctx, id, "placement interrupted").await;
+        undone += 1;
+    }
+    Ok(undone)
 }
 
 /// `inventory.reservation_expired`: a pending order whose hold expired is cancelled (reason

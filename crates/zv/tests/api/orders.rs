@@ -726,6 +726,99 @@ async fn an_inventory_that_does_not_answer_leaves_nothing_reserved() {
     assert_eq!(stock_of(&app, &owner, nut).await, (20, 5));
 }
 
+/// A process that died between reserving and committing leaves a `placing` order holding
+/// stock (and a coupon use): the reconciler gives both back and marks the order failed.
+#[tokio::test]
+async fn an_interrupted_placement_is_undone_by_the_reconciler() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "zein", "Zein Zaatar").await;
+    let jar = stocked(&app, &owner, "Jar", "10.00", 8).await;
+    let (status, coupon) = app
+        .call(
+            Method::POST,
+            "/api/v1/billing/m/coupons/",
+            json!({"code": "JAR-5", "discount_type": "fixed", "discount_value": "5", "usage_limit": 1}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{coupon}");
+    let (status, order) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": jar, "quantity": 3}], "coupon_code": "JAR-5"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let coupon_path = format!("/api/v1/billing/m/coupons/{}/", coupon["id"]);
+    let used = || async {
+        let (_, c, _) = app.get(&coupon_path, Some(&owner.access)).await;
+        c["used_count"].clone()
+    };
+    assert_eq!(
+        (stock_of(&app, &owner, jar).await, used().await),
+        ((8, 3), json!(1))
+    );
+    // As the dead process left it: still placing, three minutes ago.
+    let pool = service_pool(app.platform.config(), "order").await;
+    sqlx::query(
+        "UPDATE orders SET status = 'placing', created_at = now() - interval '3 minutes' \
+         WHERE id = $1",
+    )
+    .bind(order["id"].as_i64())
+    .execute(&pool)
+    .await
+    .expect("stuck");
+    let ctx = kernel::service::ServiceContext {
+        platform: app.platform.clone(),
+        pool: pool.clone(),
+        outbox: kernel::events::Outbox::new(pool.clone(), "order", app.platform.events().clone()),
+    };
+    assert_eq!(
+        zv_order::orders::reconcile_placements(&ctx)
+            .await
+            .expect("reconcile"),
+        1
+    );
+    assert_eq!(
+        (stock_of(&app, &owner, jar).await, used().await),
+        ((8, 0), json!(0)),
+        "the units and the coupon use are given back"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+        .bind(order["id"].as_i64())
+        .fetch_one(&pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "failed");
+    let (status, _, _) = app
+        .get(
+            &format!("{API}orders/{}/", order["id"]),
+            Some(&owner.access),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a failed placement is hidden"
+    );
+    // Nothing else is stuck: a second round does nothing; the coupon serves the next order.
+    assert_eq!(
+        zv_order::orders::reconcile_placements(&ctx)
+            .await
+            .expect("reconcile"),
+        0
+    );
+    let (status, again) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": jar, "quantity": 3}], "coupon_code": "JAR-5"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+}
+
 #[tokio::test]
 async fn orders_do_not_cross_tenants() {
     let app = TestApp::spawn().await;
