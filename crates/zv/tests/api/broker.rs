@@ -15,10 +15,10 @@ use serde_json::json;
 
 use crate::harness::{service_pool, TestApp};
 
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// An app whose events go through the broker at `url`, in a namespace of its own.
-async fn app_on_broker(url: &str) -> (TestApp, String) {
+pub async fn app_on_broker(url: &str) -> (TestApp, String) {
     let mut namespace = String::new();
     let app = TestApp::spawn_with(|c| {
         namespace = format!("zvtest.{}", c.database_prefix.trim_end_matches('_'));
@@ -53,7 +53,7 @@ async fn messages(queue: &str) -> Option<u32> {
 
 /// Stops the app's consumers (they would declare their queues again) and removes what the test
 /// declared on the shared broker.
-async fn clean(app: &TestApp, namespace: &str, consumers: &[&str]) {
+pub async fn clean(app: &TestApp, namespace: &str, consumers: &[&str]) {
     app.platform.events().stop();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())

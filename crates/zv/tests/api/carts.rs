@@ -14,12 +14,12 @@ const CART: &str = "/api/v1/cart/carts/";
 
 /// Who calls a customer route.
 #[derive(Clone, Copy)]
-enum As<'a> {
+pub enum As<'a> {
     User(&'a str),
     Guest(Option<&'a str>),
 }
 
-async fn shop(
+pub async fn shop(
     app: &TestApp,
     project: i64,
     who: As<'_>,
@@ -90,13 +90,13 @@ pub async fn product_in_stock(
 }
 
 /// A signed-in user who is not a member of any project.
-async fn customer(app: &TestApp, username: &str) -> (i64, String) {
+pub async fn customer(app: &TestApp, username: &str) -> (i64, String) {
     let id = app.user(username, false).await;
     let (access, _) = app.login(username).await;
     (id, access)
 }
 
-fn address() -> Value {
+pub fn address() -> Value {
     json!({"first_name": "Lina", "address_line1": "4 Cedar Rd", "city": "Beirut", "country": "LB"})
 }
 

@@ -471,3 +471,19 @@ impl CrossTenant<'_> {
         );
     }
 }
+
+/// Polls `check` every 50 ms until it gives a value (20 s at most): for effects that travel
+/// through events (in-process relays in the background, or the broker).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..400 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("not within 20 s: {what}");
+}

@@ -22,6 +22,7 @@ mod orders;
 mod projects;
 mod reservations;
 mod returns;
+mod sale;
 mod stock_operations;
 mod tenancy;
 mod tokens;
