@@ -5,7 +5,7 @@ use reqwest::Method;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{CrossTenant, TenantResource, TestApp};
+use crate::harness::{eventually, CrossTenant, TenantResource, TestApp};
 use crate::inventory::create;
 use crate::projects::{member, owner_with_project, Owner};
 
@@ -13,20 +13,6 @@ const API: &str = "/api/v1/billing/m/";
 
 async fn post(app: &TestApp, owner: &Owner, path: &str, body: Value) -> (StatusCode, Value) {
     app.call(Method::POST, path, body, &owner.access).await
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Value>>,
-{
-    for _ in 0..200 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{what} did not happen");
 }
 
 #[tokio::test]

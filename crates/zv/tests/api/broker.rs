@@ -13,7 +13,7 @@ use lapin::types::FieldTable;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{service_pool, TestApp};
+use crate::harness::{eventually_true, service_pool, TestApp};
 
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -89,27 +89,12 @@ pub async fn clean(app: &TestApp, namespace: &str, consumers: &[&str]) {
 
 /// Waits until the product service's catalogue prices `project` in `code`.
 async fn catalogue_currency(pool: &sqlx::PgPool, project: i64, code: &str) {
-    eventually(&format!("the catalogue prices in {code}"), || async {
+    eventually_true(&format!("the catalogue prices in {code}"), || async {
         zv_product::settings::currency(pool, project)
             .await
             .is_ok_and(|c| c == code)
     })
     .await;
-}
-
-/// Polls `check` for up to 15 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..150 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within 15 s: {what}");
 }
 
 /// Fails while `broken`; counts every call.
@@ -173,7 +158,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
         }),
     );
     events.start();
-    eventually("the probe queues exist", || async {
+    eventually_true("the probe queues exist", || async {
         messages(&format!("{ns}.probe_failing")).await.is_some()
             && messages(&format!("{ns}.probe_once")).await.is_some()
     })
@@ -204,7 +189,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
 
     // The failing consumer tried it five times, then it went to its dead-letter queue; the
     // other consumers were not held up.
-    eventually("the event is dead-lettered", || async {
+    eventually_true("the event is dead-lettered", || async {
         messages(&format!("{ns}.probe_failing.dead")).await == Some(1)
     })
     .await;
@@ -219,7 +204,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
         broker.replay_dead("probe_failing").await.expect("replay"),
         1
     );
-    eventually("the replayed event is handled", || async {
+    eventually_true("the replayed event is handled", || async {
         failures.load(Ordering::SeqCst) == kernel::amqp::MAX_ATTEMPTS as usize + 1
     })
     .await;
@@ -228,7 +213,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
 
     // A redelivered event (published again by a relay that crashed before marking it sent)
     // is applied once.
-    eventually("the counting consumer saw the project's events", || async {
+    eventually_true("the counting consumer saw the project's events", || async {
         applied.load(Ordering::SeqCst) >= 2
     })
     .await;
@@ -246,7 +231,7 @@ async fn events_cross_rabbitmq_once_and_failures_are_dead_lettered() {
     for _ in 0..3 {
         broker.publish(&again).await.expect("published");
     }
-    eventually("the new event is applied", || async {
+    eventually_true("the new event is applied", || async {
         applied.load(Ordering::SeqCst) == seen + 1
     })
     .await;
@@ -359,7 +344,7 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
         }),
     );
     events.start();
-    eventually("the tally queue exists", || async {
+    eventually_true("the tally queue exists", || async {
         messages(&format!("{ns}.probe_tally")).await.is_some()
     })
     .await;
@@ -377,7 +362,7 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
         }
     };
     change("EUR").await;
-    eventually("the first change is tallied", || async {
+    eventually_true("the first change is tallied", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
             .fetch_one(&pool)
             .await
@@ -430,7 +415,7 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
             .await
             .expect("text")
     };
-    eventually("the outbox lag is published", || async {
+    eventually_true("the outbox lag is published", || async {
         let text = metrics().await;
         gauge(&text, "zv_outbox_pending").is_some_and(|n| n >= codes.len() as f64)
             && gauge(&text, "zv_outbox_oldest_pending_seconds").is_some_and(|s| s > 0.0)
@@ -439,13 +424,13 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
 
     // It comes back: every event arrives, each applied once, in order.
     cable.restore();
-    eventually("the outbox drains", || async { pending().await == 0 }).await;
+    eventually_true("the outbox drains", || async { pending().await == 0 }).await;
     let (_, ready, _) = app.get("/ready/", None).await;
     assert_eq!(
         (ready["status"].clone(), ready["checks"]["broker"].clone()),
         (json!("ready"), json!("ok"))
     );
-    eventually("every change is tallied", || async {
+    eventually_true("every change is tallied", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
             .fetch_one(&pool)
             .await
@@ -479,8 +464,8 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
     .await
     .expect("reset");
     change("EUR").await;
-    eventually("the outbox drains again", || async { pending().await == 0 }).await;
-    eventually("only the new change is new", || async {
+    eventually_true("the outbox drains again", || async { pending().await == 0 }).await;
+    eventually_true("only the new change is new", || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM probe_tally")
             .fetch_one(&pool)
             .await
@@ -497,7 +482,7 @@ async fn nothing_is_lost_or_doubled_while_the_broker_is_away() {
         2 + codes.len() as i64,
         "republished copies applied once"
     );
-    eventually("the lag is back to zero", || async {
+    eventually_true("the lag is back to zero", || async {
         gauge(&metrics().await, "zv_outbox_pending") == Some(0.0)
     })
     .await;
@@ -528,7 +513,7 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
         }),
     );
     events.start();
-    eventually("the tally queue exists", || async {
+    eventually_true("the tally queue exists", || async {
         messages(&format!("{ns}.probe_tally")).await.is_some()
     })
     .await;
@@ -548,7 +533,7 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
             .await
             .expect("tally")
     };
-    eventually("the initial level is tallied", || async {
+    eventually_true("the initial level is tallied", || async {
         tallied().await == 1
     })
     .await;
@@ -602,7 +587,7 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
     );
 
     cable.restore();
-    eventually("the inventory outbox drains", || async {
+    eventually_true("the inventory outbox drains", || async {
         pending().await == 0
     })
     .await;
@@ -613,7 +598,7 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
     .await
     .expect("outbox");
     assert_eq!(published, 41);
-    eventually("every change is tallied", || async {
+    eventually_true("every change is tallied", || async {
         tallied().await == published
     })
     .await;
@@ -630,7 +615,7 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
         )
         .await;
     assert_eq!(now["available_quantity"], 50);
-    eventually("the catalogue follows", || async {
+    eventually_true("the catalogue follows", || async {
         let (_, p, _) = app
             .get(
                 &format!("/api/v1/product/products/{pen}/"),
@@ -696,7 +681,7 @@ async fn checkout_during_an_outage_invoices_every_order_once() {
         "nothing crossed while the broker was away"
     );
     cable.restore();
-    eventually("every order is invoiced", || async {
+    eventually_true("every order is invoiced", || async {
         invoices().await == 12
     })
     .await;
@@ -725,7 +710,7 @@ async fn checkout_during_an_outage_invoices_every_order_once() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    eventually("the order is paid and confirmed", || async {
+    eventually_true("the order is paid and confirmed", || async {
         let (_, o, _) = app
             .get(
                 &format!("/api/v1/order/orders/{}/", order["id"]),

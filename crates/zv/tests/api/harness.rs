@@ -487,3 +487,72 @@ where
     }
     panic!("not within 20 s: {what}");
 }
+
+/// GET `path` as `owner`, which must answer 200.
+pub async fn read(app: &TestApp, owner: &crate::projects::Owner, path: &str) -> Value {
+    let (status, body, _) = app.get(path, Some(&owner.access)).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// Reads `path` as `owner` until `check` holds (see [`eventually`]).
+pub async fn until(
+    app: &TestApp,
+    owner: &crate::projects::Owner,
+    path: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(what, || async {
+        let body = read(app, owner, path).await;
+        check(&body).then_some(body)
+    })
+    .await
+}
+
+/// (on hand, held) over a product's stock rows.
+pub async fn stock_of(app: &TestApp, owner: &crate::projects::Owner, product: i64) -> (i64, i64) {
+    let rows = read(
+        app,
+        owner,
+        &format!("/api/v1/inventory/stock/?product_id={product}"),
+    )
+    .await;
+    rows["results"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .fold((0, 0), |(q, r), row| {
+            (
+                q + row["quantity"].as_i64().unwrap_or(0),
+                r + row["reserved_quantity"].as_i64().unwrap_or(0),
+            )
+        })
+}
+
+/// [`eventually`] for a condition.
+pub async fn eventually_true<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// A service's context as its background jobs see it (pool and outbox of `service`), for tests
+/// that run one round of a job (a sweeper, a reconciler) themselves.
+pub async fn service_context(
+    app: &TestApp,
+    service: &'static str,
+) -> kernel::service::ServiceContext {
+    let pool = service_pool(app.platform.config(), service).await;
+    kernel::service::ServiceContext {
+        platform: app.platform.clone(),
+        outbox: kernel::events::Outbox::new(pool.clone(), service, app.platform.events().clone()),
+        pool,
+    }
+}

@@ -8,7 +8,7 @@ use reqwest::Method;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{service_pool, CrossTenant, TenantResource, TestApp};
+use crate::harness::{service_pool, stock_of, CrossTenant, TenantResource, TestApp};
 use crate::inventory::create;
 use crate::projects::{member, owner_with_project, Owner};
 use crate::reservations::reconciliation;
@@ -37,26 +37,6 @@ async fn stocked(app: &TestApp, owner: &Owner, name: &str, price: &str, stock: i
         .await;
     }
     id
-}
-
-/// (quantity, reserved) over the product's rows.
-async fn stock_of(app: &TestApp, owner: &Owner, product: i64) -> (i64, i64) {
-    let (_, rows, _) = app
-        .get(
-            &format!("/api/v1/inventory/stock/?product_id={product}"),
-            Some(&owner.access),
-        )
-        .await;
-    rows["results"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .fold((0, 0), |(q, r), row| {
-            (
-                q + row["quantity"].as_i64().unwrap_or(0),
-                r + row["reserved_quantity"].as_i64().unwrap_or(0),
-            )
-        })
 }
 
 async fn post(app: &TestApp, owner: &Owner, path: &str, body: Value) -> (StatusCode, Value) {
@@ -769,11 +749,7 @@ async fn an_interrupted_placement_is_undone_by_the_reconciler() {
     .execute(&pool)
     .await
     .expect("stuck");
-    let ctx = kernel::service::ServiceContext {
-        platform: app.platform.clone(),
-        pool: pool.clone(),
-        outbox: kernel::events::Outbox::new(pool.clone(), "order", app.platform.events().clone()),
-    };
+    let ctx = crate::harness::service_context(&app, "order").await;
     assert_eq!(
         zv_order::orders::reconcile_placements(&ctx)
             .await
@@ -907,15 +883,7 @@ async fn an_order_whose_hold_expires_is_cancelled() {
     .execute(&inventory)
     .await
     .expect("overdue");
-    let ctx = kernel::service::ServiceContext {
-        platform: app.platform.clone(),
-        pool: inventory.clone(),
-        outbox: kernel::events::Outbox::new(
-            inventory.clone(),
-            "inventory",
-            app.platform.events().clone(),
-        ),
-    };
+    let ctx = crate::harness::service_context(&app, "inventory").await;
     assert_eq!(
         zv_inventory::reservations::sweep(&ctx)
             .await

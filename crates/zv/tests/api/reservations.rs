@@ -480,15 +480,7 @@ async fn reservations_hold_confirm_release_and_expire() {
     )
     .await;
     overdue(&app, &fifth["id"]).await;
-    let ctx = kernel::service::ServiceContext {
-        platform: app.platform.clone(),
-        pool: service_pool(app.platform.config(), "inventory").await,
-        outbox: kernel::events::Outbox::new(
-            service_pool(app.platform.config(), "inventory").await,
-            "inventory",
-            app.platform.events().clone(),
-        ),
-    };
+    let ctx = crate::harness::service_context(&app, "inventory").await;
     assert_eq!(
         zv_inventory::reservations::sweep(&ctx)
             .await

@@ -6,7 +6,7 @@ use reqwest::Method;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{CrossTenant, TenantResource, TestApp};
+use crate::harness::{read, stock_of, until, CrossTenant, TenantResource, TestApp};
 use crate::projects::{owner_with_project, Owner};
 
 const API: &str = "/api/v1/order/";
@@ -20,45 +20,6 @@ async fn call(
 ) -> (StatusCode, Value) {
     app.call(method, &format!("{API}{path}"), body, &owner.access)
         .await
-}
-
-async fn read(app: &TestApp, owner: &Owner, path: &str) -> Value {
-    let (status, body, _) = app.get(path, Some(&owner.access)).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
-/// Polls `path` until `check` holds (10 s at most).
-async fn until(
-    app: &TestApp,
-    owner: &Owner,
-    path: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    for _ in 0..200 {
-        let body = read(app, owner, path).await;
-        if check(&body) {
-            return body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("{what}: {}", read(app, owner, path).await);
-}
-
-async fn on_hand(app: &TestApp, owner: &Owner, product: i64) -> i64 {
-    let rows = read(
-        app,
-        owner,
-        &format!("/api/v1/inventory/stock/?product_id={product}"),
-    )
-    .await;
-    rows["results"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| r["quantity"].as_i64().unwrap_or(0))
-        .sum()
 }
 
 /// A placed order (pickup, so it ships without an address) and its invoice id.
@@ -124,7 +85,7 @@ async fn a_shipped_order_is_returned_restocked_and_refunded_once() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{shipped}");
-    assert_eq!(on_hand(&app, &owner, lamp).await, 2);
+    assert_eq!(stock_of(&app, &owner, lamp).await.0, 2);
 
     // More than was shipped, more money than was paid, foreign lines: refused, nothing made.
     let item = read(&app, &owner, &order_path).await["items"][0]["id"].clone();
@@ -221,7 +182,7 @@ async fn a_shipped_order_is_returned_restocked_and_refunded_once() {
         );
     }
     assert_eq!(done[0].1["restocked"], true);
-    assert_eq!(on_hand(&app, &owner, lamp).await, 3);
+    assert_eq!(stock_of(&app, &owner, lamp).await.0, 3);
     let now = read(&app, &owner, &order_path).await;
     assert_eq!(
         (now["status"].clone(), now["fulfillment_status"].clone()),
@@ -292,7 +253,7 @@ async fn a_shipped_order_is_returned_restocked_and_refunded_once() {
         (now["status"].clone(), now["fulfillment_status"].clone()),
         (json!("returned"), json!("returned"))
     );
-    assert_eq!(on_hand(&app, &owner, lamp).await, 4);
+    assert_eq!(stock_of(&app, &owner, lamp).await.0, 4);
     until(
         &app,
         &owner,
@@ -514,7 +475,7 @@ async fn payments_are_held_to_what_is_due_and_billing_books_them_once() {
         o["payment_status"] == "refunded"
     })
     .await;
-    assert_eq!(on_hand(&app, &owner, ball).await, 10);
+    assert_eq!(stock_of(&app, &owner, ball).await.0, 10);
 }
 
 #[tokio::test]

@@ -8,52 +8,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::carts::{address, customer, product_in_stock, shop, As};
-use crate::harness::{eventually, service_pool, TestApp};
-use crate::projects::{owner_with_project_eventually, Owner};
+use crate::harness::{read, service_pool, stock_of, until, TestApp};
+use crate::projects::owner_with_project_eventually;
 
 const ORDER: &str = "/api/v1/order/";
 const BILLING: &str = "/api/v1/billing/m/";
-
-async fn read(app: &TestApp, owner: &Owner, path: &str) -> Value {
-    let (status, body, _) = app.get(path, Some(&owner.access)).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
-/// (on hand, held) over the product's stock rows.
-async fn stock(app: &TestApp, owner: &Owner, product: i64) -> (i64, i64) {
-    let rows = read(
-        app,
-        owner,
-        &format!("/api/v1/inventory/stock/?product_id={product}"),
-    )
-    .await;
-    rows["results"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .fold((0, 0), |(q, r), row| {
-            (
-                q + row["quantity"].as_i64().unwrap_or(0),
-                r + row["reserved_quantity"].as_i64().unwrap_or(0),
-            )
-        })
-}
-
-/// Waits until `path` (read as the owner) satisfies `check`.
-async fn until(
-    app: &TestApp,
-    owner: &Owner,
-    path: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    eventually(what, || async {
-        let body = read(app, owner, path).await;
-        check(&body).then_some(body)
-    })
-    .await
-}
 
 async fn the_whole_sale(app: &TestApp) {
     let owner = owner_with_project_eventually(app, "hala", "Hala Home").await;
@@ -105,7 +64,7 @@ async fn the_whole_sale(app: &TestApp) {
     assert_eq!(order["subtotal"], "60.00");
     let total = order["total"].as_str().expect("total").to_owned();
     assert_eq!(
-        stock(app, &owner, kettle).await,
+        stock_of(app, &owner, kettle).await,
         (5, 2),
         "the order holds its units"
     );
@@ -175,7 +134,7 @@ async fn the_whole_sale(app: &TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{shipped}");
-    assert_eq!(stock(app, &owner, kettle).await, (3, 0));
+    assert_eq!(stock_of(app, &owner, kettle).await, (3, 0));
     until(
         app,
         &owner,
@@ -220,7 +179,7 @@ async fn the_whole_sale(app: &TestApp) {
             .await;
         assert_eq!(status, StatusCode::OK, "{step}: {body}");
     }
-    assert_eq!(stock(app, &owner, kettle).await, (4, 0), "restocked");
+    assert_eq!(stock_of(app, &owner, kettle).await, (4, 0), "restocked");
 
     // Billing gives the money back once, and the order hears of it.
     let invoice_path = format!("{BILLING}invoices/{invoice_id}/");
