@@ -423,10 +423,7 @@ pub async fn resolve_scope(
                 None if claims.is_superuser && directory.project_exists(p).await? => {
                     Ok(scope(p, Some(Role::Admin)))
                 }
-                None => Err(ApiError::forbidden(
-                    "not_project_member",
-                    "You are not a member of this project.",
-                )),
+                None => Err(ApiError::not_project_member()),
             }
         }
     }
@@ -447,18 +444,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ProjectScope {
 }
 
 /// Who may read a project's public data: a member (full view), or anyone naming the project
-/// with `X-Project-ID` on a public route (public rows and fields only).
+/// with `X-Project-ID` on a public route (public rows and fields only). `viewer` is the
+/// signed-in non-member, if any: they see exactly the anonymous view, and on a members-only
+/// resource they are told they are not a member (403) rather than that nothing exists.
 #[derive(Clone, Debug)]
 pub enum ReadScope {
     Member(ProjectScope),
-    Public { project_id: i64 },
+    Public {
+        project_id: i64,
+        viewer: Option<i64>,
+    },
 }
 
 impl ReadScope {
     pub fn project_id(&self) -> i64 {
         match self {
             ReadScope::Member(s) => s.project_id(),
-            ReadScope::Public { project_id } => *project_id,
+            ReadScope::Public { project_id, .. } => *project_id,
         }
     }
 
@@ -490,7 +492,10 @@ pub async fn resolve_read_scope(
                 .memberships()
                 .ok_or_else(|| ApiError::internal("no membership directory installed"))?;
             if directory.project_exists(project_id).await? {
-                Ok(ReadScope::Public { project_id })
+                Ok(ReadScope::Public {
+                    project_id,
+                    viewer: principal.map(Principal::user_id),
+                })
             } else {
                 Err(ApiError::not_found())
             }
@@ -587,11 +592,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Shopper {
         let read = resolve_read_scope(&platform, principal.as_ref(), &parts.headers).await?;
         Ok(match (read, principal) {
             (ReadScope::Member(scope), _) => Shopper::Member(scope),
-            (ReadScope::Public { project_id }, Some(p)) => Shopper::Customer {
+            (ReadScope::Public { project_id, .. }, Some(p)) => Shopper::Customer {
                 project_id,
                 user_id: p.user_id(),
             },
-            (ReadScope::Public { project_id }, None) => Shopper::Guest {
+            (ReadScope::Public { project_id, .. }, None) => Shopper::Guest {
                 project_id,
                 token: parts
                     .headers

@@ -210,6 +210,14 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, code, detail)
     }
 
+    /// A signed-in caller naming a project they are not a member of (conventions §3).
+    pub fn not_project_member() -> Self {
+        Self::forbidden(
+            "not_project_member",
+            "You are not a member of this project.",
+        )
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not found.")
     }

@@ -36,8 +36,32 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Parses JSON bytes into `T`, mapping serde's errors to the contract's shapes.
+/// An empty body is `{}` (DRF reads it as empty data); text after the JSON value is a parse
+/// error; a string holding NUL is a 400 naming its field (`text`), checked before any type.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    if crate::text::json_may_hold_null(bytes) {
+        if let Some(field) = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .as_ref()
+            .and_then(crate::text::find_null)
+        {
+            return Err(crate::text::null_error(field));
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize_from(de)?;
+    de.end().map_err(ApiError::parse_error)?;
+    Ok(value)
+}
+
+fn deserialize_from<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
@@ -310,6 +334,9 @@ where
             let text = field.text().await.map_err(bad)?;
             if text.len() > 64 * 1024 {
                 return Err(ApiError::field(name, "A form field is too long."));
+            }
+            if text.contains('\0') || name.contains('\0') {
+                return Err(crate::text::null_error(name.replace('\0', "")));
             }
             match body.get_mut(&name) {
                 Some(Value::Array(items)) => items.push(Value::String(text)),

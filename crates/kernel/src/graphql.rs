@@ -42,21 +42,6 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-fn is_mutation(query: &str, operation: Option<&str>) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
-    let of = |t: OperationType| t == OperationType::Mutation || t == OperationType::Subscription;
-    match doc.operations {
-        DocumentOperations::Single(op) => of(op.node.ty),
-        DocumentOperations::Multiple(ops) => match operation {
-            Some(name) => ops.get(name).is_some_and(|op| of(op.node.ty)),
-            None => ops.values().any(|op| of(op.node.ty)),
-        },
-    }
-}
-
 /// HTTP status for a response: 400 for document errors (no data), 401 when the request carried
 /// an invalid bearer, 429 when throttled, else 200 (an anonymous caller's UNAUTHENTICATED
 /// errors travel in the body, conventions §8).
@@ -64,8 +49,14 @@ fn http_status(response: &async_graphql::Response, invalid_bearer: bool) -> Stat
     if response.errors.is_empty() {
         return StatusCode::OK;
     }
-    // Document errors (parse, validation) carry no path; resolver errors do.
-    let execution = response.errors.iter().any(|e| !e.path.is_empty());
+    // Document errors (parse, validation) carry neither a path nor a platform code; resolver
+    // errors carry one or the other (a dynamic root field's error may lack its path).
+    let execution = response.errors.iter().any(|e| {
+        !e.path.is_empty()
+            || e.extensions
+                .as_ref()
+                .is_some_and(|ext| ext.get("code").is_some())
+    });
     if response.data == async_graphql::Value::Null && !execution {
         return StatusCode::BAD_REQUEST;
     }
@@ -148,7 +139,15 @@ async fn handle<E: Executor>(
             "BAD_REQUEST",
         );
     };
-    if parts.method == Method::GET && is_mutation(&query, input.operation_name.as_deref()) {
+    let screened = match crate::graphql_guard::screen(
+        &query,
+        input.operation_name.as_deref(),
+        input.variables.as_ref(),
+    ) {
+        Ok(screened) => screened,
+        Err(refusal) => return (StatusCode::BAD_REQUEST, Json(refusal.body())).into_response(),
+    };
+    if parts.method == Method::GET && screened.is_mutation {
         return document_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "Mutations must be sent with POST.",
@@ -156,6 +155,7 @@ async fn handle<E: Executor>(
         );
     }
     let mut request = async_graphql::Request::new(query);
+    request.set_parsed_query(screened.document);
     if let Some(name) = input.operation_name {
         request = request.operation_name(name);
     }
@@ -163,7 +163,10 @@ async fn handle<E: Executor>(
         request = request.variables(async_graphql::Variables::from_json(vars));
     }
     let lang = crate::lang::resolve(&parts);
-    let cache = public_cache_key(&schema, &parts, &request, lang).await;
+    let cache = match screened.is_mutation {
+        true => None,
+        false => public_cache_key(&schema, &parts, &request, lang).await,
+    };
     if let Some((svc, key)) = &cache {
         if let Some(hit) = crate::resource::public_cache::get(svc, key).await {
             return (StatusCode::OK, Json(hit)).into_response();
@@ -210,7 +213,7 @@ async fn public_cache_key<'a, E: Executor>(
         parts.extensions.get::<AuthState>(),
         None | Some(AuthState::Anonymous)
     );
-    if !anonymous || is_mutation(&request.query, request.operation_name.as_deref()) {
+    if !anonymous {
         return None;
     }
     let project = crate::auth::project_header(&parts.headers)?.ok()?;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod graphql;
+pub mod graphql_guard;
 pub mod idempotency;
 pub mod jwt;
 pub mod lang;
@@ -22,6 +23,7 @@ pub mod resource;
 pub mod resource_graphql;
 pub mod service;
 pub mod storage;
+pub mod text;
 
 pub use error::{ApiError, ApiResult, FieldErrors};
 pub use platform::Platform;

@@ -22,6 +22,16 @@ pub fn current_request_id() -> Option<String> {
     CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// `fut` with this task's request id, for a task spawned on the request's behalf.
+pub fn carry_request_id<F: std::future::Future>(
+    fut: F,
+) -> futures::future::Either<tokio::task::futures::TaskLocalFuture<String, F>, F> {
+    match current_request_id() {
+        Some(id) => futures::future::Either::Left(CURRENT_REQUEST_ID.scope(id, fut)),
+        None => futures::future::Either::Right(fut),
+    }
+}
+
 /// The matched route template, set by [`record_route`] inside a service router and read by
 /// [`observe`] for the log line and the metric labels (never the raw path).
 #[derive(Clone, Debug)]

@@ -332,6 +332,10 @@ impl Resource {
         let mut out = Map::new();
         let get = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
         for k in STANDARD {
+            // Who wrote a row is the project's business: the public view never names them.
+            if !member && *k == "created_by" {
+                continue;
+            }
             out.insert((*k).to_owned(), normalise_time(get(k)));
         }
         if self.slug_from.is_some() {
@@ -404,14 +408,15 @@ impl Resource {
         }
         for f in self.fields.iter().filter(|f| !f.read_only) {
             if f.translated {
-                let mut any = false;
+                // Given at all (a refused value has its own error, not also "required").
+                let mut given = false;
                 let mut names = vec![f.name];
                 names.extend_from_slice(f.aliases);
                 if let Some((name, v)) = find(map, &names) {
+                    given = true;
                     match parse(f, name, v) {
                         Ok(b) => {
                             values.insert(format!("{}_{lang}", f.name), b);
-                            any = true;
                         }
                         Err(m) => errors.add(name, m),
                     }
@@ -419,16 +424,16 @@ impl Resource {
                 for l in SUPPORTED {
                     let name = format!("{}_{l}", f.name);
                     if let Some(v) = map.get(&name) {
+                        given = true;
                         match parse(f, &name, v) {
                             Ok(b) => {
                                 values.insert(name, b);
-                                any = true;
                             }
                             Err(m) => errors.add(name, m),
                         }
                     }
                 }
-                if !any && f.required && !partial {
+                if !given && f.required && !partial {
                     errors.required(f.name);
                 }
                 continue;
@@ -767,7 +772,10 @@ fn check_read(r: &Resource, scope: &ReadScope) -> Result<(), ApiError> {
     match scope {
         ReadScope::Member(s) => s.require(&r.codename("view"), &r.grants),
         ReadScope::Public { .. } if r.public_read => Ok(()),
-        ReadScope::Public { .. } => Err(ApiError::not_found()),
+        ReadScope::Public {
+            viewer: Some(_), ..
+        } => Err(ApiError::not_project_member()),
+        ReadScope::Public { viewer: None, .. } => Err(ApiError::not_found()),
     }
 }
 
@@ -1602,9 +1610,12 @@ pub mod rest {
         headers: HeaderMap,
         trashed: bool,
     ) -> Result<JsonOut<Value>, ApiError> {
+        if !trashed {
+            super::check_read(r, &scope)?;
+        }
         let base = base_url(&ctx, &headers, &uri);
         let public = match (&scope, trashed) {
-            (ReadScope::Public { project_id }, false) => Some(*project_id),
+            (ReadScope::Public { project_id, .. }, false) => Some(*project_id),
             _ => None,
         };
         let request = format!("{lang}:{base}?{}", uri.query().unwrap_or(""));
@@ -1684,9 +1695,10 @@ pub mod rest {
                   scope: ReadScope,
                   Lang(lang): Lang,
                   Path(raw): Path<String>| async move {
+                super::check_read(r, &scope)?;
                 let id = key(&ctx, r, scope.project_id(), &raw).await?;
                 let public = match &scope {
-                    ReadScope::Public { project_id } => Some(*project_id),
+                    ReadScope::Public { project_id, .. } => Some(*project_id),
                     ReadScope::Member(_) => None,
                 };
                 let request = format!("{lang}:{}/{id}", r.table);

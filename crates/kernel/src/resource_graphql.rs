@@ -687,10 +687,7 @@ async fn member(
     match scope {
         ReadScope::Member(s) => Ok((svc, s, lang)),
         ReadScope::Public { .. } => Err(gql(match ctx.data_opt::<AuthState>() {
-            Some(AuthState::Authenticated(_)) => ApiError::forbidden(
-                "not_project_member",
-                "You are not a member of this project.",
-            ),
+            Some(AuthState::Authenticated(_)) => ApiError::not_project_member(),
             _ => ApiError::not_authenticated(),
         })),
     }
@@ -1104,19 +1101,23 @@ fn build(
             .field(
                 Field::new(format!("update{t}"), TypeRef::named(t), move |ctx| {
                     FieldFuture::new(async move {
-                        let (svc, scope, lang) = member(&ctx).await?;
-                        let row = resource::update(
-                            &svc,
-                            g.resource,
-                            &scope,
-                            id_arg(&ctx)?,
-                            &input_body(&ctx)?,
-                            true,
-                            lang,
-                        )
-                        .await
-                        .map_err(gql)?;
-                        Ok(Some(FieldValue::owned_any(row)))
+                        let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
+                            let (svc, scope, lang) = member(&ctx).await?;
+                            let row = resource::update(
+                                &svc,
+                                g.resource,
+                                &scope,
+                                id_arg(&ctx)?,
+                                &input_body(&ctx)?,
+                                true,
+                                lang,
+                            )
+                            .await
+                            .map_err(gql)?;
+                            Ok(Some(FieldValue::owned_any(row)))
+                        }
+                        .await;
+                        Ok(soft(&ctx, out))
                     })
                 })
                 .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
@@ -1308,8 +1309,9 @@ pub fn field_result<'a>(
     soft(ctx, out)
 }
 
-/// Whether a document selects `edges`, `pageInfo` or `totalCount` anywhere.
-fn wants_connection(query: &str) -> bool {
+/// Whether a document selects `edges`, `pageInfo` or `totalCount` anywhere. The walk expands
+/// fragments: the handler's screen refused cycles and bounded the expanded size.
+fn wants_connection(doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
     use async_graphql::parser::types::{Selection, SelectionSet};
     fn walk(set: &SelectionSet, doc: &async_graphql::parser::types::ExecutableDocument) -> bool {
         set.items.iter().any(|item| match &item.node {
@@ -1325,21 +1327,23 @@ fn wants_connection(query: &str) -> bool {
             Selection::InlineFragment(i) => walk(&i.node.selection_set.node, doc),
         })
     }
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
     doc.operations
         .iter()
-        .any(|(_, op)| walk(&op.node.selection_set.node, &doc))
+        .any(|(_, op)| walk(&op.node.selection_set.node, doc))
 }
 
 #[async_trait::async_trait]
 impl Executor for ResourceSchema {
     async fn run(&self, mut request: async_graphql::Request) -> async_graphql::Response {
         if let Some(query) = input_aliases(&request.query, &self.types) {
+            // The handler's screen bounded the text; the renamed document parses as safely.
+            if let Ok(doc) = async_graphql::parser::parse_query(&query) {
+                request.set_parsed_query(doc);
+            }
             request.query = query;
         }
-        let schema = if wants_connection(&request.query) {
+        let connection = request.parsed_query().is_ok_and(wants_connection);
+        let schema = if connection {
             &self.connection
         } else {
             &self.flat
@@ -1460,8 +1464,9 @@ pub type Work =
     for<'a> fn(&'a ResolverContext<'a>, Writer) -> Pinned<'a, async_graphql::Result<Value>>;
 
 /// A workflow mutation answering `payload` (a type from [`payload_type`]).
+/// The field is nullable (conventions §7): a refused call nulls only its field.
 pub fn workflow(name: &'static str, payload_type: &'static str, work: Work) -> Field {
-    Field::new(name, TypeRef::named_nn(payload_type), move |ctx| {
+    Field::new(name, TypeRef::named(payload_type), move |ctx| {
         FieldFuture::new(async move {
             let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                 let w = writer(&ctx).await?;
@@ -1490,6 +1495,10 @@ pub fn camel_keys(value: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wants_connection(query: &str) -> bool {
+        async_graphql::parser::parse_query(query).is_ok_and(|doc| super::wants_connection(&doc))
+    }
 
     #[test]
     fn the_selection_chooses_the_shape() {

@@ -270,8 +270,38 @@ pub fn mount(
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn(move |req, next| {
             record_route(prefix, req, next)
-        }));
+        }))
+        .layer(axum::middleware::from_fn(screen_and_complete));
     MountedService { spec, router, pool }
+}
+
+/// Every request of every service passes here. A query string or path holding NUL is refused
+/// with a 400 naming the parameter (`text`). A write (any method but GET, HEAD, OPTIONS,
+/// TRACE) runs in a task of its own, so a client that hangs up, or a gateway timeout, drops
+/// only the wait for the answer: the saga, the payment or the checkout runs to its end (placed
+/// or failed, never left half done).
+async fn screen_and_complete(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(param) = req.uri().query().and_then(crate::text::query_null) {
+        return crate::text::null_error(param).into_response();
+    }
+    if req.uri().path().contains("%00") {
+        return crate::text::null_error("path").into_response();
+    }
+    if req.method().is_safe() {
+        return next.run(req).await;
+    }
+    use tracing::Instrument;
+    let write = crate::observe::carry_request_id(next.run(req)).in_current_span();
+    match tokio::spawn(write).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a write's task ended without an answer");
+            ApiError::internal("a write's task ended without an answer").into_response()
+        }
+    }
 }
 
 #[cfg(test)]

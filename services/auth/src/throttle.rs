@@ -20,20 +20,33 @@ async fn hit(platform: &Platform, key: &str, quota: Quota) -> Result<(), ApiErro
     }
 }
 
-/// Login and tokenless password change: per (ip, username) and per ip.
-pub async fn login(platform: &Platform, ip: IpAddr, username: &str) -> Result<(), ApiError> {
-    let limits = &platform.config().rate_limit;
+/// Login and tokenless password change, per ip (before the account is looked up).
+pub async fn login_ip(platform: &Platform, ip: IpAddr) -> Result<(), ApiError> {
+    let per_minute = platform.config().rate_limit.login_ip_per_minute;
     hit(
         platform,
         &format!("login:ip:{ip}"),
-        Quota::per_minute(limits.login_ip_per_minute),
+        Quota::per_minute(per_minute),
     )
-    .await?;
-    let user = username.trim().to_lowercase();
+    .await
+}
+
+/// Login and tokenless password change, per (ip, account): the account is its id when the name
+/// given (username or email, any case) is one, so both spellings share one count.
+pub async fn login_account(
+    platform: &Platform,
+    ip: IpAddr,
+    account: Option<i64>,
+    given: &str,
+) -> Result<(), ApiError> {
+    let account = match account {
+        Some(id) => format!("#{id}"),
+        None => given.trim().to_lowercase(),
+    };
     hit(
         platform,
-        &format!("login:{ip}:{user}"),
-        Quota::per_minute(limits.login_per_minute),
+        &format!("login:{ip}:{account}"),
+        Quota::per_minute(platform.config().rate_limit.login_per_minute),
     )
     .await
 }

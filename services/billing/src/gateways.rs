@@ -252,7 +252,7 @@ impl Provider for TestGateway {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| unsigned())?;
         mac.update(body);
         mac.verify_slice(&given).map_err(|_| unsigned())?;
-        let event: Value = serde_json::from_slice(body).map_err(ApiError::parse_error)?;
+        let event: Value = kernel::extract::parse_json(body)?;
         let text = |v: &Value| v.as_str().map(str::to_owned).filter(|s| !s.is_empty());
         let event_id =
             text(&event["id"]).ok_or_else(|| ApiError::field("id", "This field is required."))?;

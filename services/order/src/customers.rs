@@ -122,10 +122,7 @@ async fn json_body(body: axum::body::Body) -> Result<Value, ApiError> {
     let bytes = axum::body::to_bytes(body, 64 * 1024)
         .await
         .map_err(|_| ApiError::payload_too_large(64 * 1024))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&bytes).map_err(ApiError::parse_error)
+    kernel::extract::parse_json(&bytes)
 }
 
 /// A customer asks to return (part of) their own shipped order; staff approve and complete it.

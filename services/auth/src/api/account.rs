@@ -270,8 +270,11 @@ pub async fn password_change(
         None => {
             let email = required(&mut errors, "email", &input.email);
             errors.clone().into_result()?;
-            throttle::login(&ctx.platform, ip.0, &email).await?;
-            users::by_email(&ctx.pool, &email).await?
+            throttle::login_ip(&ctx.platform, ip.0).await?;
+            let user = users::by_email(&ctx.pool, &email).await?;
+            throttle::login_account(&ctx.platform, ip.0, user.as_ref().map(|u| u.id), &email)
+                .await?;
+            user
         }
     };
     errors.into_result()?;

@@ -54,8 +54,9 @@ async fn obtain(
     }
     errors.into_result()?;
     let (username, password) = (username.unwrap_or_default(), password.unwrap_or_default());
-    throttle::login(&ctx.platform, ip.0, &username).await?;
+    throttle::login_ip(&ctx.platform, ip.0).await?;
     let user = users::by_login(&ctx.pool, username.trim()).await?;
+    throttle::login_account(&ctx.platform, ip.0, user.as_ref().map(|u| u.id), &username).await?;
     let verdict = password::verify(
         password.clone(),
         user.as_ref().map(|u| u.password_hash.clone()),
