@@ -3,7 +3,7 @@
 # ($TOKEN, $PROJECT) and creates $SKUS products with 1 000 000 units each received through the
 # API ($WORK/ids holds their ids). Needs DB_URL, ADDR, SKUS and CONNECTIONS set.
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p zv
+cargo build --release -q -p zv ${ZV_FEATURES:+--features "$ZV_FEATURES"}
 BIN=target/release/zv
 
 RUN_ID=$(date +%s)$$

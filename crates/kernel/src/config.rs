@@ -68,6 +68,9 @@ pub struct Config {
     pub database_prefix: String,
     /// Maximum connections per service pool.
     pub database_max_connections: u32,
+    /// A pool connection idle this long is closed, so a burst's connections (and the memory
+    /// they hold here and in PostgreSQL) are given back soon after it.
+    pub database_idle_timeout_secs: u64,
     /// Keys and files live here.
     pub data_dir: PathBuf,
     /// Optional Redis: cache, revocation list and rate limits move there.
@@ -198,6 +201,7 @@ impl Default for Config {
             database_url: Secret::new("postgres://postgres@127.0.0.1:5432/postgres"),
             database_prefix: String::new(),
             database_max_connections: 10,
+            database_idle_timeout_secs: 60,
             data_dir: PathBuf::from("./data"),
             redis_url: None,
             redis_namespace: "zv".into(),

@@ -66,6 +66,9 @@ pub async fn open_service_pool(
     let pool = PgPoolOptions::new()
         .max_connections(config.database_max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(
+            config.database_idle_timeout_secs.max(1),
+        ))
         .connect_with(connect_options(config, &database)?)
         .await?;
     migrator

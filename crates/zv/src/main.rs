@@ -6,6 +6,14 @@ use clap::{Parser, Subcommand};
 use kernel::config::Config;
 use kernel::platform::PlatformOverrides;
 
+#[cfg(feature = "alloc-mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "alloc-jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "zv", version, about = "ZoneVast business platform")]
 struct Cli {
