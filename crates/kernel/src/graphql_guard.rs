@@ -222,8 +222,15 @@ fn shape_of(set: &SelectionSet, root: bool, shape: &mut Shape) {
     }
 }
 
-fn count_directives(directives: &[Positioned<Directive>]) -> usize {
-    directives.len()
+/// A shape's (fields, root fields) with its spreads expanded from `sizes` (saturating).
+fn expanded(shape: &Shape, sizes: &HashMap<&Name, (u64, u64)>) -> (u64, u64) {
+    let (mut fields, mut root) = (shape.fields, shape.root_fields);
+    for (spread, (times, root_times)) in &shape.spreads {
+        let (f, r) = sizes.get(spread).copied().unwrap_or_default();
+        fields = fields.saturating_add(times.saturating_mul(f));
+        root = root.saturating_add(root_times.saturating_mul(r));
+    }
+    (fields, root)
 }
 
 /// Unknown, unused and cyclic fragments; the expanded size of each operation; directives.
@@ -239,14 +246,14 @@ fn check_fragments_and_size(doc: &ExecutableDocument) -> Result<(), Refusal> {
     for (name, fragment) in &doc.fragments {
         let mut shape = Shape::default();
         shape_of(&fragment.node.selection_set.node, true, &mut shape);
-        directives += shape.directives + count_directives(&fragment.node.directives);
+        directives += shape.directives + fragment.node.directives.len();
         fragments.insert(name, shape);
     }
     let mut operations = Vec::new();
     for (_, op) in doc.operations.iter() {
         let mut shape = Shape::default();
         shape_of(&op.node.selection_set.node, true, &mut shape);
-        directives += shape.directives + count_directives(&op.node.directives);
+        directives += shape.directives + op.node.directives.len();
         operations.push((op.pos, shape));
     }
     if directives > MAX_DIRECTIVES {
@@ -271,23 +278,12 @@ fn check_fragments_and_size(doc: &ExecutableDocument) -> Result<(), Refusal> {
     // Expanded sizes, dependencies first (the order is a topological one, leaves last).
     let mut sizes: HashMap<&Name, (u64, u64)> = HashMap::new();
     for name in order.iter().rev() {
-        let shape = &fragments[name];
-        let (mut fields, mut root) = (shape.fields, shape.root_fields);
-        for (spread, (times, root_times)) in &shape.spreads {
-            let (f, r) = sizes.get(spread).copied().unwrap_or_default();
-            fields = fields.saturating_add(times.saturating_mul(f));
-            root = root.saturating_add(root_times.saturating_mul(r));
-        }
-        sizes.insert(name, (fields.min(u64::MAX / 2), root.min(u64::MAX / 2)));
+        let size = expanded(&fragments[name], &sizes);
+        sizes.insert(name, size);
     }
     let mut used: HashSet<&Name> = HashSet::new();
     for (pos, shape) in &operations {
-        let (mut fields, mut root) = (shape.fields, shape.root_fields);
-        for (spread, (times, root_times)) in &shape.spreads {
-            let (f, r) = sizes.get(spread).copied().unwrap_or_default();
-            fields = fields.saturating_add(times.saturating_mul(f));
-            root = root.saturating_add(root_times.saturating_mul(r));
-        }
+        let (fields, root) = expanded(shape, &sizes);
         if fields > MAX_FIELDS {
             return Err(Refusal::too_complex(
                 format!(
