@@ -1569,8 +1569,7 @@ pub mod rest {
     use axum::extract::{OriginalUri, Path, State};
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
-    use axum::routing::{get, post};
-    use axum::{Json as JsonOut, Router};
+    use axum::Json as JsonOut;
     use serde_json::Value;
 
     use super::{public_cache, Resource};
@@ -1578,7 +1577,8 @@ pub mod rest {
     use crate::extract::{path_id as id, Json};
     use crate::lang::Lang;
     use crate::list::{page_body, ListQuery};
-    use crate::service::{at, ServiceContext};
+    use crate::routing::{get, post, Endpoint, Routes};
+    use crate::service::ServiceContext;
     use crate::ApiError;
 
     /// The id an item route names: an integer, else whatever the resource's hooks resolve.
@@ -1628,24 +1628,51 @@ pub mod rest {
         Ok(JsonOut(body))
     }
 
-    pub fn routes(
-        router: Router<ServiceContext>,
-        alias: &str,
-        path: &str,
-        r: &'static Resource,
-    ) -> Router<ServiceContext> {
-        routes_with(router, alias, path, r, None)
+    impl Routes<ServiceContext> {
+        /// Mounts `r`'s operations at each of `paths` (the first is the documented one) and
+        /// documents them: list and create on the collection, the trash, the item (retrieve,
+        /// update, delete) and restore.
+        pub fn resource<P: AsRef<str>>(
+            self,
+            alias: &str,
+            paths: &[P],
+            r: &'static Resource,
+        ) -> Self {
+            self.resource_with(alias, paths, r, None)
+        }
+
+        /// [`Routes::resource`] with the service's own `POST` on the collection (a create that
+        /// takes more than JSON, like a product with its image); the service documents it.
+        pub fn resource_with<P: AsRef<str>>(
+            self,
+            alias: &str,
+            paths: &[P],
+            r: &'static Resource,
+            create: Option<Endpoint<ServiceContext>>,
+        ) -> Self {
+            let first = paths.first().map_or("", AsRef::as_ref);
+            let documented = crate::openapi::resource_paths(first, r, create.is_some());
+            let [collection, trash, item, restore] = endpoints(r, create);
+            let under = |suffix: &str| -> Vec<String> {
+                paths
+                    .iter()
+                    .map(|p| format!("{}{suffix}", p.as_ref()))
+                    .collect()
+            };
+            let (t, i, re) = (under("/trash"), under("/{id}"), under("/{id}/restore"));
+            self.at(alias, paths, collection)
+                .at(alias, &t, trash)
+                .at(alias, &i, item)
+                .at(alias, &re, restore)
+                .document(documented)
+        }
     }
 
-    /// [`routes`] with the service's own `POST` on the collection (a create that takes more
-    /// than JSON, like a product with its image).
-    pub fn routes_with(
-        router: Router<ServiceContext>,
-        alias: &str,
-        path: &str,
+    /// The four endpoints of a resource: collection, trash, item, restore.
+    fn endpoints(
         r: &'static Resource,
-        create: Option<axum::routing::MethodRouter<ServiceContext>>,
-    ) -> Router<ServiceContext> {
+        create: Option<Endpoint<ServiceContext>>,
+    ) -> [Endpoint<ServiceContext>; 4] {
         let list = get(
             move |State(ctx): State<ServiceContext>,
                   scope: ReadScope,
@@ -1729,9 +1756,6 @@ pub mod rest {
                 super::restore(&ctx, r, &scope, id, lang).await.map(JsonOut)
             },
         );
-        let router = at(router, alias, &[path], collection);
-        let router = at(router, alias, &[&format!("{path}/trash")], trash);
-        let router = at(router, alias, &[&format!("{path}/{{id}}")], item);
-        at(router, alias, &[&format!("{path}/{{id}}/restore")], restore)
+        [collection, trash, item, restore]
     }
 }

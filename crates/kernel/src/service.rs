@@ -85,6 +85,8 @@ pub struct MountedService {
     pub spec: &'static ServiceSpec,
     pub router: Router,
     pub pool: PgPool,
+    /// What the service mounted and its OpenAPI document.
+    pub api: Arc<crate::routing::ServiceApi>,
 }
 
 #[derive(Clone)]
@@ -177,18 +179,14 @@ pub fn public_origin(config: &crate::config::Config, headers: &axum::http::Heade
     format!("{proto}://{host}")
 }
 
-/// Registers `route` at each of `paths` both bare and under `/{alias}/` (services mounted
-/// twice by their contract), and at the `-`/`_` spellings of their literal segments.
-pub fn at<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    alias: &str,
-    paths: &[&str],
-    route: axum::routing::MethodRouter<S>,
-) -> Router<S> {
+/// Every path `routing::Routes::at` registers for `paths` (the first is the documented one):
+/// each bare and under `/{alias}/` (services mounted twice by their contract), in the `-`/`_`
+/// spellings of their literal segments.
+pub(crate) fn spellings<P: AsRef<str>>(alias: &str, paths: &[P]) -> Vec<String> {
     let alias_prefix = format!("{alias}/");
     let mut all: Vec<String> = Vec::new();
     for path in paths {
-        let base = path.trim_start_matches('/');
+        let base = path.as_ref().trim_start_matches('/');
         let base = base.strip_prefix(&alias_prefix).unwrap_or(base);
         let prefixes = if alias.is_empty() {
             vec![format!("/{base}")]
@@ -207,8 +205,18 @@ pub fn at<S: Clone + Send + Sync + 'static>(
             }
         }
     }
-    all.into_iter()
-        .fold(router, |r, p| r.route(&p, route.clone()))
+    all
+}
+
+/// Registers `route` at each of `spellings`.
+pub(crate) fn at<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    spellings: &[String],
+    route: axum::routing::MethodRouter<S>,
+) -> Router<S> {
+    spellings
+        .iter()
+        .fold(router, |r, p| r.route(p, route.clone()))
 }
 
 fn respell(path: &str, from: char, to: char) -> String {
@@ -241,13 +249,17 @@ pub fn mount(
     prefix: &'static str,
     routes: Router,
     pool: PgPool,
-    openapi: Option<utoipa::openapi::OpenApi>,
+    api: crate::routing::ServiceApi,
 ) -> MountedService {
     let state = Health {
         spec,
         pool: pool.clone(),
     };
-    let openapi = Arc::new(openapi.map(|o| serde_json::to_value(o).unwrap_or_default()));
+    let openapi = Arc::new(
+        api.document
+            .as_ref()
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+    );
     let common = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -272,7 +284,12 @@ pub fn mount(
             record_route(prefix, req, next)
         }))
         .layer(axum::middleware::from_fn(screen_and_complete));
-    MountedService { spec, router, pool }
+    MountedService {
+        spec,
+        router,
+        pool,
+        api: Arc::new(api),
+    }
 }
 
 /// Every request of every service passes here. A query string or path holding NUL is refused

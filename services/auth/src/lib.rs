@@ -10,8 +10,8 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get, post, MethodRouter};
-use axum::Router;
+use axum::routing::get as axum_get;
+use kernel::routing::{delete, get, post, Routes};
 use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::{ApiError, FieldErrors, Platform};
 use sqlx::migrate::Migrator;
@@ -60,109 +60,106 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 #[openapi(
     info(title = "ZoneVast auth service", version = "1"),
     paths(
-        api::tokens::obtain_pair, api::tokens::login, api::tokens::refresh, api::tokens::verify,
-        api::tokens::change_project, api::tokens::logout, api::tokens::jwks,
-        api::account::register, api::account::send_otp, api::account::verify_otp,
-        api::account::password_reset, api::account::password_change,
-        api::user::get_user, api::user::patch_user, api::user::list_users,
-        api::geo::list_countries, api::geo::get_country, api::geo::list_regions,
-        api::media::upload_image, api::media::upload_picture, api::media::download,
-        api::profile::list_profile, api::profile::create_profile, api::profile::upsert_profile,
-        api::profile::get_profile, api::profile::patch_profile, api::profile::remove_picture,
-        api::profile::list_addresses, api::profile::create_address, api::profile::get_address,
-        api::profile::patch_address, api::profile::delete_address,
-    ),
-    modifiers(&BearerAuth)
+        api::tokens::obtain_pair,
+        api::tokens::login,
+        api::tokens::refresh,
+        api::tokens::verify,
+        api::tokens::change_project,
+        api::tokens::logout,
+        api::tokens::jwks,
+        api::account::register,
+        api::account::send_otp,
+        api::account::verify_otp,
+        api::account::password_reset,
+        api::account::password_change,
+        api::user::get_user,
+        api::user::patch_user,
+        api::user::list_users,
+        api::geo::list_countries,
+        api::geo::get_country,
+        api::geo::list_regions,
+        api::media::upload_image,
+        api::media::upload_picture,
+        api::media::download,
+        api::profile::list_profile,
+        api::profile::create_profile,
+        api::profile::upsert_profile,
+        api::profile::get_profile,
+        api::profile::patch_profile,
+        api::profile::remove_picture,
+        api::profile::list_addresses,
+        api::profile::create_address,
+        api::profile::get_address,
+        api::profile::patch_address,
+        api::profile::delete_address,
+    )
 )]
 pub struct AuthApi;
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// Registers `route` at `path` and `auth/path` (auth.md §1), in both spellings.
-fn at(
-    router: Router<ServiceContext>,
-    paths: &[&str],
-    route: MethodRouter<ServiceContext>,
-) -> Router<ServiceContext> {
-    kernel::service::at(router, "auth", paths, route)
-}
-
-fn routes() -> Router<ServiceContext> {
+fn routes() -> Routes<ServiceContext> {
     use api::{account, geo, media, profile, tokens as t, user};
-    let r = Router::new();
-    let r = at(r, &["token"], post(t::obtain_pair));
-    let r = at(r, &["login"], post(t::login));
-    let r = at(r, &["token/refresh"], post(t::refresh));
-    let r = at(r, &["token/verify"], post(t::verify));
-    let r = at(
-        r,
+    let r = Routes::new();
+    let r = r.at("auth", &["token"], post(t::obtain_pair));
+    let r = r.at("auth", &["login"], post(t::login));
+    let r = r.at("auth", &["token/refresh"], post(t::refresh));
+    let r = r.at("auth", &["token/verify"], post(t::verify));
+    let r = r.at(
+        "auth",
         &["token/change_project", "change_project"],
         post(t::change_project),
     );
-    let r = at(r, &["logout"], post(t::logout));
-    let r = at(r, &[".well-known/jwks.json"], get(t::jwks));
-    let r = at(r, &["register"], post(account::register));
-    let r = at(r, &["send-otp"], post(account::send_otp));
-    let r = at(r, &["verify-otp"], post(account::verify_otp));
-    let r = at(r, &["password/reset"], post(account::password_reset));
-    let r = at(r, &["password/change"], post(account::password_change));
-    let r = at(
-        r,
+    let r = r.at("auth", &["logout"], post(t::logout));
+    let r = r.at("auth", &[".well-known/jwks.json"], get(t::jwks));
+    let r = r.at("auth", &["register"], post(account::register));
+    let r = r.at("auth", &["send-otp"], post(account::send_otp));
+    let r = r.at("auth", &["verify-otp"], post(account::verify_otp));
+    let r = r.at("auth", &["password/reset"], post(account::password_reset));
+    let r = r.at("auth", &["password/change"], post(account::password_change));
+    let r = r.at(
+        "auth",
         &["user", "users/me", "me"],
         get(user::get_user)
             .patch(user::patch_user)
             .put(user::patch_user),
     );
-    let r = at(r, &["users"], get(user::list_users));
-    let r = at(r, &["user/upload-image"], post(media::upload_image));
-    let r = at(r, &["profile/upload_picture"], post(media::upload_picture));
-    let r = at(r, &["media/{*key}"], get(media::download));
-    let r = at(
-        r,
+    let r = r.at("auth", &["users"], get(user::list_users));
+    let r = r.at("auth", &["user/upload-image"], post(media::upload_image));
+    let r = r.at(
+        "auth",
+        &["profile/upload_picture"],
+        post(media::upload_picture),
+    );
+    let r = r.at("auth", &["media/{*key}"], get(media::download));
+    let r = r.at(
+        "auth",
         &["profile"],
         get(profile::list_profile)
             .post(profile::create_profile)
             .patch(profile::upsert_profile)
             .put(profile::upsert_profile),
     );
-    let r = at(
-        r,
+    let r = r.at(
+        "auth",
         &["profile/{id}"],
         get(profile::get_profile)
             .patch(profile::patch_profile)
             .put(profile::patch_profile),
     );
-    let r = at(
-        r,
+    let r = r.at(
+        "auth",
         &["profile/remove_picture"],
         delete(profile::remove_picture).post(profile::remove_picture),
     );
-    let r = at(r, &["country"], get(geo::list_countries));
-    let r = at(r, &["country/{slug}"], get(geo::get_country));
-    let r = at(r, &["region/{country_slug}"], get(geo::list_regions));
-    let r = at(
-        r,
+    let r = r.at("auth", &["country"], get(geo::list_countries));
+    let r = r.at("auth", &["country/{slug}"], get(geo::get_country));
+    let r = r.at("auth", &["region/{country_slug}"], get(geo::list_regions));
+    let r = r.at(
+        "auth",
         &["address"],
         get(profile::list_addresses).post(profile::create_address),
     );
-    at(
-        r,
+    r.at(
+        "auth",
         &["address/{id}"],
         get(profile::get_address)
             .patch(profile::patch_address)
@@ -195,10 +192,11 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         pool: pool.clone(),
         outbox,
     };
-    let router = routes()
+    let (router, api) = routes().finish("/api/v1/auth", AuthApi::openapi());
+    let router = router
         .route(
             "/auth/health",
-            get(|| async {
+            axum_get(|| async {
                 axum::Json(serde_json::json!({"status": "healthy", "service": SPEC.health_name}))
             }),
         )
@@ -207,13 +205,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
             platform.config().limits.multipart_body_bytes,
         ))
         .with_state(ctx);
-    Ok(mount(
-        &SPEC,
-        "/api/v1/auth",
-        router,
-        pool,
-        Some(AuthApi::openapi()),
-    ))
+    Ok(mount(&SPEC, "/api/v1/auth", router, pool, api))
 }
 
 /// `zv user create`: an active, verified user.

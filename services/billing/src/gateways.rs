@@ -365,6 +365,11 @@ pub fn sign_test_webhook(config: &kernel::config::Config, body: &[u8]) -> anyhow
 /// transaction once; a repeated event id answers 200 without effect. A completed payment whose
 /// source has no invoice yet answers 409 with `Retry-After` (nothing recorded: the provider
 /// retries).
+#[utoipa::path(post, path = "/api/v1/billing/webhooks/{gateway}/", tag = "Webhook",
+    params(("gateway" = String, Path, description = "stripe, paypal…")),
+    request_body(content = String, description = "The provider's signed event, as sent"),
+    responses((status = 200, description = "Recorded, or a repeated event"), (status = 400, description = "Bad signature or payload"),
+              (status = 404, description = "No such gateway"), (status = 409, description = "No invoice yet: retry later")))]
 pub async fn webhook(
     State(ctx): State<ServiceContext>,
     UrlPath(gateway): UrlPath<String>,

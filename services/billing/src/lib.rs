@@ -20,12 +20,12 @@ pub mod transactions;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use kernel::auth::ProjectScope;
 use kernel::extract::{path_id, Json};
 use kernel::rbac::Grants;
-use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::routing::{get, post, Routes};
+use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
 use kernel::Platform;
 use serde_json::Value;
@@ -65,6 +65,7 @@ fn answer(created: bool, body: Value) -> Response {
     (status, JsonOut(body)).into_response()
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/invoices/", tag = "Invoice", request_body = Value, responses((status = 201, description = "The invoice"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not in a state for it")))]
 async fn create_invoice(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -75,6 +76,7 @@ async fn create_invoice(
 }
 
 /// `m/invoices/{id}/{payments|refund|send|cancel}/`.
+#[utoipa::path(post, path = "/api/v1/billing/invoices/{id}/{action}/", tag = "Invoice", params(("id" = String, Path), ("action" = String, Path)), request_body = Value, responses((status = 200, description = "The invoice (send, pay, void…)"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn invoice_action(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -91,6 +93,7 @@ async fn invoice_action(
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/transactions/", tag = "Transaction", request_body = Value, responses((status = 201, description = "The transaction"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn create_transaction(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -100,6 +103,7 @@ async fn create_transaction(
     Ok(answer(created, row))
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/transactions/{id}/refund/", tag = "Transaction", params(("id" = String, Path)), request_body = Value, responses((status = 201, description = "The refund"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn refund_transaction(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -111,6 +115,7 @@ async fn refund_transaction(
 }
 
 /// `m/coupons/validate/` → 200.
+#[utoipa::path(post, path = "/api/v1/billing/coupons/validate/", tag = "Coupon", request_body = Value, responses((status = 200, description = "Whether the coupon applies, and the discount"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission")))]
 async fn validate_coupon(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -120,6 +125,7 @@ async fn validate_coupon(
 }
 
 /// `m/coupons/redeem/` → 201, or 200 with the source's existing redemption.
+#[utoipa::path(post, path = "/api/v1/billing/coupons/redeem/", tag = "Coupon", request_body = Value, responses((status = 201, description = "The redemption"), (status = 200, description = "The redemption of an earlier request"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not in a state for it")))]
 async fn redeem_coupon(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -129,6 +135,7 @@ async fn redeem_coupon(
     Ok(answer(created, row))
 }
 
+#[utoipa::path(post, path = "/api/v1/billing/coupons/redemptions/{id}/release/", tag = "Coupon", params(("id" = String, Path)), responses((status = 200, description = "The released redemption"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn release_redemption(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -139,6 +146,7 @@ async fn release_redemption(
 }
 
 /// `m/subscriptions/{id}/{cancel|pause|resume}/`.
+#[utoipa::path(post, path = "/api/v1/billing/subscriptions/{id}/{action}/", tag = "Subscription", params(("id" = String, Path), ("action" = String, Path)), request_body = Value, responses((status = 200, description = "The subscription (cancel, renew…)"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn subscription_action(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -156,6 +164,7 @@ async fn subscription_action(
 }
 
 /// `GET m/subscriptions/mine/`: the caller's own, in the token's project or `X-Project-ID`.
+#[utoipa::path(get, path = "/api/v1/billing/subscriptions/mine/", tag = "Subscription", responses((status = 200, description = "The caller's subscriptions"), (status = 403, description = "Not a member or no permission")))]
 async fn my_subscriptions(
     State(ctx): State<ServiceContext>,
     principal: kernel::auth::Principal,
@@ -180,82 +189,82 @@ async fn my_subscriptions(
     Ok(answer(false, body))
 }
 
-fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
-    use kernel::resource::rest::routes_with;
-    let mut r = Router::new();
-    // 0a47ee5 paths under `m/`, and the same without it.
-    for m in ["m/", ""] {
-        r = at(
-            r,
+/// The hand-written operations (the resources document themselves).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "ZoneVast billing service", version = "1"),
+    paths(
+        create_invoice,
+        invoice_action,
+        create_transaction,
+        refund_transaction,
+        validate_coupon,
+        redeem_coupon,
+        release_redemption,
+        subscription_action,
+        my_subscriptions,
+        gateways::webhook
+    )
+)]
+struct BillingApi;
+
+/// Every path at the root and under `m/` (0a47ee5).
+fn both(path: &str) -> [String; 2] {
+    [path.to_owned(), format!("m/{path}")]
+}
+
+fn routes(pool: sqlx::PgPool) -> Routes<ServiceContext> {
+    Routes::new()
+        .at("", &both("invoices/{id}/{action}"), post(invoice_action))
+        .resource_with(
             "",
-            &[&format!("{m}invoices/{{id}}/{{action}}")],
-            post(invoice_action),
-        );
-        r = routes_with(
-            r,
-            "",
-            &format!("{m}invoices"),
+            &both("invoices"),
             &invoices::INVOICE,
             Some(post(create_invoice)),
-        );
-        r = at(
-            r,
+        )
+        .at(
             "",
-            &[&format!("{m}transactions/{{id}}/refund")],
+            &both("transactions/{id}/refund"),
             post(refund_transaction),
-        );
-        r = routes_with(
-            r,
+        )
+        .resource_with(
             "",
-            &format!("{m}transactions"),
+            &both("transactions"),
             &transactions::TRANSACTION,
             Some(post(create_transaction)),
-        );
-        r = at(
-            r,
+        )
+        .at("", &both("coupons/validate"), post(validate_coupon))
+        .at("", &both("coupons/redeem"), post(redeem_coupon))
+        .at(
             "",
-            &[&format!("{m}coupons/validate")],
-            post(validate_coupon),
-        );
-        r = at(r, "", &[&format!("{m}coupons/redeem")], post(redeem_coupon));
-        r = at(
-            r,
-            "",
-            &[&format!("{m}coupons/redemptions/{{id}}/release")],
+            &both("coupons/redemptions/{id}/release"),
             post(release_redemption),
-        );
-        r = kernel::resource::rest::routes(r, "", &format!("{m}coupons"), &coupons::COUPON);
-        r = kernel::resource::rest::routes(
-            r,
+        )
+        .resource("", &both("coupons"), &coupons::COUPON)
+        .resource(
             "",
-            &format!("{m}payment-methods"),
+            &both("payment-methods"),
             &payment_methods::PAYMENT_METHOD,
-        );
-        r = at(
-            r,
+        )
+        .at("", &both("subscriptions/mine"), get(my_subscriptions))
+        .at(
             "",
-            &[&format!("{m}subscriptions/mine")],
-            axum::routing::get(my_subscriptions),
-        );
-        r = at(
-            r,
-            "",
-            &[&format!("{m}subscriptions/{{id}}/{{action}}")],
+            &both("subscriptions/{id}/{action}"),
             post(subscription_action),
-        );
-        r = kernel::resource::rest::routes(
-            r,
+        )
+        .resource(
             "",
-            &format!("{m}subscriptions"),
+            &both("subscriptions"),
             &subscriptions::USER_SUBSCRIPTION,
-        );
-    }
-    // Money-effect POSTs honour `Idempotency-Key`.
-    let r = r.route_layer(axum::middleware::from_fn_with_state(
-        pool,
-        kernel::idempotency::guard,
-    ));
-    at(r, "", &["webhooks/{gateway}"], post(gateways::webhook))
+        )
+        // Money-effect POSTs honour `Idempotency-Key`.
+        .map(|r| {
+            r.route_layer(axum::middleware::from_fn_with_state(
+                pool,
+                kernel::idempotency::guard,
+            ))
+        })
+        .at("", &["webhooks/{gateway}"], post(gateways::webhook))
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
@@ -286,8 +295,12 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         graphql::extend,
         &["createInvoice", "createTransaction"],
     )?;
-    let router = routes(pool.clone())
+    let (router, api) = routes(pool.clone()).finish("/api/v1/billing", {
+        use utoipa::OpenApi;
+        BillingApi::openapi()
+    });
+    let router = router
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/billing"));
-    Ok(mount(&SPEC, "/api/v1/billing", router, pool, None))
+    Ok(mount(&SPEC, "/api/v1/billing", router, pool, api))
 }

@@ -17,12 +17,12 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use kernel::auth::{Principal, ProjectScope};
 use kernel::extract::{Json, Params};
 use kernel::lang::Lang;
-use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::routing::{get, post, Routes};
+use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
 use kernel::Platform;
 use serde_json::Value;
@@ -38,6 +38,8 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 };
 
 /// `POST stock/`: a row, with its initial quantity booked as a movement.
+#[utoipa::path(post, path = "/api/v1/inventory/stock/", tag = "Stock", request_body = Value,
+    responses((status = 201, description = "The stock row"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "The row exists")))]
 async fn create_stock(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -50,6 +52,8 @@ async fn create_stock(
 }
 
 /// `POST movements/`: one movement → 201 with previous and new quantity.
+#[utoipa::path(post, path = "/api/v1/inventory/movements/", tag = "Movement", request_body = Value,
+    responses((status = 201, description = "The movement with the previous and new quantity"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not enough stock")))]
 async fn create_movement(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -61,6 +65,8 @@ async fn create_movement(
 }
 
 /// `POST reservations/` → 201 a new reservation, 200 the order's existing one.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations/", tag = "Reservation", request_body = Value,
+    responses((status = 201, description = "A new reservation"), (status = 200, description = "The order's existing reservation"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not enough stock")))]
 async fn create_reservation(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -78,6 +84,9 @@ async fn create_reservation(
 }
 
 /// `POST reservations/{id}/{confirm|release|adjust}/`.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations/{id}/{action}/", tag = "Reservation",
+    params(("id" = String, Path), ("action" = String, Path, description = "confirm, release or adjust")), request_body = Value,
+    responses((status = 200, description = "The reservation"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "No such reservation or action"), (status = 409, description = "Not in a state for it")))]
 async fn reservation_action(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -96,6 +105,8 @@ async fn reservation_action(
 }
 
 /// `POST reservations/release-by-order/` `{order_id}`.
+#[utoipa::path(post, path = "/api/v1/inventory/reservations/release-by-order/", tag = "Reservation", request_body = Value,
+    responses((status = 200, description = "What was released"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission")))]
 async fn release_by_order(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -108,6 +119,8 @@ async fn release_by_order(
 }
 
 /// `POST transfers/`, `restock/`, `movements/bulk/` → 201.
+#[utoipa::path(post, path = "/api/v1/inventory/transfers/", tag = "Transfer", request_body = Value,
+    responses((status = 201, description = "The transfer"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not enough stock")))]
 async fn transfer(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -118,6 +131,8 @@ async fn transfer(
     Ok((StatusCode::CREATED, JsonOut(done)).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/inventory/restock/", tag = "Restock", request_body = Value,
+    responses((status = 201, description = "The restock"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission")))]
 async fn restock(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -128,6 +143,8 @@ async fn restock(
     Ok((StatusCode::CREATED, JsonOut(done)).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/inventory/movements/bulk/", tag = "Movement", request_body = Value,
+    responses((status = 201, description = "The movements"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not enough stock")))]
 async fn bulk_movements(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -139,6 +156,9 @@ async fn bulk_movements(
 }
 
 /// `POST movements/{id}/reverse/` → 201 the reversing movement.
+#[utoipa::path(post, path = "/api/v1/inventory/movements/{id}/reverse/", tag = "Movement",
+    params(("id" = String, Path)), request_body = Value,
+    responses((status = 201, description = "The reversing movement"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "No such movement"), (status = 409, description = "Already reversed")))]
 async fn reverse_movement(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -152,6 +172,9 @@ async fn reverse_movement(
 }
 
 /// `GET alerts/low_stock/` (alias `alerts/low-stock/`).
+#[utoipa::path(get, path = "/api/v1/inventory/alerts/low_stock/", tag = "Alert",
+    params(("warehouse" = Option<String>, Query), ("page" = Option<i64>, Query), ("page_size" = Option<i64>, Query)),
+    responses((status = 200, description = "Rows at or under their reorder level"), (status = 400, description = "Invalid parameter"), (status = 403, description = "Not a member")))]
 async fn low_stock(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -164,6 +187,9 @@ async fn low_stock(
 }
 
 /// `GET availability/?product_id=…`.
+#[utoipa::path(get, path = "/api/v1/inventory/availability/", tag = "Availability",
+    params(("product_id" = Option<String>, Query, description = "Comma-separated ids"), ("variant_id" = Option<String>, Query), ("warehouse" = Option<String>, Query)),
+    responses((status = 200, description = "Available quantities"), (status = 400, description = "Invalid parameter"), (status = 403, description = "Not a member")))]
 async fn availability(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -173,6 +199,8 @@ async fn availability(
 }
 
 /// `POST availability/check/`.
+#[utoipa::path(post, path = "/api/v1/inventory/availability/check/", tag = "Availability", request_body = Value,
+    responses((status = 200, description = "Whether each line can be served"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission")))]
 async fn availability_check(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -181,68 +209,86 @@ async fn availability_check(
     Ok(JsonOut(views::check(&ctx, &scope, &body).await?))
 }
 
+/// The hand-written operations (the resources document themselves).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "ZoneVast inventory service", version = "1"),
+    paths(
+        create_stock,
+        create_movement,
+        create_reservation,
+        reservation_action,
+        release_by_order,
+        transfer,
+        restock,
+        bulk_movements,
+        reverse_movement,
+        low_stock,
+        availability,
+        availability_check
+    )
+)]
+struct InventoryApi;
+
 /// The stock-moving POSTs: they honour `Idempotency-Key`.
-fn stock_moving(pool: sqlx::PgPool) -> Router<ServiceContext> {
-    use kernel::resource::rest::routes_with;
-    let r = at(
-        Router::new(),
-        "",
-        &["reservations/release-by-order"],
-        post(release_by_order),
-    );
-    let r = at(
-        r,
-        "",
-        &["reservations/{id}/{action}"],
-        post(reservation_action),
-    );
-    let r = at(r, "", &["movements/bulk"], post(bulk_movements));
-    let r = at(r, "", &["movements/{id}/reverse"], post(reverse_movement));
-    let r = routes_with(
-        r,
-        "",
-        "transfers",
-        &operations::TRANSFER,
-        Some(post(transfer)),
-    );
-    let r = routes_with(r, "", "restock", &operations::RESTOCK, Some(post(restock)));
-    let r = routes_with(
-        r,
-        "",
-        "movements",
-        &stock::MOVEMENT,
-        Some(post(create_movement)),
-    );
-    let r = routes_with(
-        r,
-        "",
-        "reservations",
-        &reservations::RESERVATION,
-        Some(post(create_reservation)),
-    );
-    r.route_layer(axum::middleware::from_fn_with_state(
-        pool,
-        kernel::idempotency::guard,
-    ))
+fn stock_moving(pool: sqlx::PgPool) -> Routes<ServiceContext> {
+    Routes::new()
+        .at(
+            "",
+            &["reservations/release-by-order"],
+            post(release_by_order),
+        )
+        .at(
+            "",
+            &["reservations/{id}/{action}"],
+            post(reservation_action),
+        )
+        .at("", &["movements/bulk"], post(bulk_movements))
+        .at("", &["movements/{id}/reverse"], post(reverse_movement))
+        .resource_with(
+            "",
+            &["transfers"],
+            &operations::TRANSFER,
+            Some(post(transfer)),
+        )
+        .resource_with("", &["restock"], &operations::RESTOCK, Some(post(restock)))
+        .resource_with(
+            "",
+            &["movements"],
+            &stock::MOVEMENT,
+            Some(post(create_movement)),
+        )
+        .resource_with(
+            "",
+            &["reservations"],
+            &reservations::RESERVATION,
+            Some(post(create_reservation)),
+        )
+        .map(|r| {
+            r.route_layer(axum::middleware::from_fn_with_state(
+                pool,
+                kernel::idempotency::guard,
+            ))
+        })
 }
 
-fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
-    use kernel::resource::rest::{routes as resource, routes_with};
-    let r = stock_moving(pool);
-    let r = at(r, "", &["alerts/low_stock"], get(low_stock));
-    let r = at(r, "", &["availability"], get(availability));
-    let r = at(r, "", &["availability/check"], post(availability_check));
-    // Stock rows: canonical `stock/`, aliases `items/` (SDK) and `inventory/` (0a47ee5).
-    let r = ["stock", "items", "inventory"]
-        .into_iter()
-        .fold(r, |r, path| {
-            routes_with(r, "", path, &stock::STOCK, Some(post(create_stock)))
-        });
-    let r = resource(r, "", "warehouses", &reference::WAREHOUSE);
-    let r = resource(r, "", "location-types", &reference::LOCATION_TYPE);
-    let r = resource(r, "", "locations", &reference::LOCATION);
-    let r = resource(r, "", "vendors", &reference::VENDOR);
-    resource(r, "", "batches", &reference::BATCH)
+fn routes(pool: sqlx::PgPool) -> Routes<ServiceContext> {
+    stock_moving(pool)
+        .at("", &["alerts/low_stock"], get(low_stock))
+        .at("", &["availability"], get(availability))
+        .at("", &["availability/check"], post(availability_check))
+        // Stock rows: canonical `stock/`, aliases `items/` (SDK) and `inventory/` (0a47ee5).
+        .resource_with(
+            "",
+            &["stock", "items", "inventory"],
+            &stock::STOCK,
+            Some(post(create_stock)),
+        )
+        .resource("", &["warehouses"], &reference::WAREHOUSE)
+        .resource("", &["location-types"], &reference::LOCATION_TYPE)
+        .resource("", &["locations"], &reference::LOCATION)
+        .resource("", &["vendors"], &reference::VENDOR)
+        .resource("", &["batches"], &reference::BATCH)
 }
 
 /// Reservations as other services call them in-process (`integration::inventory::Stock`):
@@ -327,8 +373,12 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         graphql::extend,
         &["createInventory", "createInventoryMovement"],
     )?;
-    let router = routes(pool.clone())
+    let (router, api) = routes(pool.clone()).finish("/api/v1/inventory", {
+        use utoipa::OpenApi;
+        InventoryApi::openapi()
+    });
+    let router = router
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/inventory"));
-    Ok(mount(&SPEC, "/api/v1/inventory", router, pool, None))
+    Ok(mount(&SPEC, "/api/v1/inventory", router, pool, api))
 }

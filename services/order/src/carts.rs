@@ -15,15 +15,15 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use chrono::{DateTime, Datelike, Utc};
 use integration::billing::SharedBilling;
 use integration::product::{PriceQuote, SharedPricing};
 use kernel::auth::Shopper;
 use kernel::extract::{Json, Query};
 use kernel::lang::Lang;
-use kernel::service::{at, ServiceContext};
+use kernel::routing::{delete, get, patch, post, put, Routes};
+use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -615,6 +615,7 @@ async fn create_guest(
 }
 
 /// `POST cart/guest/` (public, `X-Project-ID`).
+#[utoipa::path(post, path = "/api/v1/order/cart/guest/", tag = "Cart", request_body = Value, responses((status = 201, description = "A guest cart and its token"), (status = 400, description = "Invalid input")))]
 async fn guest(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -624,6 +625,7 @@ async fn guest(
 }
 
 /// `POST cart/carts/` → 201 a new cart, 200 the active one.
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/", tag = "Cart", request_body = Value, responses((status = 200, description = "The user's open cart"), (status = 201, description = "A new cart"), (status = 400, description = "Invalid input")))]
 async fn open(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -657,6 +659,7 @@ async fn open(
 }
 
 /// `GET cart/carts/{cart}/`.
+#[utoipa::path(get, path = "/api/v1/order/cart/carts/{cart}/", tag = "Cart", params(("cart" = String, Path)), responses((status = 200, description = "The cart with its lines and totals"), (status = 404, description = "Not found")))]
 async fn show(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -699,6 +702,7 @@ fn check_line(q: &PriceQuote, wanted: i64) -> Result<Decimal, ApiError> {
 }
 
 /// `POST C items/` `{product_id, quantity (1), variant_id?}` → 201 the line + `cart_totals`.
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/{cart}/items/", tag = "Cart", params(("cart" = String, Path)), request_body = Value, responses((status = 201, description = "The cart"), (status = 200, description = "The cart"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn add_item(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -816,6 +820,7 @@ async fn add_item(
 }
 
 /// `PATCH C items/{item}/` `{quantity}` (0 removes) and `DELETE` → 204.
+#[utoipa::path(method(patch, put), path = "/api/v1/order/cart/carts/{cart}/items/{item}/", tag = "Cart", params(("cart" = String, Path), ("item" = String, Path)), request_body = Value, responses((status = 200, description = "The cart"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn change_item(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -876,6 +881,7 @@ async fn change_item(
     .into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/order/cart/carts/{cart}/items/{item}/", tag = "Cart", params(("cart" = String, Path), ("item" = String, Path)), responses((status = 200, description = "The cart"), (status = 404, description = "Not found")))]
 async fn remove_item(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -897,6 +903,7 @@ async fn remove_item(
 }
 
 /// `POST C clear/` → the empty cart + `cleared_at`.
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/{cart}/clear/", tag = "Cart", params(("cart" = String, Path)), responses((status = 200, description = "The empty cart"), (status = 404, description = "Not found")))]
 async fn clear(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -918,6 +925,7 @@ async fn clear(
 }
 
 /// `POST C coupons/` `{code}` → 201 the applied coupon; a second one → 409.
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/{cart}/coupons/", tag = "Cart", params(("cart" = String, Path)), request_body = Value, responses((status = 200, description = "The cart with the coupon"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found")))]
 async fn add_coupon(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -972,6 +980,7 @@ async fn add_coupon(
     Ok((StatusCode::CREATED, JsonOut(out)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/v1/order/cart/carts/{cart}/coupons/{coupon}/", tag = "Cart", params(("cart" = String, Path), ("coupon" = String, Path)), responses((status = 200, description = "The cart"), (status = 404, description = "Not found")))]
 async fn remove_coupon(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -996,6 +1005,7 @@ async fn remove_coupon(
 }
 
 /// `PUT C shipping_address/` Address → the address and the methods that deliver there.
+#[utoipa::path(put, path = "/api/v1/order/cart/carts/{cart}/shipping_address/", tag = "Cart", params(("cart" = String, Path)), request_body = Value, responses((status = 200, description = "The cart"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found")))]
 async fn set_address(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -1046,6 +1056,7 @@ fn business_days(from: chrono::NaiveDate, n: i64) -> chrono::NaiveDate {
 }
 
 /// `PUT C shipping_method/` `{method}`.
+#[utoipa::path(put, path = "/api/v1/order/cart/carts/{cart}/shipping_method/", tag = "Cart", params(("cart" = String, Path)), request_body = Value, responses((status = 200, description = "The cart"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found")))]
 async fn set_method(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -1080,6 +1091,7 @@ async fn set_method(
 }
 
 /// `POST cart/carts/merge/` `{guest_cart_id}`: the guest cart's lines join the caller's cart.
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/merge/", tag = "Cart", request_body = Value, responses((status = 200, description = "The merged cart"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found")))]
 async fn merge(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -1274,6 +1286,7 @@ async fn settle(tx: &mut PgConnection, cart: &CartRow, checked: &Checked) -> Res
 
 /// `POST C validate/` → 200 `{is_valid, warnings, errors, cart_totals, validated_at}`; invalid
 /// → 422 with the same body and `code: cart_invalid`.
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/{cart}/validate/", tag = "Cart", params(("cart" = String, Path)), responses((status = 200, description = "What would stop a checkout"), (status = 404, description = "Not found")))]
 async fn validate(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -1303,6 +1316,7 @@ async fn validate(
 
 /// `POST C checkout/` `{payment_method, shipping_address?, billing_address?, customer_email?,
 /// customer_phone?, notes?}` → 201 the placed order's summary (200 the same on a replay).
+#[utoipa::path(post, path = "/api/v1/order/cart/carts/{cart}/checkout/", tag = "Cart", params(("cart" = String, Path)), request_body = Value, responses((status = 201, description = "The placed order"), (status = 200, description = "The order of an earlier checkout"), (status = 400, description = "Invalid input"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn checkout(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -1535,6 +1549,7 @@ struct AbandonedQuery {
 
 /// `GET cart/carts/abandoned/` (staff with `order.view_cart`): active carts idle for `hours`,
 /// valued at the prices their shoppers last saw.
+#[utoipa::path(get, path = "/api/v1/order/cart/carts/abandoned/", tag = "Cart", responses((status = 200, description = "Carts left with items"), (status = 403, description = "Not a member or no permission")))]
 async fn abandoned(
     State(ctx): State<ServiceContext>,
     shopper: Shopper,
@@ -1596,41 +1611,54 @@ async fn abandoned(
 }
 
 /// The cart routes, relative to the service root (`cart/…`, also `/api/v1/cart/…`).
-pub fn routes(r: Router<ServiceContext>) -> Router<ServiceContext> {
-    let r = at(r, "", &["cart/guest"], post(guest));
-    let r = at(r, "", &["cart/carts"], post(open));
-    let r = at(r, "", &["cart/carts/merge"], post(merge));
-    let r = at(r, "", &["cart/carts/abandoned"], get(abandoned));
-    let r = at(r, "", &["cart/carts/{cart}"], get(show));
-    let r = at(r, "", &["cart/carts/{cart}/items"], post(add_item));
-    let r = at(
-        r,
+/// The hand-written operations of this file.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    guest,
+    open,
+    merge,
+    abandoned,
+    show,
+    add_item,
+    change_item,
+    remove_item,
+    clear,
+    add_coupon,
+    remove_coupon,
+    set_address,
+    set_method,
+    validate,
+    checkout
+))]
+pub struct Api;
+
+pub fn routes(r: Routes<ServiceContext>) -> Routes<ServiceContext> {
+    let r = r.at("", &["cart/guest"], post(guest));
+    let r = r.at("", &["cart/carts"], post(open));
+    let r = r.at("", &["cart/carts/merge"], post(merge));
+    let r = r.at("", &["cart/carts/abandoned"], get(abandoned));
+    let r = r.at("", &["cart/carts/{cart}"], get(show));
+    let r = r.at("", &["cart/carts/{cart}/items"], post(add_item));
+    let r = r.at(
         "",
         &["cart/carts/{cart}/items/{item}"],
         patch(change_item).put(change_item).delete(remove_item),
     );
-    let r = at(r, "", &["cart/carts/{cart}/clear"], post(clear));
-    let r = at(r, "", &["cart/carts/{cart}/coupons"], post(add_coupon));
-    let r = at(
-        r,
+    let r = r.at("", &["cart/carts/{cart}/clear"], post(clear));
+    let r = r.at("", &["cart/carts/{cart}/coupons"], post(add_coupon));
+    let r = r.at(
         "",
         &["cart/carts/{cart}/coupons/{coupon}"],
         delete(remove_coupon),
     );
-    let r = at(
-        r,
+    let r = r.at(
         "",
         &["cart/carts/{cart}/shipping_address"],
         put(set_address),
     );
-    let r = at(
-        r,
-        "",
-        &["cart/carts/{cart}/shipping_method"],
-        put(set_method),
-    );
-    let r = at(r, "", &["cart/carts/{cart}/validate"], post(validate));
-    at(r, "", &["cart/carts/{cart}/checkout"], post(checkout))
+    let r = r.at("", &["cart/carts/{cart}/shipping_method"], put(set_method));
+    let r = r.at("", &["cart/carts/{cart}/validate"], post(validate));
+    r.at("", &["cart/carts/{cart}/checkout"], post(checkout))
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use kernel::auth::ProjectScope;
 use kernel::extract::{Json, Query};
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::rbac::Grants;
 use kernel::resource::{Field, FieldKind, Resource};
-use kernel::service::{at, ServiceContext};
+use kernel::routing::{get, post, Routes};
+use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -313,6 +313,7 @@ async fn order_of(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Resu
 }
 
 /// `GET orders/{id}/notes/`.
+#[utoipa::path(get, path = "/api/v1/order/orders/{id}/notes/", tag = "Order", params(("id" = String, Path)), responses((status = 200, description = "The order's notes"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found")))]
 async fn notes(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -332,6 +333,7 @@ async fn notes(
 }
 
 /// `POST orders/{id}/notes/` `{note, is_internal?}` → 201.
+#[utoipa::path(post, path = "/api/v1/order/orders/{id}/notes/", tag = "Order", params(("id" = String, Path)), request_body = Value, responses((status = 201, description = "The note"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found")))]
 async fn add_note(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -387,6 +389,7 @@ async fn add_note(
 }
 
 /// `GET orders/{id}/history/`: the order's append-only events.
+#[utoipa::path(get, path = "/api/v1/order/orders/{id}/history/", tag = "Order", params(("id" = String, Path)), responses((status = 200, description = "The order's status history"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found")))]
 async fn history(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -468,6 +471,7 @@ pub async fn tag(
     Ok(json!({"id": id, "tags": tags}))
 }
 
+#[utoipa::path(post, path = "/api/v1/order/orders/{id}/tags/", tag = "Order", params(("id" = String, Path)), request_body = Value, responses((status = 200, description = "The order's tags"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found")))]
 async fn add_tags(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -479,6 +483,7 @@ async fn add_tags(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/order/orders/{id}/tags/", tag = "Order", params(("id" = String, Path)), request_body = Value, responses((status = 200, description = "The order's tags"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found")))]
 async fn remove_tags(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -508,6 +513,7 @@ fn day(v: Option<&String>, field: &str) -> Result<Option<chrono::NaiveDate>, Api
 }
 
 /// `GET orders/statistics/?date_from&date_to`.
+#[utoipa::path(get, path = "/api/v1/order/orders/statistics/", tag = "Order", responses((status = 200, description = "Counts and revenue"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission")))]
 async fn statistics(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -582,18 +588,21 @@ async fn statistics(
     Ok(JsonOut(out))
 }
 
-pub fn routes(r: Router<ServiceContext>) -> Router<ServiceContext> {
-    use kernel::resource::rest::routes_with;
-    let r = at(r, "", &["orders/statistics"], get(statistics));
-    let r = at(r, "", &["orders/{id}/notes"], get(notes).post(add_note));
-    let r = at(r, "", &["orders/{id}/history"], get(history));
-    let r = at(
-        r,
+/// The hand-written operations of this file.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(notes, add_note, history, add_tags, remove_tags, statistics))]
+pub struct Api;
+
+pub fn routes(r: Routes<ServiceContext>) -> Routes<ServiceContext> {
+    let r = r.at("", &["orders/statistics"], get(statistics));
+    let r = r.at("", &["orders/{id}/notes"], get(notes).post(add_note));
+    let r = r.at("", &["orders/{id}/history"], get(history));
+    let r = r.at(
         "",
         &["orders/{id}/tags"],
         post(add_tags).delete(remove_tags),
     );
-    let r = routes_with(r, "", "shipping-methods", &SHIPPING_METHOD, None);
-    let r = routes_with(r, "", "tags", &TAG, None);
-    routes_with(r, "", "statuses", &STATUS, None)
+    let r = r.resource_with("", &["shipping-methods"], &SHIPPING_METHOD, None);
+    let r = r.resource_with("", &["tags"], &TAG, None);
+    r.resource_with("", &["statuses"], &STATUS, None)
 }

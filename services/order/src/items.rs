@@ -8,8 +8,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post};
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use integration::inventory::SharedStock;
 use integration::order::OrderUpdated;
 use kernel::auth::ProjectScope;
@@ -17,7 +16,8 @@ use kernel::extract::Json;
 use kernel::lang::Lang;
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{Field, FieldKind, Resource};
-use kernel::service::{at, ServiceContext};
+use kernel::routing::{patch, post, Routes};
+use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -282,6 +282,7 @@ fn quantity_of(body: &Value, min: i64, errors: &mut FieldErrors) -> Option<i64> 
 
 /// `POST orders/{id}/items/` `{product_id, variant_id?, quantity (1), unit_price?}` → 201; the
 /// same product, variant and price adds to its line.
+#[utoipa::path(post, path = "/api/v1/order/orders/{id}/items/", tag = "Order", params(("id" = String, Path)), request_body = Value, responses((status = 201, description = "The order with the line"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn add(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -481,6 +482,7 @@ async fn change(
         "order_total": money(total)}))
 }
 
+#[utoipa::path(method(patch, put), path = "/api/v1/order/orders/{id}/items/{item}/", tag = "Order", params(("id" = String, Path), ("item" = String, Path)), request_body = Value, responses((status = 200, description = "The order"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn update(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -495,6 +497,7 @@ async fn update(
     Ok(JsonOut(change(&ctx, &scope, &key, &item, quantity).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/order/orders/{id}/items/{item}/", tag = "Order", params(("id" = String, Path), ("item" = String, Path)), responses((status = 200, description = "The order"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn remove(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -505,14 +508,17 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub fn routes(r: Router<ServiceContext>) -> Router<ServiceContext> {
-    use kernel::resource::rest::routes_with;
-    let r = at(r, "online_orders", &["orders/{id}/items"], post(add));
-    let r = at(
-        r,
+/// The hand-written operations of this file.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(add, update, remove))]
+pub struct Api;
+
+pub fn routes(r: Routes<ServiceContext>) -> Routes<ServiceContext> {
+    let r = r.at("online_orders", &["orders/{id}/items"], post(add));
+    let r = r.at(
         "online_orders",
         &["orders/{id}/items/{item}"],
         patch(update).put(update).delete(remove),
     );
-    routes_with(r, "", "order-products", &ORDER_ITEM, None)
+    r.resource_with("", &["order-products"], &ORDER_ITEM, None)
 }

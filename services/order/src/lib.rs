@@ -17,12 +17,12 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use kernel::auth::ProjectScope;
 use kernel::extract::Json;
 use kernel::lang::Lang;
-use kernel::service::{at, mount, MountedService, ServiceContext, ServiceSpec};
+use kernel::routing::{get, post, Routes};
+use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::ApiError;
 use kernel::Platform;
 use serde_json::Value;
@@ -40,6 +40,7 @@ pub static SPEC: ServiceSpec = ServiceSpec {
 };
 
 /// `POST orders/` → 201 a placed order, 200 the order of an existing `reference`.
+#[utoipa::path(post, path = "/api/v1/order/orders/", tag = "Order", request_body = Value, responses((status = 201, description = "The placed order"), (status = 200, description = "The order of an existing reference"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 409, description = "Not in a state for it")))]
 async fn place(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -56,6 +57,7 @@ async fn place(
 }
 
 /// `orders/{id}/status/` (PATCH or POST), `cancel/`, `fulfillments/`.
+#[utoipa::path(method(post, patch), path = "/api/v1/order/orders/{id}/{action}/", tag = "Order", params(("id" = String, Path), ("action" = String, Path)), request_body = Value, responses((status = 200, description = "The order (status, cancel, fulfillments, payment)"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn action(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -78,6 +80,7 @@ async fn action(
 }
 
 /// `POST order-returns/` → 201 the requested return.
+#[utoipa::path(post, path = "/api/v1/order/order-returns/", tag = "Return", request_body = Value, responses((status = 201, description = "The requested return"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn request_return(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -88,6 +91,7 @@ async fn request_return(
 }
 
 /// `order-returns/{id}/approve|cancel|complete/`.
+#[utoipa::path(post, path = "/api/v1/order/order-returns/{id}/{action}/", tag = "Return", params(("id" = String, Path), ("action" = String, Path)), responses((status = 200, description = "The return (approve, cancel, complete)"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn return_action(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -102,6 +106,7 @@ async fn order_id(ctx: &ServiceContext, scope: &ProjectScope, key: &str) -> Resu
 }
 
 /// `GET orders/{id}/payments/`: the order's payments.
+#[utoipa::path(get, path = "/api/v1/order/orders/{id}/payments/", tag = "Payment", params(("id" = String, Path)), responses((status = 200, description = "The order's payments"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found")))]
 async fn order_payments(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -127,6 +132,7 @@ async fn order_payments(
 }
 
 /// `POST orders/{id}/payments/` → 201 a payment of that order.
+#[utoipa::path(post, path = "/api/v1/order/orders/{id}/payments/", tag = "Payment", params(("id" = String, Path)), request_body = Value, responses((status = 201, description = "A payment of the order"), (status = 400, description = "Invalid input"), (status = 403, description = "Not a member or no permission"), (status = 404, description = "Not found"), (status = 409, description = "Not in a state for it")))]
 async fn add_order_payment(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -140,47 +146,74 @@ async fn add_order_payment(
     Ok((StatusCode::CREATED, JsonOut(made)).into_response())
 }
 
-fn routes(pool: sqlx::PgPool) -> Router<ServiceContext> {
-    use kernel::resource::rest::routes_with;
-    let r = at(
-        Router::new(),
+/// The hand-written operations of this file.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "ZoneVast order service", version = "1"),
+    paths(
+        place,
+        action,
+        request_return,
+        return_action,
+        order_payments,
+        add_order_payment
+    )
+)]
+struct OrderApi;
+
+/// The service's document: the resources describe themselves as they are mounted; these are
+/// the hand-written operations.
+fn declared() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = OrderApi::openapi();
+    doc.merge(carts::Api::openapi());
+    doc.merge(extras::Api::openapi());
+    doc.merge(items::Api::openapi());
+    doc
+}
+
+fn routes(pool: sqlx::PgPool) -> Routes<ServiceContext> {
+    let r = Routes::new().at(
         "online_orders",
         &["orders/{id}/{action}"],
         post(action).patch(action),
     );
-    let r = routes_with(
-        r,
+    let r = r.resource_with(
         "online_orders",
-        "orders",
+        &["orders"],
         &orders::ORDER,
         Some(post(place)),
     );
     let r = carts::routes(r);
     let r = extras::routes(r);
     let r = items::routes(r);
-    let r = at(
-        r,
+    let r = r.at(
         "",
         &["orders/{id}/payments"],
-        axum::routing::get(order_payments).post(add_order_payment),
+        get(order_payments).post(add_order_payment),
     );
-    let r = routes_with(r, "", "payments", &payments::PAYMENT, None);
-    let r = at(r, "", &["order-returns/{id}/{action}"], post(return_action));
-    let r = routes_with(
-        r,
+    let r = r.resource_with("", &["payments"], &payments::PAYMENT, None);
+    let r = r.at("", &["order-returns/{id}/{action}"], post(return_action));
+    let r = r.resource_with(
         "",
-        "order-returns",
+        &["order-returns"],
         &returns::ORDER_RETURN,
         Some(post(request_return)),
     );
-    let r = routes_with(r, "", "return-reasons", &returns::RETURN_REASON, None);
-    let r = routes_with(r, "", "return-order-ratings", &returns::RETURN_ITEM, None);
-    let r = routes_with(r, "", "return-items", &returns::RETURN_ITEM, None);
+    let r = r.resource_with("", &["return-reasons"], &returns::RETURN_REASON, None);
+    let r = r.resource_with(
+        "",
+        &["return-items", "return-order-ratings"],
+        &returns::RETURN_ITEM,
+        None,
+    );
     // Placement and the actions honour `Idempotency-Key`.
-    r.route_layer(axum::middleware::from_fn_with_state(
-        pool,
-        kernel::idempotency::guard,
-    ))
+    r.map(|r| {
+        r.route_layer(axum::middleware::from_fn_with_state(
+            pool,
+            kernel::idempotency::guard,
+        ))
+    })
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
@@ -218,12 +251,13 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         graphql::extend,
         &["createOrder"],
     )?;
-    let router = routes(pool.clone())
+    let (router, api) = routes(pool.clone()).finish("/api/v1/order", declared());
+    let router = router
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             customers::layer,
         ))
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/order"));
-    Ok(mount(&SPEC, "/api/v1/order", router, pool, None))
+    Ok(mount(&SPEC, "/api/v1/order", router, pool, api))
 }

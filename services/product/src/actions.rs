@@ -2,14 +2,14 @@
 //! pricing snapshot order and pos take, bulk updates, and the price history.
 
 use axum::extract::{OriginalUri, Path, State};
-use axum::routing::{get, post};
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use kernel::auth::{ProjectScope, ReadScope};
 use kernel::extract::{path_id as int_id, Json};
 use kernel::lang::Lang;
 use kernel::list::{fetch_page, page_body, Field as Col, Kind, ListQuery, ListSpec};
 use kernel::resource::public_cache;
-use kernel::service::{at, ServiceContext};
+use kernel::routing::{get, post, Routes};
+use kernel::service::ServiceContext;
 use kernel::ApiError;
 use serde_json::{json, Value};
 
@@ -132,6 +132,8 @@ async fn link(
 }
 
 /// The collection's products in position order (public like the collection).
+#[utoipa::path(get, path = "/api/v1/product/products/collections/{id}/products/", tag = "Collection",
+    params(("id" = String, Path)), responses((status = 200, description = "`{count, results}`: the products in position order"), (status = 404)))]
 async fn collection_products(
     State(ctx): State<ServiceContext>,
     scope: ReadScope,
@@ -163,6 +165,8 @@ async fn collection_products(
 }
 
 /// `products/pricing/`: unit prices as order and pos must charge them (never from clients).
+#[utoipa::path(post, path = "/api/v1/product/products/pricing/", tag = "Product", request_body = Value,
+    responses((status = 200, description = "Unit prices as order and pos charge them"), (status = 400)))]
 async fn pricing(
     State(ctx): State<ServiceContext>,
     scope: ReadScope,
@@ -245,6 +249,8 @@ pub async fn quote(
 }
 
 /// `{updates: [{id, …fields}]}`: each item in its own transaction.
+#[utoipa::path(post, path = "/api/v1/product/products/bulk_update/", tag = "Product", request_body = Value,
+    responses((status = 200, description = "`{updated, errors}`"), (status = 400), (status = 403)))]
 async fn bulk_update(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -316,6 +322,9 @@ static HISTORY: ListSpec = ListSpec {
 };
 
 /// Members only: who changed which price when.
+#[utoipa::path(get, path = "/api/v1/product/products/price-history/", tag = "Product",
+    params(("page" = Option<i64>, Query), ("page_size" = Option<i64>, Query), ("product" = Option<String>, Query)),
+    responses((status = 200, description = "A page of price changes"), (status = 403)))]
 async fn price_history(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -349,63 +358,115 @@ async fn price_history(
     )))
 }
 
-pub fn routes(router: Router<ServiceContext>) -> Router<ServiceContext> {
-    let collection = |add: bool| {
-        move |State(ctx): State<ServiceContext>,
-              scope: ProjectScope,
-              Path(raw): Path<String>,
-              Json(body): Json<Value>| async move {
-            let id = int_id(&raw)?;
-            link(
-                &ctx,
-                &scope,
-                ("product_collections", "collection", "collections"),
-                id,
-                &body,
-                add,
-            )
-            .await
-            .map(JsonOut)
-        }
-    };
-    let discount = |add: bool| {
-        move |State(ctx): State<ServiceContext>,
-              scope: ProjectScope,
-              Path(raw): Path<String>,
-              Json(body): Json<Value>| async move {
-            let id = int_id(&raw)?;
-            link(
-                &ctx,
-                &scope,
-                ("product_discounts", "discount", "discounts"),
-                id,
-                &body,
-                add,
-            )
-            .await
-            .map(JsonOut)
-        }
-    };
-    let r = at(
-        router,
-        "products",
-        &["collections/{id}/products"],
+/// Links products to a collection (`{product_ids}`), in that order after the present ones.
+#[utoipa::path(post, path = "/api/v1/product/products/collections/{id}/products/", tag = "Collection",
+    params(("id" = String, Path)), request_body = Value,
+    responses((status = 200, description = "`{product_ids}` now linked"), (status = 400), (status = 404)))]
+async fn add_to_collection(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(raw): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    linked(&ctx, &scope, COLLECTION_LINKS, &raw, &body, true).await
+}
+
+/// Unlinks products (`{product_ids}`) from a collection.
+#[utoipa::path(delete, path = "/api/v1/product/products/collections/{id}/products/", tag = "Collection",
+    params(("id" = String, Path)), request_body = Value,
+    responses((status = 200, description = "`{product_ids}` still linked"), (status = 400), (status = 404)))]
+async fn remove_from_collection(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(raw): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    linked(&ctx, &scope, COLLECTION_LINKS, &raw, &body, false).await
+}
+
+/// Puts products (`{product_ids}`) under a discount.
+#[utoipa::path(post, path = "/api/v1/product/products/discounts/{id}/products/", tag = "Discount",
+    params(("id" = String, Path)), request_body = Value,
+    responses((status = 200, description = "`{product_ids}` now discounted"), (status = 400), (status = 404)))]
+async fn add_to_discount(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(raw): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    linked(&ctx, &scope, DISCOUNT_LINKS, &raw, &body, true).await
+}
+
+/// Takes products (`{product_ids}`) out of a discount.
+#[utoipa::path(delete, path = "/api/v1/product/products/discounts/{id}/products/", tag = "Discount",
+    params(("id" = String, Path)), request_body = Value,
+    responses((status = 200, description = "`{product_ids}` still discounted"), (status = 400), (status = 404)))]
+async fn remove_from_discount(
+    State(ctx): State<ServiceContext>,
+    scope: ProjectScope,
+    Path(raw): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<JsonOut<Value>, ApiError> {
+    linked(&ctx, &scope, DISCOUNT_LINKS, &raw, &body, false).await
+}
+
+const COLLECTION_LINKS: (&str, &str, &str) = ("product_collections", "collection", "collections");
+const DISCOUNT_LINKS: (&str, &str, &str) = ("product_discounts", "discount", "discounts");
+
+async fn linked(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    links: (&'static str, &'static str, &'static str),
+    raw: &str,
+    body: &Value,
+    add: bool,
+) -> Result<JsonOut<Value>, ApiError> {
+    let id = int_id(raw)?;
+    link(ctx, scope, links, id, body, add).await.map(JsonOut)
+}
+
+/// The hand-written operations of this file.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    collection_products,
+    add_to_collection,
+    remove_from_collection,
+    add_to_discount,
+    remove_from_discount,
+    pricing,
+    bulk_update,
+    price_history
+))]
+pub struct Api;
+
+pub fn routes(r: Routes<ServiceContext>) -> Routes<ServiceContext> {
+    r.at(
+        "",
+        &[
+            "products/collections/{id}/products",
+            "collections/{id}/products",
+        ],
         get(collection_products)
-            .post(collection(true))
-            .delete(collection(false)),
-    );
-    let r = at(
-        r,
-        "products",
-        &["discounts/{id}/products"],
-        post(discount(true)).delete(discount(false)),
-    );
-    let r = at(r, "", &["products/pricing"], post(pricing));
-    let r = at(
-        r,
+            .post(add_to_collection)
+            .delete(remove_from_collection),
+    )
+    .at(
+        "",
+        &[
+            "products/discounts/{id}/products",
+            "discounts/{id}/products",
+        ],
+        post(add_to_discount).delete(remove_from_discount),
+    )
+    .at("", &["products/pricing"], post(pricing))
+    .at(
         "",
         &["products/bulk_update", "products/bulk-update"],
         post(bulk_update),
-    );
-    at(r, "products", &["price-history"], get(price_history))
+    )
+    .at(
+        "",
+        &["products/price-history", "price-history"],
+        get(price_history),
+    )
 }

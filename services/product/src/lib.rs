@@ -38,8 +38,8 @@ pub mod variants;
 
 use std::time::Duration;
 
-use axum::Router;
 use kernel::events::Outbox;
+use kernel::routing::Routes;
 use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
 use kernel::Platform;
 use sqlx::migrate::Migrator;
@@ -71,35 +71,64 @@ pub static SPEC: ServiceSpec = ServiceSpec {
     public_exact: &[],
 };
 
-fn routes() -> Router<ServiceContext> {
-    use kernel::resource::rest::routes as resource;
-    let r = Router::new();
-    let r = resource(r, "products", "categories", &catalogue::CATEGORY);
-    let r = resource(r, "products", "tags", &catalogue::TAG);
-    let r = resource(r, "products", "brands", &catalogue::BRAND);
-    let r = resource(r, "products", "collections", &catalogue::COLLECTION);
-    let r = resource(r, "products", "schemas", &variants::SCHEMA);
-    let r = resource(r, "products", "variant-schemas", &variants::SCHEMA);
-    let r = resource(r, "products", "variants", &variants::VARIANT);
-    let r = resource(r, "products", "barcodes", &variants::BARCODE);
-    let r = resource(r, "products", "shipping", &variants::SHIPPING);
-    let r = resource(r, "products", "discounts", &merch::DISCOUNT);
-    let r = resource(r, "products", "product-discounts", &merch::PRODUCT_DISCOUNT);
-    let r = resource(
-        r,
-        "products",
-        "product-collections",
-        &merch::PRODUCT_COLLECTION,
-    );
-    let r = actions::routes(r);
-    let r = kernel::resource::rest::routes_with(
-        r,
+fn routes() -> Routes<ServiceContext> {
+    // Sub-resources under `products/` (0a47ee5), the same at the service root (aliases).
+    let r = Routes::new()
+        .resource(
+            "",
+            &["products/categories", "categories"],
+            &catalogue::CATEGORY,
+        )
+        .resource("", &["products/tags", "tags"], &catalogue::TAG)
+        .resource("", &["products/brands", "brands"], &catalogue::BRAND)
+        .resource(
+            "",
+            &["products/collections", "collections"],
+            &catalogue::COLLECTION,
+        )
+        .resource(
+            "",
+            &[
+                "products/schemas",
+                "schemas",
+                "products/variant-schemas",
+                "variant-schemas",
+            ],
+            &variants::SCHEMA,
+        )
+        .resource("", &["products/variants", "variants"], &variants::VARIANT)
+        .resource("", &["products/barcodes", "barcodes"], &variants::BARCODE)
+        .resource("", &["products/shipping", "shipping"], &variants::SHIPPING)
+        .resource("", &["products/discounts", "discounts"], &merch::DISCOUNT)
+        .resource(
+            "",
+            &["products/product-discounts", "product-discounts"],
+            &merch::PRODUCT_DISCOUNT,
+        )
+        .resource(
+            "",
+            &["products/product-collections", "product-collections"],
+            &merch::PRODUCT_COLLECTION,
+        );
+    let r = actions::routes(r).resource_with(
         "",
-        "products",
+        &["products"],
         &products::PRODUCT,
         Some(nested::product_create()),
     );
     nested::routes(r)
+}
+
+/// The service's document: the resources describe themselves as they are mounted; these are
+/// the hand-written operations.
+fn declared() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = utoipa::openapi::OpenApiBuilder::new()
+        .info(utoipa::openapi::Info::new("ZoneVast product service", "1"))
+        .build();
+    doc.merge(actions::Api::openapi());
+    doc.merge(nested::Api::openapi());
+    doc
 }
 
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
@@ -133,9 +162,10 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         ctx.clone(),
         graphql::mutations,
     )?;
-    let router = routes()
+    let (router, api) = routes().finish("/api/v1/product", declared());
+    let router = router
         .layer(kernel::service::upload_body_limit(platform.config()))
         .with_state(ctx)
         .merge(kernel::graphql::routes(schema, "/graphql/product"));
-    Ok(mount(&SPEC, "/api/v1/product", router, pool, None))
+    Ok(mount(&SPEC, "/api/v1/product", router, pool, api))
 }

@@ -5,12 +5,12 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json as JsonOut, Router};
+use axum::Json as JsonOut;
 use kernel::auth::{Principal, ProjectScope, ReadScope};
 use kernel::extract::{path_id as product_id, Json, JsonOrForm};
 use kernel::lang::Lang;
 use kernel::list::ListQuery;
+use kernel::routing::{get, post, Endpoint, Routes};
 use kernel::service::ServiceContext;
 use kernel::ApiError;
 use serde_json::{json, Value};
@@ -20,6 +20,8 @@ use crate::products::PRODUCT;
 use crate::variants::VARIANT;
 
 /// `{count, results}` of the product's variants (contract §3); the product must be visible.
+#[utoipa::path(get, path = "/api/v1/product/products/{id}/variants/", tag = "Variant", params(("id" = String, Path, description = "The product")),
+    responses((status = 200, description = "`{count, results}`"), (status = 404)))]
 async fn list(
     State(ctx): State<ServiceContext>,
     scope: ReadScope,
@@ -36,6 +38,8 @@ async fn list(
     Ok(JsonOut(json!({"count": count, "results": results})))
 }
 
+#[utoipa::path(post, path = "/api/v1/product/products/{id}/variants/", tag = "Variant", params(("id" = String, Path, description = "The product")), request_body = Value,
+    responses((status = 201, description = "The variant"), (status = 400), (status = 404)))]
 async fn create(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -70,6 +74,9 @@ fn only_file(
 /// `POST products/`: JSON, or multipart form values with an optional `image` file that becomes
 /// the primary image. The file is stored first (a refused file creates nothing), then the
 /// product, then the image row; a failure after the file deletes what was made.
+#[utoipa::path(post, path = "/api/v1/product/products/", tag = "Product",
+    request_body(content((Value = "application/json"), (Value = "multipart/form-data")), description = "The product's fields, as JSON or as a multipart form with an optional `image` file"),
+    responses((status = 201, description = "The product"), (status = 400), (status = 403)))]
 async fn create_product(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -116,6 +123,8 @@ async fn create_product(
 }
 
 /// `GET products/{id}/images/`: `{count, results}` by position (the product must be visible).
+#[utoipa::path(get, path = "/api/v1/product/products/{id}/images/", tag = "Image", params(("id" = String, Path, description = "The product")),
+    responses((status = 200, description = "`{count, results}` by position"), (status = 404)))]
 async fn list_images(
     State(ctx): State<ServiceContext>,
     scope: ReadScope,
@@ -129,6 +138,9 @@ async fn list_images(
 
 /// `POST products/{id}/images/`: multipart `image` (+ `alt_text`, `is_primary`, `position`), or
 /// JSON `{attachment_id}` / `{url}`.
+#[utoipa::path(post, path = "/api/v1/product/products/{id}/images/", tag = "Image", params(("id" = String, Path, description = "The product")),
+    request_body(content((Value = "application/json"), (Value = "multipart/form-data")), description = "A multipart `image` file, or JSON `{attachment_id}` / `{url}`"),
+    responses((status = 201, description = "The image"), (status = 400), (status = 404)))]
 async fn add_image(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -158,6 +170,8 @@ async fn add_image(
     Ok((StatusCode::CREATED, JsonOut(created)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/v1/product/products/{id}/images/{image}/", tag = "Image", params(("id" = String, Path, description = "The product"), ("image" = String, Path)),
+    responses((status = 200, description = "The image"), (status = 404)))]
 async fn get_image(
     State(ctx): State<ServiceContext>,
     scope: ReadScope,
@@ -169,6 +183,8 @@ async fn get_image(
         .map(JsonOut)
 }
 
+#[utoipa::path(method(patch, put), path = "/api/v1/product/products/{id}/images/{image}/", tag = "Image", params(("id" = String, Path, description = "The product"), ("image" = String, Path)), request_body = Value,
+    responses((status = 200, description = "The image"), (status = 400), (status = 404)))]
 async fn update_image(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -188,6 +204,8 @@ async fn update_image(
     .map(JsonOut)
 }
 
+#[utoipa::path(delete, path = "/api/v1/product/products/{id}/images/{image}/", tag = "Image", params(("id" = String, Path, description = "The product"), ("image" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404)))]
 async fn delete_image(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
@@ -197,31 +215,38 @@ async fn delete_image(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The product's own `POST` (JSON or multipart), for `resource::rest::routes_with`.
-pub fn product_create() -> axum::routing::MethodRouter<ServiceContext> {
+/// The product's own `POST` (JSON or multipart), for `Routes::resource_with`.
+pub fn product_create() -> Endpoint<ServiceContext> {
     post(create_product)
 }
 
-pub fn routes(router: Router<ServiceContext>) -> Router<ServiceContext> {
-    let r = kernel::service::at(
-        router,
-        "",
-        &["products/{id}/variants"],
-        get(list).post(create),
-    );
-    let r = kernel::service::at(
-        r,
-        "",
-        &["products/{id}/images"],
-        get(list_images).post(add_image),
-    );
-    kernel::service::at(
-        r,
-        "",
-        &["products/{id}/images/{image}"],
-        get(get_image)
-            .patch(update_image)
-            .put(update_image)
-            .delete(delete_image),
-    )
+/// The hand-written operations of this file (`PUT` on an image is `PATCH`'s twin).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    create,
+    create_product,
+    list_images,
+    add_image,
+    get_image,
+    update_image,
+    delete_image
+))]
+pub struct Api;
+
+pub fn routes(r: Routes<ServiceContext>) -> Routes<ServiceContext> {
+    r.at("", &["products/{id}/variants"], get(list).post(create))
+        .at(
+            "",
+            &["products/{id}/images"],
+            get(list_images).post(add_image),
+        )
+        .at(
+            "",
+            &["products/{id}/images/{image}"],
+            get(get_image)
+                .patch(update_image)
+                .put(update_image)
+                .delete(delete_image),
+        )
 }

@@ -12,9 +12,8 @@ pub mod settings;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post, MethodRouter};
-use axum::Router;
 use kernel::events::Outbox;
+use kernel::routing::{delete, get, patch, post, Routes};
 use kernel::service::{mount, MountedService, ServiceSpec};
 use kernel::Platform;
 use sqlx::migrate::Migrator;
@@ -90,99 +89,117 @@ pub struct Ctx {
         api::attachments::confirm,
         api::attachments::update,
         api::attachments::destroy,
+        api::attachments::destroy_alias,
+        api::attachments::destroy_with_message,
+        api::attachments::serve_media,
+        api::attachments::local_upload,
         api::attachments::download_url,
     )
 )]
 pub struct ProjectApi;
 
-fn at(router: Router<Ctx>, paths: &[&str], route: MethodRouter<Ctx>) -> Router<Ctx> {
-    kernel::service::at(router, "project", paths, route)
-}
-
-fn routes() -> Router<Ctx> {
+fn routes() -> Routes<Ctx> {
     use api::{attachments as a, invitations as i, members as m, projects as p, settings as s};
-    let r = Router::new();
-    let r = at(r, &["projects"], get(p::list).post(p::create));
-    let r = at(
-        r,
+    let r = Routes::new();
+    let r = r.at("project", &["projects"], get(p::list).post(p::create));
+    let r = r.at(
+        "project",
         &["projects/{key}"],
         get(p::retrieve)
             .patch(p::update)
             .put(p::update)
             .delete(p::destroy),
     );
-    let r = at(r, &["projects/by-username/{username}"], get(p::by_username));
-    let r = at(r, &["info/{username}"], get(p::info));
-    let r = at(r, &["data/languages"], get(p::languages));
-    let r = at(r, &["{username}/features"], get(p::features));
-    let r = at(
-        r,
+    let r = r.at(
+        "project",
+        &["projects/by-username/{username}"],
+        get(p::by_username),
+    );
+    let r = r.at("project", &["info/{username}"], get(p::info));
+    let r = r.at("project", &["data/languages"], get(p::languages));
+    let r = r.at("project", &["{username}/features"], get(p::features));
+    let r = r.at(
+        "project",
         &["{username}/account/collaborators", "account/collaborators"],
         get(m::list).post(m::add),
     );
-    let r = at(
-        r,
+    let r = r.at(
+        "project",
         &[
             "{username}/account/collaborators/check_membership",
             "account/collaborators/check_membership",
         ],
         get(m::check_membership),
     );
-    let r = at(
-        r,
+    let r = r.at(
+        "project",
         &[
             "{username}/account/collaborators/{id}",
             "account/collaborators/{id}",
         ],
-        axum::routing::patch(m::update)
-            .put(m::update)
-            .delete(m::remove),
+        patch(m::update).put(m::update).delete(m::remove),
     );
-    let r = at(r, &["{username}/account/users"], get(m::users));
-    let r = at(r, &["{username}/groups"], get(m::groups));
-    let r = at(
-        r,
+    let r = r.at("project", &["{username}/account/users"], get(m::users));
+    let r = r.at("project", &["{username}/groups"], get(m::groups));
+    let r = r.at(
+        "project",
         &["{username}/account/invitations"],
         get(i::list).post(i::create),
     );
-    let r = at(
-        r,
+    let r = r.at(
+        "project",
         &["{username}/account/invitations/{id}"],
         delete(i::revoke),
     );
-    let r = at(r, &["invitations/mine"], get(i::mine));
-    let r = at(r, &["invitations/{token}"], get(i::show));
-    let r = at(r, &["invitations/{token}/accept"], post(i::accept));
-    let r = at(r, &["invitations/{token}/decline"], post(i::decline));
-    let r = at(r, &["{username}/settings"], get(s::list).post(s::create));
-    let r = at(
-        r,
+    let r = r.at("project", &["invitations/mine"], get(i::mine));
+    let r = r.at("project", &["invitations/{token}"], get(i::show));
+    let r = r.at("project", &["invitations/{token}/accept"], post(i::accept));
+    let r = r.at(
+        "project",
+        &["invitations/{token}/decline"],
+        post(i::decline),
+    );
+    let r = r.at(
+        "project",
+        &["{username}/settings"],
+        get(s::list).post(s::create),
+    );
+    let r = r.at(
+        "project",
         &["{username}/settings/{id}"],
         get(s::retrieve)
             .patch(s::update)
             .put(s::update)
             .delete(s::destroy),
     );
-    let r = at(r, &["attachment"], get(a::list));
-    let r = at(r, &["attachment/direct-upload"], post(a::direct_upload));
-    let r = at(r, &["attachment/presigned-url"], post(a::presign));
-    let r = at(r, &["attachment/confirm-upload"], post(a::confirm));
-    let r = at(
-        r,
+    let r = r.at("project", &["attachment"], get(a::list));
+    let r = r.at(
+        "project",
+        &["attachment/direct-upload"],
+        post(a::direct_upload),
+    );
+    let r = r.at("project", &["attachment/presigned-url"], post(a::presign));
+    let r = r.at("project", &["attachment/confirm-upload"], post(a::confirm));
+    let r = r.at(
+        "project",
         &["attachment/{id}"],
         get(a::retrieve)
             .patch(a::update)
             .put(a::update)
             .delete(a::destroy),
     );
-    let r = at(
-        r,
+    let r = r.at(
+        "project",
         &["attachment/{id}/delete"],
-        delete(a::destroy).post(a::destroy_with_message),
+        delete(a::destroy_alias).post(a::destroy_with_message),
     );
-    let r = at(r, &["attachment/{id}/download-url"], post(a::download_url));
-    let r = at(r, &["media/upload"], post(a::local_upload));
-    at(r, &["media/{*key}"], get(a::serve_media))
+    let r = r.at(
+        "project",
+        &["attachment/{id}/download-url"],
+        post(a::download_url),
+    );
+    let r = r.at("project", &["media/upload"], post(a::local_upload));
+    r.at("project", &["media/{*key}"], get(a::serve_media))
 }
 
 /// The project service's own answer to "which role does U hold in P" (its tables are the
@@ -236,17 +253,12 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     )));
     tokio::spawn(sweeper(ctx.clone()));
     let graphql = graphql::routes(ctx.clone());
-    let router = routes()
+    let (router, api) = routes().finish("/api/v1/project", ProjectApi::openapi());
+    let router = router
         .layer(kernel::service::upload_body_limit(platform.config()))
         .with_state(ctx)
         .merge(graphql);
-    Ok(mount(
-        &SPEC,
-        "/api/v1/project",
-        router,
-        pool,
-        Some(ProjectApi::openapi()),
-    ))
+    Ok(mount(&SPEC, "/api/v1/project", router, pool, api))
 }
 
 /// Expires invitations and stale pending uploads.

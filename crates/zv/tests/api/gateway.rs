@@ -257,7 +257,13 @@ fn failing_service(_: &Platform, pool: PgPool) -> Vec<MountedService> {
                 format!("{}", input[usize::from(input.is_empty())])
             }),
         );
-    vec![mount(&SLOW, "/api/v1/admin", routes, pool, None)]
+    vec![mount(
+        &SLOW,
+        "/api/v1/admin",
+        routes,
+        pool,
+        Default::default(),
+    )]
 }
 
 #[tokio::test]
@@ -309,7 +315,13 @@ fn scoped_service(_: &Platform, pool: PgPool) -> Vec<MountedService> {
         Ok::<_, kernel::ApiError>(axum::Json(json!({"deleted": true})))
     };
     let routes = Router::new().route("/listings", get(read).delete(write));
-    vec![mount(&SCOPED, "/api/v1/catalog", routes, pool, None)]
+    vec![mount(
+        &SCOPED,
+        "/api/v1/catalog",
+        routes,
+        pool,
+        Default::default(),
+    )]
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod hostile;
 mod images;
 mod inventory;
 mod limits;
+mod openapi;
 mod order_extras;
 mod orders;
 mod projects;

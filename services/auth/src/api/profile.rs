@@ -173,7 +173,7 @@ pub async fn create_profile(
 }
 
 /// PATCH/PUT `profile/`: create or update the caller's profile.
-#[utoipa::path(patch, path = "/api/v1/auth/profile/", tag = "profile", security(("bearer" = [])), responses((status = 200, body = Profile), (status = 400, description = "field map")))]
+#[utoipa::path(method(patch, put), path = "/api/v1/auth/profile/", tag = "profile", security(("bearer" = [])), responses((status = 200, body = Profile), (status = 400, description = "field map")))]
 pub async fn upsert_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -211,7 +211,7 @@ pub async fn get_profile(
         .map(|p| JsonOut(base.fill(p)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/auth/profile/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Profile), (status = 404, description = "not the caller's")))]
+#[utoipa::path(method(patch, put), path = "/api/v1/auth/profile/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Profile), (status = 404, description = "not the caller's")))]
 pub async fn patch_profile(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -224,7 +224,7 @@ pub async fn patch_profile(
     upsert_profile(State(ctx), principal, base, Json(body)).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/auth/profile/remove_picture/", tag = "profile", security(("bearer" = [])), responses((status = 200, description = "`{message}`"), (status = 404, description = "no profile")))]
+#[utoipa::path(method(delete, post), path = "/api/v1/auth/profile/remove_picture/", tag = "profile", security(("bearer" = [])), responses((status = 200, description = "`{message}`"), (status = 404, description = "no profile")))]
 pub async fn remove_picture(
     State(ctx): State<ServiceContext>,
     principal: Principal,
@@ -294,7 +294,7 @@ pub async fn get_address(
         .ok_or_else(ApiError::not_found)
 }
 
-#[utoipa::path(patch, path = "/api/v1/auth/address/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Address), (status = 404, description = "not the caller's")))]
+#[utoipa::path(method(patch, put), path = "/api/v1/auth/address/{id}/", tag = "profile", security(("bearer" = [])), params(("id" = i64, Path)), responses((status = 200, body = Address), (status = 404, description = "not the caller's")))]
 pub async fn patch_address(
     State(ctx): State<ServiceContext>,
     principal: Principal,

@@ -38,7 +38,7 @@ pub struct UserPatch {
 }
 
 /// Update the caller's names, username or email (PUT is partial too).
-#[utoipa::path(patch, path = "/api/v1/auth/auth/user/", tag = "user", security(("bearer" = [])), request_body = UserPatch,
+#[utoipa::path(method(patch, put), path = "/api/v1/auth/auth/user/", tag = "user", security(("bearer" = [])), request_body = UserPatch,
     responses((status = 200, body = User), (status = 400, description = "field map")))]
 pub async fn patch_user(
     State(ctx): State<ServiceContext>,

@@ -289,7 +289,7 @@ fn nullable_text<'de, D: serde::Deserializer<'de>>(
     }))
 }
 
-#[utoipa::path(patch, path = "/api/v1/project/attachment/{id}/", tag = "attachments",
+#[utoipa::path(method(patch, put), path = "/api/v1/project/attachment/{id}/", tag = "attachments",
     params(("id" = i64, Path)), responses((status = 200), (status = 403), (status = 404)))]
 pub async fn update(
     State(ctx): State<Ctx>,
@@ -325,7 +325,20 @@ pub async fn destroy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `DELETE …/{id}/delete/` (0a47ee5): the same as `DELETE …/{id}/`.
+#[utoipa::path(delete, path = "/api/v1/project/attachment/{id}/delete/", tag = "attachments",
+    params(("id" = i64, Path)), responses((status = 204), (status = 403), (status = 404)))]
+pub async fn destroy_alias(
+    ctx: State<Ctx>,
+    scope: Scoped,
+    id: Path<String>,
+) -> Result<StatusCode, ApiError> {
+    destroy(ctx, scope, id).await
+}
+
 /// `POST …/{id}/delete/` (cdn.md): 200 with a message.
+#[utoipa::path(post, path = "/api/v1/project/attachment/{id}/delete/", tag = "attachments",
+    params(("id" = i64, Path)), responses((status = 200, description = "`{message, file_name, deleted_at}`"), (status = 403), (status = 404)))]
 pub async fn destroy_with_message(
     State(ctx): State<Ctx>,
     Scoped(scope): Scoped,
@@ -375,6 +388,9 @@ pub struct Signature {
 }
 
 /// Local files: `project/{p}/public/…` to anyone; anything else with a valid signature.
+#[utoipa::path(get, path = "/api/v1/project/media/{key}", tag = "attachments",
+    params(("key" = String, Path, description = "The object key"), ("expires" = Option<i64>, Query), ("signature" = Option<String>, Query)),
+    responses((status = 200, description = "The file"), (status = 403, description = "Bad or expired signature"), (status = 404)))]
 pub async fn serve_media(
     State(ctx): State<Ctx>,
     Path(key): Path<String>,
@@ -423,6 +439,9 @@ pub async fn serve_media(
 
 /// The local stand-in for an S3 presigned POST: the policy fields, then `file`; checked as S3
 /// checks them (signature, expiry, key, content type, length range).
+#[utoipa::path(post, path = "/api/v1/project/media/upload/", tag = "attachments",
+    request_body(content = String, content_type = "multipart/form-data", description = "The presigned policy fields, then `file`"),
+    responses((status = 204, description = "Stored"), (status = 400), (status = 403, description = "Policy refused")))]
 pub async fn local_upload(
     State(ctx): State<Ctx>,
     form: Result<Multipart, MultipartRejection>,

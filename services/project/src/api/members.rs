@@ -76,7 +76,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, JsonOut(member.to_json())).into_response())
 }
 
-#[utoipa::path(patch, path = "/api/v1/project/{username}/account/collaborators/{id}/", tag = "members",
+#[utoipa::path(method(patch, put), path = "/api/v1/project/{username}/account/collaborators/{id}/", tag = "members",
     params(("username" = String, Path), ("id" = i64, Path)),
     responses((status = 200), (status = 403), (status = 404), (status = 422)))]
 pub async fn update(

@@ -100,7 +100,7 @@ pub async fn retrieve(
     Ok(JsonOut(body))
 }
 
-#[utoipa::path(patch, path = "/api/v1/project/projects/{key}/", tag = "projects",
+#[utoipa::path(method(patch, put), path = "/api/v1/project/projects/{key}/", tag = "projects",
     params(("key" = String, Path)), responses((status = 200), (status = 403), (status = 404)))]
 pub async fn update(
     State(ctx): State<Ctx>,

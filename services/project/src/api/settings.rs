@@ -99,7 +99,7 @@ pub async fn retrieve(
     Ok(JsonOut(svc::get(&ctx.pool, &scope, id).await?.to_json()))
 }
 
-#[utoipa::path(patch, path = "/api/v1/project/{username}/settings/{id}/", tag = "settings",
+#[utoipa::path(method(patch, put), path = "/api/v1/project/{username}/settings/{id}/", tag = "settings",
     params(("username" = String, Path), ("id" = String, Path)),
     responses((status = 200), (status = 400), (status = 404)))]
 pub async fn update(
