@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, then every unit and integration test against real
 # PostgreSQL and Redis (started here if needed) and a local S3-compatible server (s3s-fs,
-# installed from crates.io on first use) for the object-storage tests.
+# installed from crates.io on first use) for the object-storage tests; then Schemathesis over
+# every service's OpenAPI document against a seeded `zv up` (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+bash scripts/fuzz.sh

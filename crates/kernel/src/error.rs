@@ -218,6 +218,11 @@ impl ApiError {
         )
     }
 
+    /// A body that is not a JSON object (DRF's wording).
+    pub fn not_a_dictionary() -> Self {
+        Self::field("non_field_errors", "Invalid data. Expected a dictionary.")
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not found.")
     }

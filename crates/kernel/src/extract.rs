@@ -37,12 +37,16 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// Parses JSON bytes into `T`, mapping serde's errors to the contract's shapes.
 /// An empty body is `{}` (DRF reads it as empty data); text after the JSON value is a parse
-/// error; a string holding NUL is a 400 naming its field (`text`), checked before any type.
+/// error; a body that is not an object is refused (every body of the API is one); a string
+/// holding NUL is a 400 naming its field (`text`), checked before any type.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        bytes
+    let bytes = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}".as_slice(),
+        Some(b'{') => bytes,
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Err(ApiError::not_a_dictionary())
+        }
+        Some(_) => bytes,
     };
     if crate::text::json_may_hold_null(bytes) {
         if let Some(field) = serde_json::from_slice::<serde_json::Value>(bytes)

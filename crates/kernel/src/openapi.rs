@@ -7,7 +7,7 @@ use utoipa::openapi::path::PathItem;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi, Paths};
 
-use crate::resource::{Field, FieldKind, Resource};
+use crate::resource::{Field, FieldKind, Resource, MAX_MEASURE};
 
 /// Bearer JWTs on every operation (public ones accept them too).
 pub fn secure(doc: &mut OpenApi) {
@@ -256,10 +256,11 @@ fn input_type(f: &Field) -> Value {
                 bounded(json!({"type": "number"}), *min, *max),
             ],
         }),
-        FieldKind::Number { min } => match min {
-            Some(min) => json!({"type": "number", "minimum": min}),
-            None => json!({"type": "number"}),
-        },
+        FieldKind::Number { min } => json!({
+            "type": "number",
+            "minimum": min.unwrap_or(-MAX_MEASURE),
+            "maximum": MAX_MEASURE,
+        }),
         FieldKind::Bool => json!({"type": "boolean"}),
         FieldKind::Json { .. } => any(),
         FieldKind::Choice(values) => json!({"type": "string", "enum": values}),

@@ -263,6 +263,9 @@ pub struct Resource {
 /// See [`Resource::params`]: (parameter, value, query being built).
 pub type ParamFilter = fn(&str, &str, &mut QueryBuilder<'_, Postgres>) -> Result<(), ApiError>;
 
+/// The largest magnitude a `Number` field takes.
+pub const MAX_MEASURE: f64 = 1e12;
+
 const STANDARD: &[&str] = &[
     "id",
     "project_id",
@@ -395,9 +398,7 @@ impl Resource {
     /// Parses and checks a body against the fields: `partial` (PATCH) skips absent required
     /// fields. `lang` is where a plain translated field is written.
     pub fn values(&self, body: &Value, partial: bool, lang: &str) -> Result<Values, ApiError> {
-        let map = body.as_object().ok_or_else(|| {
-            ApiError::field("non_field_errors", "Invalid data. Expected a dictionary.")
-        })?;
+        let map = body.as_object().ok_or_else(ApiError::not_a_dictionary)?;
         let mut errors = FieldErrors::new();
         let mut values = Values::new();
         fn find<'a>(
@@ -619,6 +620,12 @@ fn parse(f: &Field, name: &str, v: &Value) -> Result<Bind, String> {
                 return Err(format!(
                     "Ensure this value is greater than or equal to {}.",
                     min.unwrap_or(0.0)
+                ));
+            }
+            // A measure past this is a typo; near a double's limit it cannot be read back.
+            if n.abs() > MAX_MEASURE {
+                return Err(format!(
+                    "Ensure this value is less than or equal to {MAX_MEASURE}."
                 ));
             }
             Ok(Bind::Float(n))

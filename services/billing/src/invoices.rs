@@ -483,10 +483,7 @@ pub async fn create(
 ) -> Result<(bool, Value), ApiError> {
     scope.require("billing.add_invoice", &GRANTS)?;
     if !body.is_object() {
-        return Err(ApiError::field(
-            "non_field_errors",
-            "Invalid data. Expected a dictionary.",
-        ));
+        return Err(ApiError::not_a_dictionary());
     }
     let computed = amounts(body, &Base::default())?;
     let mut errors = FieldErrors::new();

@@ -115,10 +115,7 @@ pub async fn create(
 ) -> Result<(bool, Value), ApiError> {
     scope.require("billing.add_transaction", &GRANTS)?;
     if !body.is_object() {
-        return Err(ApiError::field(
-            "non_field_errors",
-            "Invalid data. Expected a dictionary.",
-        ));
+        return Err(ApiError::not_a_dictionary());
     }
     let mut errors = FieldErrors::new();
     let kind = match body

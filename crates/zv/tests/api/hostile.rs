@@ -480,3 +480,34 @@ async fn the_login_throttle_counts_an_account_however_it_is_named() {
     }
     assert_eq!(statuses, [401, 401, 401, 401, 429, 429]);
 }
+
+#[tokio::test]
+async fn what_the_fuzzer_found_answers_400() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "fuzzy", "Fuzzy Felts").await;
+    // A body that is JSON but not an object, on routes that add to it.
+    for (path, body) in [
+        ("/api/v1/order/orders/1/payments/", json!([null, null])),
+        ("/api/v1/order/orders/1/fulfillments/", json!([1])),
+        ("/api/v1/product/products/", json!("a string")),
+        ("/api/v1/inventory/warehouses/", json!(7)),
+    ] {
+        let (status, answer) = app.call(Method::POST, path, body, &owner.access).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(
+            answer["non_field_errors"][0], "Invalid data. Expected a dictionary.",
+            "{path}: {answer}"
+        );
+    }
+    // A measure at the edge of what a double holds.
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/shipping/",
+            json!({"dimension_unit": "cm", "length": 1.797_693_134_862_315_7e308, "width": null}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["length"].is_array(), "{answer}");
+}

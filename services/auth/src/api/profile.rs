@@ -22,9 +22,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(body: &'a Value) -> Result<Self, ApiError> {
-        let map = body.as_object().ok_or_else(|| {
-            ApiError::field("non_field_errors", "Invalid data. Expected a dictionary.")
-        })?;
+        let map = body.as_object().ok_or_else(ApiError::not_a_dictionary)?;
         Ok(Self {
             map,
             errors: FieldErrors::new(),
