@@ -3,14 +3,17 @@
 # process that keeps what a load made it allocate shows it. The load mixes member and public
 # product lists, GraphQL lists, order placements, stock reads, and hostile requests (nested
 # GraphQL documents, fragment bombs, NUL characters, oversized bodies) that must be refused.
-# Prints one line: allocator, idle, after load, after rest (MiB), and the load's request count.
-#   bash bench/memory.sh                      LOAD=60s REST=60 bash bench/memory.sh
+# The load and the rest run ROUNDS times (default 2): a process that grows with the traffic it
+# serves shows a higher figure after each round; one that reaches a plateau shows the same.
+# Prints one line: allocator, idle, after each load and each rest (MiB), requests per round.
+#   bash bench/memory.sh                      LOAD=60s REST=60 ROUNDS=3 bash bench/memory.sh
 #   ZV_FEATURES=alloc-mimalloc bash bench/memory.sh   (another allocator, see crates/zv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LOAD=${LOAD:-300s}
 REST=${REST:-300}
+ROUNDS=${ROUNDS:-2}
 CONNECTIONS=${CONNECTIONS:-16}
 SKUS=200
 ADDR=127.0.0.1:18014
@@ -61,11 +64,12 @@ end
 LUA
 
 sleep 5
-IDLE=$(rss)
-wrk -t2 -c"$CONNECTIONS" -d"$LOAD" -s "$WORK/mixed.lua" "http://$ADDR" > "$WORK/wrk.txt"
-LOADED=$(rss)
-sleep "$REST"
-RESTED=$(rss)
-curl -sf "http://$ADDR/health/" >/dev/null || { echo "zv up did not survive the load"; exit 1; }
-REQUESTS=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
-echo "allocator=${ZV_FEATURES:-system} idle=${IDLE}MiB after_load=${LOADED}MiB after_rest=${RESTED}MiB requests=${REQUESTS} load=${LOAD} rest=${REST}s"
+LINE="allocator=${ZV_FEATURES:-system} idle=$(rss)MiB"
+for round in $(seq "$ROUNDS"); do
+  wrk -t2 -c"$CONNECTIONS" -d"$LOAD" -s "$WORK/mixed.lua" "http://$ADDR" > "$WORK/wrk.txt"
+  LINE="$LINE load$round=$(rss)MiB"
+  sleep "$REST"
+  LINE="$LINE rest$round=$(rss)MiB requests$round=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")"
+  curl -sf "http://$ADDR/health/" >/dev/null || { echo "zv up did not survive the load"; exit 1; }
+done
+echo "$LINE load=${LOAD} rest=${REST}s"

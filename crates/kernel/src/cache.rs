@@ -26,39 +26,75 @@ pub trait Cache: Send + Sync {
 
 pub type SharedCache = Arc<dyn Cache>;
 
-/// In-process cache; entries carry their own deadline.
+/// In-process cache, bounded in bytes: each entry weighs its key and value, the least useful
+/// go first when the budget is reached, and each one expires at its own TTL (moka's per-entry
+/// expiry), so a key no one asks for again (a cached page of an outdated version) is gone when
+/// its TTL ends instead of waiting for the budget.
 pub struct MemoryCache {
-    entries: moka::future::Cache<String, (String, Instant)>,
+    entries: moka::future::Cache<String, Entry>,
 }
 
+#[derive(Clone)]
+struct Entry {
+    value: Arc<str>,
+    ttl: Duration,
+}
+
+struct PerEntry;
+
+impl moka::Expiry<String, Entry> for PerEntry {
+    fn expire_after_create(&self, _: &String, entry: &Entry, _: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        entry: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// What an entry costs besides its text (the map's node, the deadline, the `Arc`).
+const ENTRY_OVERHEAD: usize = 96;
+
 impl MemoryCache {
-    pub fn new(capacity: u64) -> Self {
+    /// A cache holding at most `budget_bytes` of keys and values.
+    pub fn new(budget_bytes: u64) -> Self {
         Self {
             entries: moka::future::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(Duration::from_secs(8 * 24 * 3600))
+                .max_capacity(budget_bytes)
+                .weigher(|key: &String, entry: &Entry| {
+                    u32::try_from(key.len() + entry.value.len() + ENTRY_OVERHEAD)
+                        .unwrap_or(u32::MAX)
+                })
+                .expire_after(PerEntry)
                 .build(),
         }
+    }
+
+    /// Bytes held now (keys, values and overhead), after pending evictions ran.
+    pub async fn weight(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.weighted_size()
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        match self.entries.get(key).await {
-            Some((value, deadline)) if deadline > Instant::now() => Ok(Some(value)),
-            Some(_) => {
-                self.entries.invalidate(key).await;
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(self.entries.get(key).await.map(|e| e.value.to_string()))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
-        self.entries
-            .insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl))
-            .await;
+        let entry = Entry {
+            value: Arc::from(value),
+            ttl,
+        };
+        self.entries.insert(key.to_owned(), entry).await;
         Ok(())
     }
 
@@ -68,7 +104,6 @@ impl Cache for MemoryCache {
     }
 }
 
-/// Redis-backed cache; keys carry the configured namespace.
 pub struct RedisCache {
     conn: ConnectionManager,
     namespace: String,
@@ -128,8 +163,30 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn memory_entries_expire() -> anyhow::Result<()> {
-        let cache = MemoryCache::new(100);
+    async fn memory_entries_expire_and_stay_within_the_budget() -> anyhow::Result<()> {
+        let cache = MemoryCache::new(100_000);
+        // A thousand 1 KiB values in a 100 KB budget: the weight never passes it.
+        let value = "v".repeat(1024);
+        for n in 0..1000 {
+            cache
+                .set(&format!("k{n}"), &value, Duration::from_secs(600))
+                .await?;
+        }
+        let weight = cache.weight().await;
+        assert!(weight <= 100_000, "{weight}");
+        assert!(weight >= 50_000, "{weight}");
+        // Entries no one reads again leave at their own TTL.
+        let cache = MemoryCache::new(1 << 20);
+        for n in 0..100 {
+            cache
+                .set(&format!("old{n}"), &value, Duration::from_millis(30))
+                .await?;
+        }
+        assert!(cache.weight().await > 100 * 1024);
+        // (moka's timer wheel turns about once a second)
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(cache.weight().await, 0);
+        let cache = MemoryCache::new(100_000);
         cache.set("a", "1", Duration::from_millis(30)).await?;
         assert_eq!(cache.get("a").await?.as_deref(), Some("1"));
         tokio::time::sleep(Duration::from_millis(60)).await;

@@ -71,6 +71,8 @@ pub struct Config {
     /// A pool connection idle this long is closed, so a burst's connections (and the memory
     /// they hold here and in PostgreSQL) are given back soon after it.
     pub database_idle_timeout_secs: u64,
+    /// The in-process cache's budget (without Redis): cached reads, revocations, throttles.
+    pub memory_cache_bytes: u64,
     /// Keys and files live here.
     pub data_dir: PathBuf,
     /// Optional Redis: cache, revocation list and rate limits move there.
@@ -202,6 +204,7 @@ impl Default for Config {
             database_prefix: String::new(),
             database_max_connections: 10,
             database_idle_timeout_secs: 60,
+            memory_cache_bytes: 64 << 20,
             data_dir: PathBuf::from("./data"),
             redis_url: None,
             redis_namespace: "zv".into(),

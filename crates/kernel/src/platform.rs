@@ -57,7 +57,7 @@ impl Platform {
                 Arc::new(RedisRateLimiter::new(conn.clone(), &config.redis_namespace)),
             ),
             None => (
-                Arc::new(MemoryCache::new(1_000_000)),
+                Arc::new(MemoryCache::new(config.memory_cache_bytes)),
                 Arc::new(MemoryRateLimiter::default()),
             ),
         };
