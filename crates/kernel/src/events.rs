@@ -294,6 +294,10 @@ struct Outcome {
     result: anyhow::Result<()>,
 }
 
+/// How often an idle relay looks for events another process left behind; the writers of
+/// this process wake it as soon as they commit.
+pub const RELAY_SAFETY_POLL: Duration = Duration::from_secs(30);
+
 /// A service's outbox: where its events are written and from where they are relayed.
 #[derive(Clone)]
 pub struct Outbox {
@@ -512,27 +516,36 @@ impl Outbox {
         (outcomes, false)
     }
 
-    /// Relays in the background: on [`flush`](Self::flush) failures and every `interval`,
-    /// backing off while delivery keeps failing.
-    pub fn spawn_relay(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// Relays in the background when woken (a [`nudge`](Self::nudge), a failed
+    /// [`flush`](Self::flush)) and otherwise every `safety` interval, for events another
+    /// process left behind: an idle outbox costs one poll per interval. While delivery fails
+    /// it retries after 1 s, doubling up to 10 s.
+    pub fn spawn_relay(&self) -> tokio::task::JoinHandle<()> {
+        let safety = RELAY_SAFETY_POLL;
+        const FIRST_RETRY: Duration = Duration::from_secs(1);
         let outbox = self.clone();
         tokio::spawn(async move {
-            let mut backoff = interval;
+            // At start: what a previous run left pending.
+            let mut wait = Duration::ZERO;
             loop {
                 tokio::select! {
                     _ = outbox.inner.wake.notified() => {}
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 let relayed = outbox.relay_pending().await;
                 outbox.record_lag().await;
-                match relayed {
-                    Ok(_) => backoff = interval,
+                wait = match relayed {
+                    Ok(_) => safety,
                     Err(e) => {
                         tracing::warn!(source = outbox.inner.source, error = %format!("{e:#}"), "event relay failed");
                         // Capped low: after an outage, delivery resumes within seconds.
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        if wait >= safety || wait.is_zero() {
+                            FIRST_RETRY
+                        } else {
+                            (wait * 2).min(Duration::from_secs(10))
+                        }
                     }
-                }
+                };
             }
         })
     }

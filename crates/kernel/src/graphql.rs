@@ -169,7 +169,7 @@ async fn handle<E: Executor>(
     };
     if let Some((svc, key)) = &cache {
         if let Some(hit) = crate::resource::public_cache::get(svc, key).await {
-            return (StatusCode::OK, Json(hit)).into_response();
+            return hit.into_response();
         }
     }
     request = request
@@ -189,7 +189,7 @@ async fn handle<E: Executor>(
     let status = http_status(&response, invalid_bearer);
     let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
     if let (Some((svc, key)), true) = (&cache, response.errors.is_empty()) {
-        crate::resource::public_cache::put(svc, key, &body).await;
+        crate::resource::public_cache::put(svc, key, &body.to_string()).await;
     }
     if status == StatusCode::BAD_REQUEST {
         if let Some(map) = body.as_object_mut() {

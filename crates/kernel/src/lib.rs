@@ -22,6 +22,7 @@ pub mod ratelimit;
 pub mod rbac;
 pub mod resource;
 pub mod resource_graphql;
+mod resource_row;
 pub mod routing;
 pub mod service;
 pub mod storage;

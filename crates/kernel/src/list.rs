@@ -436,11 +436,22 @@ impl ListQuery {
 
     /// Appends ` ORDER BY …, id`.
     pub fn push_order(&self, qb: &mut QueryBuilder<'_, Postgres>) {
+        self.push_order_by(qb, "id");
+    }
+
+    /// Appends ` ORDER BY …, {id}` (`id`: the id column, qualified when the query joins).
+    pub fn push_order_by(&self, qb: &mut QueryBuilder<'_, Postgres>, id: &str) {
         qb.push(" ORDER BY ");
         for (column, desc) in &self.ordering {
             qb.push(format!("{column} {}, ", if *desc { "DESC" } else { "ASC" }));
         }
-        qb.push("id");
+        // The tie-breaker follows the last key's direction, so that an index on
+        // (project_id, created_at DESC, id DESC) serves the default `-created_at` page.
+        let last_desc = self.ordering.last().is_some_and(|(_, desc)| *desc);
+        qb.push(id);
+        if last_desc {
+            qb.push(" DESC");
+        }
     }
 }
 
@@ -911,7 +922,7 @@ mod tests {
             sql.contains("name::text ILIKE $6") && sql.contains("name::text ILIKE $7"),
             "{sql}"
         );
-        assert!(sql.ends_with("ORDER BY price DESC, id"), "{sql}");
+        assert!(sql.ends_with("ORDER BY price DESC, id DESC"), "{sql}");
     }
 
     #[test]

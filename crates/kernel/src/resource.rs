@@ -5,8 +5,8 @@
 //!
 //! Every table of a resource has the standard columns `id, project_id, created_at, updated_at,
 //! created_by, updated_by, deleted_at, deleted_by`; a translated field `name` is stored as
-//! `name_en`, `name_ar`, `name_fr`. Rows are read as JSON (`to_jsonb`) with decimals as text and
-//! shaped here, so a resource needs no row struct.
+//! `name_en`, `name_ar`, `name_fr`. Rows are read column by column and decoded by field kind
+//! (`resource_row`, decimals as text) and shaped here, so a resource needs no row struct.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,7 @@ use crate::error::{ApiError, FieldErrors};
 use crate::lang::SUPPORTED;
 use crate::list::{ListQuery, ListSpec};
 use crate::rbac::Grants;
+use crate::resource_row::{object, Columns, Pairs};
 use crate::service::ServiceContext;
 
 /// What a field holds and how input is checked.
@@ -258,6 +259,39 @@ pub struct Resource {
     pub params: Option<ParamFilter>,
     /// Rows no one reads through the resource (SQL over `t`), e.g. orders still being placed.
     pub hidden: Option<&'static str>,
+    /// Relations shown in the row, read without a sub-select per row: see [`Related`].
+    pub related: &'static [Related],
+}
+
+/// A relation a row shows, named like a computed value (and, like one, read only when
+/// GraphQL selects it).
+pub enum Related {
+    /// A to-one row joined to the page (`join`: `LEFT JOIN table alias ON …`), shown as an
+    /// object of `columns` (translated `name_en/_ar/_fr` become one `name` in the reader's
+    /// language), or null.
+    One {
+        name: &'static str,
+        join: &'static str,
+        alias: &'static str,
+        columns: &'static [&'static str],
+    },
+    /// Values read for the whole page in one statement: `sql` gets the page's ids as `$1`
+    /// (bigint[]) and returns rows `(row id, one value per name…)` in the order shown; each
+    /// name becomes the array of its values.
+    Many {
+        names: &'static [&'static str],
+        sql: &'static str,
+    },
+}
+
+impl Related {
+    /// The names this relation shows.
+    pub fn names(&self) -> &[&'static str] {
+        match self {
+            Related::One { name, .. } => std::slice::from_ref(name),
+            Related::Many { names, .. } => names,
+        }
+    }
 }
 
 /// See [`Resource::params`]: (parameter, value, query being built).
@@ -291,38 +325,30 @@ impl Resource {
         format!("{}.{action}_{}", self.service, self.model)
     }
 
-    /// The row as JSON: `to_jsonb(t)` with decimals as text and the computed values.
-    fn select(&self) -> String {
-        self.select_only(None)
-    }
-
-    /// [`Resource::select`] with only the computed values named in `only` (when given).
-    fn select_only(&self, only: Option<&[String]>) -> String {
-        let mut extra: Vec<String> = Vec::new();
-        for f in self.fields {
-            if let FieldKind::Decimal { scale, .. } = f.kind {
-                extra.push(format!("'{0}', round(t.\"{0}\", {scale})::text", f.name));
-            }
-        }
-        for (name, expr) in self.computed {
-            if only.is_none_or(|only| only.iter().any(|o| o == name)) {
-                extra.push(format!("'{name}', {expr}"));
-            }
-        }
-        // jsonb_build_object takes at most 100 arguments: one object per 40 pairs.
-        // The search vector is for WHERE clauses; serialising it would dominate the row.
-        let mut select = match self.search_vector {
-            Some(vector) => format!("(to_jsonb(t) - '{vector}')"),
-            None => "to_jsonb(t)".to_owned(),
-        };
-        for chunk in extra.chunks(40) {
-            select.push_str(&format!(" || jsonb_build_object({})", chunk.join(", ")));
-        }
-        select
+    /// The columns a read selects (every computed value, or those named in `only`).
+    fn columns(&self, only: Option<&[String]>) -> Columns {
+        Columns::of(self, only)
     }
 
     fn from(&self) -> String {
         format!("FROM {} t WHERE t.project_id = ", self.table)
+    }
+
+    /// [`Resource::from`] with the joins of `columns`.
+    fn joined_from(&self, columns: &Columns) -> String {
+        format!(
+            "FROM {} t{} WHERE t.project_id = ",
+            self.table,
+            columns.joins()
+        )
+    }
+
+    /// The names of the computed values and relations a row shows.
+    pub fn derived(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.computed
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(self.related.iter().flat_map(|r| r.names().iter().copied()))
     }
 
     fn is_member(scope: &ReadScope) -> bool {
@@ -330,67 +356,81 @@ impl Resource {
     }
 
     /// Output shape: standard fields, each field (translated ones resolved in `lang` plus their
-    /// `_en/_ar/_fr` twins), the slug and the computed values.
+    /// `_en/_ar/_fr` twins), the slug and the computed values and relations.
     pub fn shape(&self, raw: &Value, lang: &str, member: bool) -> Value {
+        self.shape_owned(raw.clone(), lang, member)
+    }
+
+    /// [`Resource::shape`] of a row that is not needed afterwards.
+    pub fn shape_owned(&self, raw: Value, lang: &str, member: bool) -> Value {
+        let pairs = match raw {
+            Value::Object(map) => map.into_iter().collect(),
+            _ => Vec::new(),
+        };
+        self.shape_pairs(pairs, lang, member)
+    }
+
+    /// [`Resource::shape`] of a decoded row: values and keys move into the output, and are
+    /// found where the select list put them.
+    fn shape_pairs(&self, pairs: Pairs, lang: &str, member: bool) -> Value {
+        let mut row = Taker::new(pairs);
         let mut out = Map::new();
-        let get = |k: &str| raw.get(k).cloned().unwrap_or(Value::Null);
         for k in STANDARD {
+            let (key, v) = row.take(k);
             // Who wrote a row is the project's business: the public view never names them.
             if !member && *k == "created_by" {
                 continue;
             }
-            out.insert((*k).to_owned(), normalise_time(get(k)));
+            out.insert(key, normalise_time(v));
         }
         if self.slug_from.is_some() {
-            out.insert("slug".into(), get("slug"));
+            let (key, v) = row.take("slug");
+            out.insert(key, v);
         }
         for f in self.fields {
+            // A relation shown under the field's own name replaces the bare id.
+            if self.derived().any(|name| name == f.name) {
+                continue;
+            }
             let hidden = f.members_only && !member;
-            if f.translated {
-                let values: Vec<(&str, Value)> = SUPPORTED
-                    .iter()
-                    .map(|l| {
-                        let v = get(&format!("{}_{l}", f.name));
-                        let v = if v.as_str() == Some("") {
-                            Value::Null
-                        } else {
-                            v
-                        };
-                        (*l, v)
-                    })
-                    .collect();
-                let pick = |l: &str| {
-                    values
-                        .iter()
-                        .find(|(code, _)| *code == l)
-                        .map(|(_, v)| v.clone())
-                };
-                let resolved = pick(lang)
-                    .filter(|v| !v.is_null())
-                    .or_else(|| pick("en").filter(|v| !v.is_null()))
-                    .or_else(|| values.iter().map(|(_, v)| v.clone()).find(|v| !v.is_null()))
-                    .unwrap_or(Value::Null);
-                out.insert(
-                    f.name.to_owned(),
-                    if hidden { Value::Null } else { resolved },
-                );
-                for (l, v) in values {
-                    out.insert(
-                        format!("{}_{l}", f.name),
-                        if hidden { Value::Null } else { v },
-                    );
-                }
-            } else {
-                let v = get(f.name);
+            if !f.translated {
+                let (key, v) = row.take(f.name);
                 let v = match f.kind {
                     FieldKind::DateTime => normalise_time(v),
                     _ => v,
                 };
-                out.insert(f.name.to_owned(), if hidden { Value::Null } else { v });
+                out.insert(key, if hidden { Value::Null } else { v });
+                continue;
+            }
+            let mut values: Vec<(&str, String, Value)> = Vec::with_capacity(SUPPORTED.len());
+            for l in SUPPORTED {
+                let (key, v) = row.take(&format!("{}_{l}", f.name));
+                let v = match v {
+                    Value::String(text) if text.is_empty() => Value::Null,
+                    _ if hidden => Value::Null,
+                    v => v,
+                };
+                values.push((l, key, v));
+            }
+            let pick = |l: &str| {
+                values
+                    .iter()
+                    .find(|(code, _, v)| *code == l && !v.is_null())
+                    .map(|(_, _, v)| v)
+            };
+            let resolved = pick(lang)
+                .or_else(|| pick("en"))
+                .or_else(|| values.iter().map(|(_, _, v)| v).find(|v| !v.is_null()))
+                .cloned()
+                .unwrap_or(Value::Null);
+            out.insert(f.name.to_owned(), resolved);
+            for (_, key, v) in values {
+                out.insert(key, v);
             }
         }
-        for (name, _) in self.computed {
-            out.insert((*name).to_owned(), localise(get(name), lang));
+        for name in self.derived() {
+            let (key, v) = row.take(name);
+            out.insert(key, localise(v, lang));
         }
         Value::Object(out)
     }
@@ -492,6 +532,39 @@ impl Resource {
     }
 }
 
+/// Takes the values of a decoded row by key, looking first where the last one was found:
+/// shaping reads the row in the order it was selected, so each take is one comparison.
+struct Taker {
+    pairs: Vec<Option<(String, Value)>>,
+    next: usize,
+}
+
+impl Taker {
+    fn new(pairs: Pairs) -> Self {
+        Self {
+            pairs: pairs.into_iter().map(Some).collect(),
+            next: 0,
+        }
+    }
+
+    /// The value under `key` (with its key, so the output reuses it), or null.
+    fn take(&mut self, key: &str) -> (String, Value) {
+        let n = self.pairs.len();
+        let found = (self.next..n).chain(0..self.next.min(n)).find(|&i| {
+            self.pairs[i]
+                .as_ref()
+                .is_some_and(|(k, _)| k.as_str() == key)
+        });
+        match found.and_then(|i| {
+            self.next = i + 1;
+            self.pairs[i].take()
+        }) {
+            Some(pair) => pair,
+            None => (key.to_owned(), Value::Null),
+        }
+    }
+}
+
 /// Related rows in computed values carry their translations as `name_en`, `name_ar`,
 /// `name_fr`: each such group becomes one `name` in `lang` (else English, else any), so that a
 /// product's `category` reads `{id, name, slug}` in the request's language.
@@ -536,6 +609,10 @@ fn localise(v: Value, lang: &str) -> Value {
 
 /// Timestamps in RFC 3339 UTC with `Z` (fraction only when non-zero).
 fn normalise_time(v: Value) -> Value {
+    // What the row decoder writes is already in this form.
+    if v.as_str().is_some_and(|s| s.ends_with('Z')) {
+        return v;
+    }
     match v
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -743,38 +820,6 @@ fn push_scope(qb: &mut QueryBuilder<'_, Postgres>, r: &Resource, scope: &ReadSco
     }
 }
 
-/// The SQL a member's first page of `r` runs (count, then rows), with the project, page size
-/// and offset written in: what the benchmark gives `pgbench` as the physical limit.
-pub fn first_page_sql(
-    r: &Resource,
-    project_id: i64,
-    page_size: i64,
-) -> Result<(String, String), ApiError> {
-    let query = ListQuery::from_query(&r.list, None)?;
-    let build = |select: &str| {
-        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {select} {}", r.from()));
-        qb.push_bind(project_id);
-        qb.push(" AND t.deleted_at IS NULL");
-        query.push_filters(&mut qb);
-        qb
-    };
-    let count = build("count(*)")
-        .sql()
-        .replace("$1", &project_id.to_string());
-    let mut rows = build(&r.select());
-    query.push_order(&mut rows);
-    rows.push(" LIMIT ")
-        .push_bind(page_size)
-        .push(" OFFSET ")
-        .push_bind(0i64);
-    let rows = rows
-        .sql()
-        .replace("$3", "0")
-        .replace("$2", &page_size.to_string())
-        .replace("$1", &project_id.to_string());
-    Ok((count, rows))
-}
-
 fn check_read(r: &Resource, scope: &ReadScope) -> Result<(), ApiError> {
     match scope {
         ReadScope::Member(s) => s.require(&r.codename("view"), &r.grants),
@@ -803,8 +848,8 @@ pub async fn list(
     } else {
         check_read(r, scope)?;
     }
-    let build = |select: &str| {
-        let mut qb = QueryBuilder::new(format!("SELECT {select} {}", r.from()));
+    let build = |select: &str, from: &str| {
+        let mut qb = QueryBuilder::new(format!("SELECT {select} {from}"));
         push_scope(&mut qb, r, scope, trashed);
         query.push_filters(&mut qb);
         push_search(&mut qb, r, query);
@@ -817,8 +862,8 @@ pub async fn list(
             params(k, v, &mut probe)?;
         }
     }
-    let build = |select: &str| {
-        let mut qb = build(select);
+    let build = |select: &str, from: &str| {
+        let mut qb = build(select, from);
         if let Some(params) = r.params {
             for (k, v) in &query.extra {
                 // Checked above.
@@ -827,10 +872,14 @@ pub async fn list(
         }
         qb
     };
-    let db = &ctx.pool;
-    let total: i64 = build("count(*)").build_query_scalar().fetch_one(db).await?;
+    let mut db = ctx.pool.acquire().await?;
+    let total: i64 = build("count(*)", &r.from())
+        .build_query_scalar()
+        .fetch_one(&mut *db)
+        .await?;
     let (limit, offset, _) = query.window(total)?;
-    let mut rows = build(&r.select_only(query.computed.as_deref()));
+    let columns = r.columns(query.computed.as_deref());
+    let mut rows = build(&columns.sql(), &r.joined_from(&columns));
     match (
         &r.search_vector,
         query.search.is_empty(),
@@ -841,17 +890,23 @@ pub async fn list(
             push_tsquery(&mut rows, &query.search.join(" "));
             rows.push(") DESC, t.id");
         }
-        _ => query.push_order(&mut rows),
+        _ => query.push_order_by(&mut rows, "t.id"),
     }
-    rows.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    let raw: Vec<Value> = rows.build_query_scalar().fetch_all(db).await?;
+    // The window is written in, not bound: with a bound LIMIT the server plans every
+    // execution again (its generic plan assumes a tenth of the table), which cost more than
+    // the page's execution.
+    rows.push(format!(" LIMIT {limit} OFFSET {offset}"));
+    let mut raw = Vec::new();
+    for row in rows.build().fetch_all(&mut *db).await? {
+        raw.push(columns.decode(&row, 0)?);
+    }
+    columns.attach_many(&mut db, &mut raw).await?;
     let member = Resource::is_member(scope);
     Ok((
         total,
-        raw.iter().map(|v| r.shape(v, lang, member)).collect(),
+        raw.into_iter()
+            .map(|v| r.shape_pairs(v, lang, member))
+            .collect(),
     ))
 }
 
@@ -867,22 +922,31 @@ pub async fn rows_of(
     lang: &str,
 ) -> Result<Vec<(i64, Value)>, ApiError> {
     check_read(r, scope)?;
+    let columns = r.columns(query.computed.as_deref());
     let mut qb = QueryBuilder::new(format!(
         "SELECT t.\"{foreign_key}\", {} {}",
-        r.select_only(query.computed.as_deref()),
-        r.from()
+        columns.sql(),
+        r.joined_from(&columns)
     ));
     push_scope(&mut qb, r, scope, false);
     qb.push(format!(" AND t.\"{foreign_key}\" = ANY("))
         .push_bind(ids.to_vec())
         .push(")");
-    query.push_order(&mut qb);
-    let rows: Vec<(i64, Value)> = qb.build_query_as().fetch_all(&ctx.pool).await?;
+    query.push_order_by(&mut qb, "t.id");
+    let mut db = ctx.pool.acquire().await?;
+    let mut parents = Vec::new();
+    let mut raw = Vec::new();
+    for row in qb.build().fetch_all(&mut *db).await? {
+        parents.push(sqlx::Row::try_get::<i64, _>(&row, 0)?);
+        raw.push(columns.decode(&row, 1)?);
+    }
+    columns.attach_many(&mut db, &mut raw).await?;
     let member = Resource::is_member(scope);
-    Ok(rows
-        .into_iter()
-        .map(|(parent, raw)| (parent, r.shape(&raw, lang, member)))
-        .collect())
+    let mut out = Vec::new();
+    for (parent, row) in parents.into_iter().zip(raw) {
+        out.push((parent, r.shape_pairs(row, lang, member)));
+    }
+    Ok(out)
 }
 
 /// The search terms: every term must match the text vector (English, Arabic, French and
@@ -923,13 +987,23 @@ async fn fetch(
     id: i64,
     trashed: bool,
 ) -> Result<Value, ApiError> {
-    let mut qb = QueryBuilder::new(format!("SELECT {} {}", r.select(), r.from()));
+    let columns = r.columns(None);
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {} {}",
+        columns.sql(),
+        r.joined_from(&columns)
+    ));
     push_scope(&mut qb, r, scope, trashed);
     qb.push(" AND t.id = ").push_bind(id);
-    qb.build_query_scalar::<Value>()
+    let row = qb
+        .build()
         .fetch_optional(&mut *db)
         .await?
-        .ok_or_else(ApiError::not_found)
+        .ok_or_else(ApiError::not_found)?;
+    let mut raw = [columns.decode(&row, 0)?];
+    columns.attach_many(db, &mut raw).await?;
+    let [raw] = raw;
+    Ok(object(raw))
 }
 
 pub async fn retrieve(
@@ -942,7 +1016,7 @@ pub async fn retrieve(
     check_read(r, scope)?;
     let mut conn = ctx.pool.acquire().await?;
     let raw = fetch(&mut conn, r, scope, id, false).await?;
-    Ok(r.shape(&raw, lang, Resource::is_member(scope)))
+    Ok(r.shape_owned(raw, lang, Resource::is_member(scope)))
 }
 
 /// A live row by its slug (`product(slug:)`), as the caller may read it.
@@ -957,15 +1031,24 @@ pub async fn retrieve_by_slug(
     if r.slug_from.is_none() {
         return Err(ApiError::not_found());
     }
-    let mut qb = QueryBuilder::new(format!("SELECT {} {}", r.select(), r.from()));
+    let columns = r.columns(None);
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {} {}",
+        columns.sql(),
+        r.joined_from(&columns)
+    ));
     push_scope(&mut qb, r, scope, false);
     qb.push(" AND t.slug = ").push_bind(slug.to_owned());
-    let raw = qb
-        .build_query_scalar::<Value>()
-        .fetch_optional(&ctx.pool)
+    let mut db = ctx.pool.acquire().await?;
+    let row = qb
+        .build()
+        .fetch_optional(&mut *db)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(r.shape(&raw, lang, Resource::is_member(scope)))
+    let mut raw = [columns.decode(&row, 0)?];
+    columns.attach_many(&mut db, &mut raw).await?;
+    let [raw] = raw;
+    Ok(r.shape_pairs(raw, lang, Resource::is_member(scope)))
 }
 
 /// A row of a tree table (a `parent` column) and its ancestors, nearest first, as (id, depth
@@ -1165,7 +1248,7 @@ pub async fn create(
         row: &raw,
     };
     let raw = finish(ctx, r, scope, tx, id, written).await?;
-    Ok(r.shape(&raw, lang, true))
+    Ok(r.shape_owned(raw, lang, true))
 }
 
 /// The end of a create, update or restore: the hooks' `after_write`, the row as the response
@@ -1238,7 +1321,7 @@ pub async fn update(
         row: &raw,
     };
     let raw = finish(ctx, r, scope, tx, id, written).await?;
-    Ok(r.shape(&raw, lang, true))
+    Ok(r.shape_owned(raw, lang, true))
 }
 
 /// Soft delete: the row leaves lists, getters and uniqueness.
@@ -1298,7 +1381,7 @@ pub async fn restore(
     let mut tx = ctx.pool.begin().await?;
     lock_table_for_project(&mut tx, r, scope).await?;
     if let Ok(raw) = fetch(&mut tx, r, &view, id, false).await {
-        return Ok(r.shape(&raw, lang, true));
+        return Ok(r.shape_owned(raw, lang, true));
     }
     let before = fetch(&mut tx, r, &view, id, true).await?;
     if r.slug_from.is_some() {
@@ -1334,7 +1417,7 @@ pub async fn restore(
         row: &raw,
     };
     let raw = finish(ctx, r, scope, tx, id, written).await?;
-    Ok(r.shape(&raw, lang, true))
+    Ok(r.shape_owned(raw, lang, true))
 }
 
 fn restore_conflict(r: &Resource) -> ApiError {
@@ -1400,6 +1483,7 @@ mod tests {
         hooks: None,
         params: None,
         hidden: None,
+        related: &[],
     };
 
     #[test]
@@ -1510,18 +1594,25 @@ pub mod public_cache {
         Some(format!("rc:{service}:{project_id}:{version}:{request}"))
     }
 
-    pub async fn get(ctx: &ServiceContext, key: &str) -> Option<serde_json::Value> {
-        let raw = ctx.platform.cache().get(key).await.ok()??;
-        serde_json::from_str(&raw).ok()
+    /// A JSON body as text: what the cache holds, sent as it is on a hit (never parsed).
+    pub struct JsonText(pub String);
+
+    impl axum::response::IntoResponse for JsonText {
+        fn into_response(self) -> axum::response::Response {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                self.0,
+            )
+                .into_response()
+        }
     }
 
-    pub async fn put(ctx: &ServiceContext, key: &str, value: &serde_json::Value) {
-        if let Err(e) = ctx
-            .platform
-            .cache()
-            .set(key, &value.to_string(), ENTRY_TTL)
-            .await
-        {
+    pub async fn get(ctx: &ServiceContext, key: &str) -> Option<JsonText> {
+        ctx.platform.cache().get(key).await.ok()?.map(JsonText)
+    }
+
+    pub async fn put(ctx: &ServiceContext, key: &str, body: &str) {
+        if let Err(e) = ctx.platform.cache().set(key, body, ENTRY_TTL).await {
             tracing::warn!(error = %e, "public cache write failed");
         }
     }
@@ -1534,7 +1625,7 @@ pub mod public_cache {
         public_project: Option<i64>,
         request: &str,
         compute: F,
-    ) -> Result<serde_json::Value, crate::ApiError>
+    ) -> Result<JsonText, crate::ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<serde_json::Value, crate::ApiError>>,
@@ -1548,14 +1639,13 @@ pub mod public_cache {
                 return Ok(hit);
             }
         }
-        let body = compute().await?;
+        let body = compute().await?.to_string();
         if let Some(k) = &key {
             put(ctx, k, &body).await;
         }
-        Ok(body)
+        Ok(JsonText(body))
     }
 
-    /// After a committed write: every cached public read of the project's service is stale.
     pub async fn invalidate(ctx: &ServiceContext, service: &str, project_id: i64) {
         let version = uuid::Uuid::new_v4().simple().to_string();
         if let Err(e) = ctx
@@ -1616,7 +1706,7 @@ pub mod rest {
         uri: axum::http::Uri,
         headers: HeaderMap,
         trashed: bool,
-    ) -> Result<JsonOut<Value>, ApiError> {
+    ) -> Result<public_cache::JsonText, ApiError> {
         if !trashed {
             super::check_read(r, &scope)?;
         }
@@ -1626,13 +1716,12 @@ pub mod rest {
             _ => None,
         };
         let request = format!("{lang}:{base}?{}", uri.query().unwrap_or(""));
-        let body = public_cache::read_through(&ctx, r.service, public, &request, || async {
+        public_cache::read_through(&ctx, r.service, public, &request, || async {
             let query = ListQuery::from_query(&r.list, uri.query())?;
             let (total, rows) = super::list(&ctx, r, &scope, &query, lang, trashed).await?;
             Ok(page_body(&base, uri.query(), total, &query, rows))
         })
-        .await?;
-        Ok(JsonOut(body))
+        .await
     }
 
     impl Routes<ServiceContext> {
@@ -1736,11 +1825,10 @@ pub mod rest {
                     ReadScope::Member(_) => None,
                 };
                 let request = format!("{lang}:{}/{id}", r.table);
-                let body = public_cache::read_through(&ctx, r.service, public, &request, || {
+                public_cache::read_through(&ctx, r.service, public, &request, || {
                     super::retrieve(&ctx, r, &scope, id, lang)
                 })
-                .await?;
-                Ok::<_, ApiError>(JsonOut(body))
+                .await
             },
         )
         .patch(update(true))

@@ -226,10 +226,10 @@ fn outputs(g: &GraphqlResource) -> Vec<Output> {
             }
         }
     }
-    for (name, _) in r.computed {
+    for name in r.derived() {
         // A renamed computed value is served under both names, like a renamed field.
-        let renamed = g.renames.iter().find(|(rest, _)| rest == name);
-        for shown in renamed.map(|(_, n)| *n).into_iter().chain([*name]) {
+        let renamed = g.renames.iter().find(|(rest, _)| *rest == name);
+        for shown in renamed.map(|(_, n)| *n).into_iter().chain([name]) {
             push(shown.to_owned(), name, TypeRef::named("JSON"), false, false);
         }
     }
@@ -472,9 +472,7 @@ fn wanted(g: &GraphqlResource, looks: &[async_graphql::Lookahead<'_>]) -> Vec<St
             .any(|l| l.field(name).exists() || l.field(&camel(name)).exists())
     };
     g.resource
-        .computed
-        .iter()
-        .map(|(name, _)| *name)
+        .derived()
         .filter(|name| {
             (!g.is_relation(name) && selected(name))
                 || g.belongs_to

@@ -70,7 +70,7 @@ impl ServiceContext {
         crate::idempotency::install(&pool).await?;
         crate::idempotency::spawn_pruner(pool.clone());
         let outbox = crate::events::Outbox::new(pool.clone(), spec.name, platform.events().clone());
-        outbox.spawn_relay(std::time::Duration::from_secs(2));
+        outbox.spawn_relay();
         Ok(Self {
             platform: platform.clone(),
             pool,

@@ -55,14 +55,6 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
-    /// Print the SQL of a member's first page of products (the benchmark's pgbench script).
-    #[command(hide = true)]
-    ProductListSql {
-        #[arg(long)]
-        project: i64,
-        #[arg(long, default_value_t = 20)]
-        page_size: i64,
-    },
 }
 
 #[derive(Subcommand)]
@@ -108,15 +100,6 @@ async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::ProductListSql { project, page_size } => {
-            let (count, rows) = kernel::resource::first_page_sql(
-                &zv_product::products::PRODUCT,
-                project,
-                page_size,
-            )
-            .map_err(|e| anyhow::anyhow!("{}", e.detail()))?;
-            println!("{count};\n{rows};");
-        }
         Command::Events {
             command: EventsCommand::ReplayDead { consumer },
         } => {

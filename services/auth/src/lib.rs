@@ -173,7 +173,10 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
     data::geo::seed(&pool).await?;
     kernel::events::install(&pool).await?;
-    platform.set_memberships(Arc::new(data::memberships::Directory(pool.clone())));
+    platform.set_memberships(Arc::new(data::memberships::Directory {
+        pool: pool.clone(),
+        cache: platform.cache().clone(),
+    }));
     platform.provide::<integration::users::SharedUserDirectory>(Arc::new(data::users::Directory(
         pool.clone(),
     )));
@@ -186,7 +189,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
         }),
     );
     let outbox = kernel::events::Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
-    outbox.spawn_relay(std::time::Duration::from_secs(2));
+    outbox.spawn_relay();
     let ctx = ServiceContext {
         platform: platform.clone(),
         pool: pool.clone(),

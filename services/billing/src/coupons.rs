@@ -93,6 +93,7 @@ pub static COUPON: Resource = Resource {
     hooks: Some(&CouponRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// A date (start or end of that day, UTC) or an RFC 3339 time.

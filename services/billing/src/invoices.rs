@@ -137,6 +137,7 @@ pub static INVOICE: Resource = Resource {
     hooks: Some(&InvoiceRules),
     params: Some(params),
     hidden: None,
+    related: &[],
 };
 
 /// `start_date`/`end_date` (created, a whole day), `due_before`/`due_after`,

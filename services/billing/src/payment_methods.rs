@@ -87,6 +87,7 @@ pub static PAYMENT_METHOD: Resource = Resource {
     hooks: Some(&PaymentMethodRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 const RAW_KEYS: &[&str] = &[

@@ -88,6 +88,7 @@ pub static USER_SUBSCRIPTION: Resource = Resource {
     hooks: Some(&SubscriptionRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// `start` plus one period; a day the target month lacks becomes its last day (Jan 31 →

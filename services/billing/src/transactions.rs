@@ -95,6 +95,7 @@ pub static TRANSACTION: Resource = Resource {
     hooks: Some(&LedgerRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// The permission a transaction of `kind` needs beyond `add_transaction` (§9).

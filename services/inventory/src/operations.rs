@@ -63,6 +63,7 @@ pub static TRANSFER: Resource = Resource {
     hooks: Some(&RECORDED),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// `"<warehouse> - <location>"`, or the warehouse alone.
@@ -120,6 +121,7 @@ pub static RESTOCK: Resource = Resource {
     hooks: Some(&RECORDED),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Transfers and restocks record stock that moved: they are never changed or deleted.

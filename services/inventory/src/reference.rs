@@ -95,6 +95,7 @@ pub static WAREHOUSE: Resource = Resource {
     hooks: Some(&WarehouseRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// One default warehouse per project: choosing a new one clears the old flag in the same
@@ -188,6 +189,7 @@ pub static LOCATION_TYPE: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub static LOCATION: Resource = Resource {
@@ -240,6 +242,7 @@ pub static LOCATION: Resource = Resource {
     hooks: Some(&LocationTree),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// A location's type and parent are in its warehouse, and the parents form no cycle.
@@ -323,6 +326,7 @@ pub static VENDOR: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Whether a batch is past its expiry, and the days left.
@@ -387,6 +391,7 @@ pub static BATCH: Resource = Resource {
     hooks: Some(&BatchDates),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// A batch is not made after it expires.

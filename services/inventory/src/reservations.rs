@@ -83,6 +83,7 @@ pub static RESERVATION: Resource = Resource {
     hooks: Some(&ReservationRules),
     params: Some(params),
     hidden: None,
+    related: &[],
 };
 
 fn params(

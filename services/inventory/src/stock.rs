@@ -204,6 +204,7 @@ pub static STOCK: Resource = Resource {
     hooks: Some(&StockRules),
     params: Some(stock_params),
     hidden: None,
+    related: &[],
 };
 
 /// A row moves (warehouse, location, batch) only while empty, is counted (`quantity`) by an
@@ -396,6 +397,7 @@ pub static MOVEMENT: Resource = Resource {
     hooks: Some(&IMMUTABLE),
     params: Some(movement_params),
     hidden: None,
+    related: &[],
 };
 
 /// Records that are never changed or deleted (the ledger, transfers, restocks): every write

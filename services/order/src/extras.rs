@@ -124,6 +124,7 @@ pub static SHIPPING_METHOD: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub static TAG: Resource = Resource {
@@ -156,6 +157,7 @@ pub static TAG: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub static STATUS: Resource = Resource {
@@ -201,6 +203,7 @@ pub static STATUS: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Seeds a project's shipping methods and one custom status per main status, once.

@@ -85,6 +85,7 @@ pub static ORDER_ITEM: Resource = Resource {
     hooks: Some(&ThroughTheOrder),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Lines change only through `orders/{id}/items/`, which moves the stock and the totals with

@@ -171,6 +171,7 @@ pub static ORDER: Resource = Resource {
     params: None,
     // Orders being placed, or whose placement failed, are internal.
     hidden: Some("t.status IN ('placing', 'failed')"),
+    related: &[],
 };
 
 /// PATCH: contact and addresses until shipped; notes always. Deletion only of orders that

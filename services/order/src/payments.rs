@@ -84,6 +84,7 @@ pub static PAYMENT: Resource = Resource {
     hooks: Some(&PaymentRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub struct PaymentRules;

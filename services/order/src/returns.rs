@@ -62,6 +62,7 @@ pub static RETURN_REASON: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 const RETURN_ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
@@ -130,6 +131,7 @@ pub static ORDER_RETURN: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Return lines (GraphQL `ReturnOrderRating`), read-only here.
@@ -167,6 +169,7 @@ pub static RETURN_ITEM: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Seeds the return reasons of a project, once.

@@ -87,6 +87,7 @@ pub static TAG: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub static BRAND: Resource = Resource {
@@ -146,6 +147,7 @@ pub static BRAND: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub static COLLECTION: Resource = Resource {
@@ -205,6 +207,7 @@ pub static COLLECTION: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// The tree: live children, depth (root = 0) and the path of ids from the root.
@@ -302,6 +305,7 @@ pub static CATEGORY: Resource = Resource {
     hooks: Some(&CategoryTree),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Deepest allowed level (root = 0).

@@ -85,6 +85,7 @@ pub static PRODUCT_IMAGE: Resource = Resource {
     hooks: Some(&ImageRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// Inputs only the service sets (from the upload or the checked attachment).

@@ -36,8 +36,6 @@ pub mod settings;
 pub mod stock;
 pub mod variants;
 
-use std::time::Duration;
-
 use kernel::events::Outbox;
 use kernel::routing::Routes;
 use kernel::service::{mount, MountedService, ServiceContext, ServiceSpec};
@@ -135,7 +133,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let pool = kernel::db::open_service_pool(platform.config(), SPEC.name, &MIGRATOR).await?;
     kernel::events::install(&pool).await?;
     let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
-    outbox.spawn_relay(Duration::from_secs(2));
+    outbox.spawn_relay();
     platform.events().subscribe(
         "product",
         &["project.settings_changed"],

@@ -111,6 +111,7 @@ pub static DISCOUNT: Resource = Resource {
     hooks: Some(&DiscountRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// The value's bounds by type, the id lists, and the window.
@@ -275,6 +276,7 @@ pub static PRODUCT_DISCOUNT: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };
 
 pub static PRODUCT_COLLECTION: Resource = Resource {
@@ -339,4 +341,5 @@ pub static PRODUCT_COLLECTION: Resource = Resource {
     hooks: None,
     params: None,
     hidden: None,
+    related: &[],
 };

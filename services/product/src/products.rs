@@ -10,8 +10,8 @@ use kernel::auth::ProjectScope;
 use kernel::db::ConstraintField;
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{
-    free_slug, lock_project_table, slugify, Bind, Field, FieldKind, Hooks, Resource, Values, Write,
-    Written,
+    free_slug, lock_project_table, slugify, Bind, Field, FieldKind, Hooks, Related, Resource,
+    Values, Write, Written,
 };
 use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
@@ -23,34 +23,48 @@ use crate::variants::{check_sku, valid_sku};
 
 const NAME: &str = "COALESCE(NULLIF(t.name_en, ''), NULLIF(t.name_ar, ''), t.name_fr)";
 
-/// Relations as `{id, name, slug}`; the name's translations are resolved in the request's
-/// language by `Resource::shape`.
-const CATEGORY: &str = "(SELECT jsonb_build_object('id', c.id, 'name_en', c.name_en, \
-    'name_ar', c.name_ar, 'name_fr', c.name_fr, 'slug', c.slug) \
-    FROM categories c WHERE c.id = t.category AND c.deleted_at IS NULL)";
-const BRAND: &str = "(SELECT jsonb_build_object('id', b.id, 'name_en', b.name_en, \
-    'name_ar', b.name_ar, 'name_fr', b.name_fr, 'slug', b.slug) \
-    FROM brands b WHERE b.id = t.brand AND b.deleted_at IS NULL)";
+/// Relations as `{id, name, slug}` (the name's translations resolved in the request's
+/// language by `Resource::shape`), joined to the page; tags read for the page in one statement.
+const RELATED: &[Related] = &[
+    Related::One {
+        name: "category",
+        join: "LEFT JOIN categories rc ON rc.id = t.category AND rc.deleted_at IS NULL",
+        alias: "rc",
+        columns: &["id", "name_en", "name_ar", "name_fr", "slug"],
+    },
+    Related::One {
+        name: "brand",
+        join: "LEFT JOIN brands rb ON rb.id = t.brand AND rb.deleted_at IS NULL",
+        alias: "rb",
+        columns: &["id", "name_en", "name_ar", "name_fr", "slug"],
+    },
+    Related::Many {
+        names: &["tags", "tag_ids"],
+        sql: "SELECT pt.product_id, g.name, g.id FROM product_tags pt \
+              JOIN tags g ON g.id = pt.tag_id \
+              WHERE pt.product_id = ANY($1) AND g.deleted_at IS NULL \
+              ORDER BY pt.product_id, lower(g.name), g.id",
+    },
+];
 /// The live images by position (product.md §2.4).
 const IMAGES: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, 'url', i.url, \
     'alt_text', i.alt_text, 'is_primary', i.is_primary, 'position', i.position, \
     'variant', i.variant) ORDER BY i.position, i.id) \
     FROM product_images i WHERE i.product = t.id AND i.deleted_at IS NULL), '[]')";
-const TAGS: &str =
-    "COALESCE((SELECT jsonb_agg(g.name ORDER BY lower(g.name)) FROM product_tags pt \
-    JOIN tags g ON g.id = pt.tag_id WHERE pt.product_id = t.id AND g.deleted_at IS NULL), '[]')";
-const TAG_IDS: &str =
-    "COALESCE((SELECT jsonb_agg(g.id ORDER BY lower(g.name)) FROM product_tags pt \
-    JOIN tags g ON g.id = pt.tag_id WHERE pt.product_id = t.id AND g.deleted_at IS NULL), '[]')";
 const STOCK_STATUS: &str = "CASE WHEN NOT t.track_inventory THEN 'untracked' \
     WHEN t.stock_quantity <= 0 THEN 'out_of_stock' \
     WHEN t.stock_quantity <= COALESCE(t.low_stock_threshold, 10) THEN 'low_stock' \
     ELSE 'in_stock' END";
 const VARIANTS_COUNT: &str =
     "(SELECT count(*) FROM variants v WHERE v.product = t.id AND v.deleted_at IS NULL)";
-/// The price after the best active discount (product.md §2.3, `product_best_discount`).
-const FINAL_PRICE: &str = "(SELECT round(COALESCE(f.final, t.price), 2)::text \
-    FROM product_best_discount(t.id, t.price) f)";
+/// The price after the best active discount (product.md §2.3): kept on the row by the
+/// database when a price or a rule changes (migration 0008), computed here only once a
+/// discount of the project has started or ended since the row was priced.
+const FINAL_PRICE: &str = "CASE WHEN t.final_price IS NOT NULL \
+    AND (t.final_price_until IS NULL OR t.final_price_until > now()) \
+    THEN round(t.final_price, 2)::text \
+    ELSE round(COALESCE((SELECT f.final FROM product_best_discount_for(\
+    t.project_id, t.id, t.category, t.price) f), t.price), 2)::text END";
 
 pub static PRODUCT: Resource = Resource {
     service: "product",
@@ -127,10 +141,6 @@ pub static PRODUCT: Resource = Resource {
     ],
     slug_from: Some("name"),
     computed: &[
-        ("category", CATEGORY),
-        ("brand", BRAND),
-        ("tags", TAGS),
-        ("tag_ids", TAG_IDS),
         ("images", IMAGES),
         ("stock_status", STOCK_STATUS),
         ("final_price", FINAL_PRICE),
@@ -247,6 +257,7 @@ pub static PRODUCT: Resource = Resource {
     hooks: Some(&ProductRules),
     params: Some(params),
     hidden: None,
+    related: RELATED,
 };
 
 /// `min_price`, `max_price` (inclusive), `tags` (names, comma-separated), `ids` (≤ 100).

@@ -59,6 +59,7 @@ pub static SCHEMA: Resource = Resource {
     hooks: Some(&SchemaRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 const ATTRIBUTE_TYPES: &[&str] = &["text", "number", "boolean", "select", "color"];
@@ -246,6 +247,7 @@ pub static VARIANT: Resource = Resource {
     hooks: Some(&VariantRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 const PUBLIC_VARIANT: &str = concat!("t.is_active AND ", product_on_sale!());
@@ -584,6 +586,7 @@ pub static BARCODE: Resource = Resource {
     hooks: Some(&BarcodeRules),
     params: None,
     hidden: None,
+    related: &[],
 };
 
 /// GS1 mod-10: the last digit checks the others (weights 3,1 from the right).
@@ -783,6 +786,7 @@ pub static SHIPPING: Resource = Resource {
     hooks: Some(&ShippingRules),
     params: Some(shipping_params),
     hidden: None,
+    related: &[],
 };
 
 /// `product=<id>`: its own rows plus the shared profile it points to.

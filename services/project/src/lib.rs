@@ -229,7 +229,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     // beside auth, auth's projection (installed first) does.
     platform.set_memberships(Arc::new(Directory(pool.clone())));
     let outbox = Outbox::new(pool.clone(), SPEC.name, platform.events().clone());
-    outbox.spawn_relay(Duration::from_secs(2));
+    outbox.spawn_relay();
     // Removes deleted attachments' objects (retried by the relay until storage answers).
     platform.events().subscribe(
         "project",

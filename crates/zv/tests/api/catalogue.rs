@@ -5,7 +5,7 @@ use reqwest::Method;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{s, CrossTenant, TenantResource, TestApp};
+use crate::harness::{count_queries, s, CrossTenant, TenantResource, TestApp};
 use crate::projects::{member, owner_with_project, Owner};
 
 const CATEGORIES: &str = "/api/v1/product/products/categories/";
@@ -1536,43 +1536,6 @@ async fn discounts_collections_pricing_and_bulk_updates() {
         restore: None,
     })
     .await;
-}
-
-/// Counts the SQL statements sqlx runs (each test is its own process under nextest).
-fn count_queries() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
-    use tracing_subscriber::layer::SubscriberExt;
-    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counter {
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            if event.metadata().target() != "sqlx::query" {
-                return;
-            }
-            // The outbox relay polls on a timer: its statements are not the request's.
-            struct Text(String);
-            impl tracing::field::Visit for Text {
-                fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                    self.0.push_str(&format!("{value:?} "));
-                }
-                fn record_str(&mut self, _: &tracing::field::Field, value: &str) {
-                    self.0.push_str(value);
-                    self.0.push(' ');
-                }
-            }
-            let mut text = Text(String::new());
-            event.record(&mut text);
-            if !text.0.contains("zv_outbox") {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-    }
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let subscriber = tracing_subscriber::registry().with(Counter(count.clone()));
-    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test process");
-    count
 }
 
 #[tokio::test]

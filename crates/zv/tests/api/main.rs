@@ -22,6 +22,7 @@ mod limits;
 mod openapi;
 mod order_extras;
 mod orders;
+mod product_reads;
 mod projects;
 mod reservations;
 mod returns;

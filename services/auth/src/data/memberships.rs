@@ -1,11 +1,14 @@
 //! Auth's projection of project memberships, read by change_project, refresh and the kernel's
 //! project-scope check, fed by the project service's events.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use integration::project::{
     MemberAdded, MemberRemoved, MemberUpdated, ProjectCreated, ProjectDeleted,
 };
 use kernel::auth::MembershipDirectory;
+use kernel::cache::SharedCache;
 use kernel::events::{begin_once, Envelope, EventHandler};
 use kernel::rbac::Role;
 use kernel::Platform;
@@ -131,6 +134,7 @@ impl EventHandler for Consumer {
         };
         // (project, user) whose sessions must refresh; user None = everyone in the project.
         let mut stale: Option<(i64, Option<i64>)> = None;
+        let mut deleted = false;
         if let Some(e) = envelope.decode::<ProjectCreated>() {
             let e = e?;
             upsert_project(&mut *tx, e.project_id, e.owner_id).await?;
@@ -154,6 +158,7 @@ impl EventHandler for Consumer {
             let e = e?;
             delete_project(&mut *tx, e.project_id).await?;
             stale = Some((e.project_id, None));
+            deleted = true;
         }
         // Marked before the commit: if marking fails the event is retried whole; if the commit
         // fails after marking, the affected clients only refresh once more.
@@ -163,6 +168,9 @@ impl EventHandler for Consumer {
             }
         }
         tx.commit().await?;
+        if let (Some((project_id, None)), true) = (stale, deleted) {
+            self.platform.cache().delete(&live_key(project_id)).await?;
+        }
         Ok(())
     }
 }
@@ -172,16 +180,38 @@ fn parse_role(role: &str) -> anyhow::Result<Role> {
         .map_err(|e: String| anyhow::anyhow!("membership event with a bad role: {e}"))
 }
 
+/// How long a project seen live is believed live without asking the database: every public
+/// read names its project, and a cached public page should cost no round trip. A deletion
+/// clears the mark as soon as this service applies it.
+const LIVE_TTL: Duration = Duration::from_secs(60);
+
+fn live_key(project_id: i64) -> String {
+    format!("project:live:{project_id}")
+}
+
 /// The in-process directory the kernel asks when `X-Project-ID` names another project.
-pub struct Directory(pub PgPool);
+pub struct Directory {
+    pub pool: PgPool,
+    pub cache: SharedCache,
+}
 
 #[async_trait]
 impl MembershipDirectory for Directory {
     async fn role_of(&self, user_id: i64, project_id: i64) -> anyhow::Result<Option<Role>> {
-        role_of(&self.0, user_id, project_id).await
+        role_of(&self.pool, user_id, project_id).await
     }
 
     async fn project_exists(&self, project_id: i64) -> anyhow::Result<bool> {
-        project_exists(&self.0, project_id).await
+        let key = live_key(project_id);
+        if let Ok(Some(_)) = self.cache.get(&key).await {
+            return Ok(true);
+        }
+        let live = project_exists(&self.pool, project_id).await?;
+        if live {
+            if let Err(e) = self.cache.set(&key, "1", LIVE_TTL).await {
+                tracing::warn!(error = %e, "live project mark not cached");
+            }
+        }
+        Ok(live)
     }
 }
