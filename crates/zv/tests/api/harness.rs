@@ -567,10 +567,16 @@ pub async fn service_context(
     }
 }
 
-/// Counts the SQL statements sqlx runs (each test is its own process under nextest).
+/// Counts the SQL statements sqlx runs, except those of the outbox (relays poll on a timer)
+/// (each test is its own process under nextest).
 pub fn count_queries() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    count_statements(true)
+}
+
+/// Counts every SQL statement sqlx runs, or (`skip_outbox`) all but those naming the outbox.
+pub fn count_statements(skip_outbox: bool) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     use tracing_subscriber::layer::SubscriberExt;
-    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>, bool);
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counter {
         fn on_event(
             &self,
@@ -580,7 +586,6 @@ pub fn count_queries() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
             if event.metadata().target() != "sqlx::query" {
                 return;
             }
-            // The outbox relay polls on a timer: its statements are not the request's.
             struct Text(String);
             impl tracing::field::Visit for Text {
                 fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -597,13 +602,13 @@ pub fn count_queries() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
             if std::env::var_os("PRINT_SQL").is_some() {
                 eprintln!("SQL: {}", text.0);
             }
-            if !text.0.contains("zv_outbox") {
+            if !(self.1 && text.0.contains("zv_outbox")) {
                 self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
     }
     let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let subscriber = tracing_subscriber::registry().with(Counter(count.clone()));
+    let subscriber = tracing_subscriber::registry().with(Counter(count.clone(), skip_outbox));
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test process");
     count
 }

@@ -1012,3 +1012,37 @@ async fn graphql_places_reads_and_moves_orders() {
         "{short}"
     );
 }
+
+/// What one three-line placement costs in SQL statements on the request path (every service
+/// it calls and every in-process consumer the response waits for; `BEGIN` is not logged, so not
+/// counted). The budget is today's count (65) with a little room for a background job's
+/// statement landing in all three windows, so a change that adds statements fails here; the
+/// aim is 25.
+#[tokio::test]
+async fn a_three_line_placement_stays_within_its_statement_budget() {
+    let queries = crate::harness::count_statements(false);
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "stella", "Stella Stores").await;
+    let mut lines = Vec::new();
+    for name in ["Cup", "Plate", "Bowl"] {
+        let id = stocked(&app, &owner, name, "3.00", 100).await;
+        lines.push(json!({"product_id": id, "quantity": 2}));
+    }
+    // Background jobs (relays, sweepers) run statements now and then: the fewest of three
+    // placements is counted.
+    let mut fewest = usize::MAX;
+    for _ in 0..3 {
+        let before = queries.load(std::sync::atomic::Ordering::SeqCst);
+        let (status, order) = post(&app, &owner, "orders/", json!({"items": lines})).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        fewest = fewest.min(queries.load(std::sync::atomic::Ordering::SeqCst) - before);
+    }
+    eprintln!("a three-line placement ran {fewest} statements");
+    assert!(
+        fewest <= PLACEMENT_STATEMENTS,
+        "{fewest} statements, budget {PLACEMENT_STATEMENTS}"
+    );
+}
+
+/// Statements of a three-line placement today, plus room (see the test above).
+const PLACEMENT_STATEMENTS: usize = 70;
