@@ -1013,13 +1013,15 @@ async fn graphql_places_reads_and_moves_orders() {
     );
 }
 
-/// What one three-line placement costs in SQL statements on the request path (every service
-/// it calls and every in-process consumer the response waits for; `BEGIN` is not logged, so not
-/// counted). The budget is today's count (65) with a little room for a background job's
-/// statement landing in all three windows, so a change that adds statements fails here; the
-/// aim is 25.
+/// What one three-line placement costs in SQL statements, everything it causes included: the
+/// saga across services, the events relayed and every consumer's work (stock levels, the
+/// invoice). The request path alone is not a stable measure (which consumer runs before the
+/// response depends on scheduling), so the count waits until the platform is quiet again.
+/// `BEGIN` is not logged, so not counted. The budget is today's count with a little room, so a
+/// change that adds statements fails here.
 #[tokio::test]
 async fn a_three_line_placement_stays_within_its_statement_budget() {
+    use std::sync::atomic::Ordering::SeqCst;
     let queries = crate::harness::count_statements(false);
     let app = TestApp::spawn().await;
     let owner = owner_with_project(&app, "stella", "Stella Stores").await;
@@ -1028,21 +1030,33 @@ async fn a_three_line_placement_stays_within_its_statement_budget() {
         let id = stocked(&app, &owner, name, "3.00", 100).await;
         lines.push(json!({"product_id": id, "quantity": 2}));
     }
-    // Background jobs (relays, sweepers) run statements now and then: the fewest of three
-    // placements is counted.
+    // Quiet: no statement for 500 ms (at most 10 s).
+    let settle = || async {
+        let mut last = queries.load(SeqCst);
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let now = queries.load(SeqCst);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    };
+    // Background jobs (sweepers, safety polls) run now and then: the fewest of three counts.
     let mut fewest = usize::MAX;
     for _ in 0..3 {
-        let before = queries.load(std::sync::atomic::Ordering::SeqCst);
+        let before = settle().await;
         let (status, order) = post(&app, &owner, "orders/", json!({"items": lines})).await;
         assert_eq!(status, StatusCode::CREATED, "{order}");
-        fewest = fewest.min(queries.load(std::sync::atomic::Ordering::SeqCst) - before);
+        fewest = fewest.min(settle().await - before);
     }
-    eprintln!("a three-line placement ran {fewest} statements");
+    eprintln!("a three-line placement caused {fewest} statements");
     assert!(
         fewest <= PLACEMENT_STATEMENTS,
         "{fewest} statements, budget {PLACEMENT_STATEMENTS}"
     );
 }
 
-/// Statements of a three-line placement today, plus room (see the test above).
-const PLACEMENT_STATEMENTS: usize = 70;
+/// Statements a three-line placement causes today (95), plus room (see the test above).
+const PLACEMENT_STATEMENTS: usize = 100;
