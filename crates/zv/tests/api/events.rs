@@ -784,3 +784,28 @@ async fn keyed_events_keep_their_order_per_key_and_unkeyed_events_wait_for_all()
         "keys overtook each other"
     );
 }
+
+/// Idle costs nothing: once a write's events are delivered, the relays make no statement until
+/// their slow safety poll (30 s), where they used to poll every 2 s.
+#[tokio::test]
+async fn an_idle_platform_runs_almost_no_sql() {
+    use std::time::Duration;
+    let statements = crate::harness::count_statements(false);
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "ida", "Ida Idle").await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/product/products/",
+            json!({"name": "Lamp", "price": "10"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = statements.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = statements.load(Ordering::SeqCst) - before;
+    // A sweeper's tick may land in the window; six relays polling every 2 s made about 60.
+    assert!(idle <= 6, "{idle} statements in 5 idle seconds");
+}

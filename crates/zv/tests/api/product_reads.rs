@@ -161,3 +161,35 @@ async fn a_cached_public_page_makes_no_database_round_trip() {
     }
     assert_eq!(fewest, 0, "a cache hit reads no row");
 }
+
+#[tokio::test]
+async fn a_deleted_project_is_not_public_any_more() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "dora", "Dora Dresses").await;
+    create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Dress", "price": "30", "status": "active"}),
+    )
+    .await;
+    let public = || {
+        app.client
+            .get(app.url(PRODUCTS))
+            .header("X-Project-ID", owner.project_id())
+    };
+    // Read once: the project is now remembered as live.
+    let (status, page, _) = app.send(public()).await;
+    assert_eq!((status, page["count"].clone()), (StatusCode::OK, json!(1)));
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/project/projects/{}/", owner.project_id()),
+            Value::Null,
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body, _) = app.send(public()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
