@@ -1,7 +1,8 @@
 # Shared by bench/inventory.sh and bench/orders.sh (sourced, not run): builds `zv`, starts
 # `zv up` on $ADDR with its own databases (dropped on exit), logs in a member of a new project
 # ($TOKEN, $PROJECT) and creates $SKUS products with 1 000 000 units each received through the
-# API ($WORK/ids holds their ids). Needs DB_URL, ADDR, SKUS and CONNECTIONS set.
+# API ($WORK/ids holds their ids). Needs DB_URL, ADDR, SKUS and CONNECTIONS set. The server's
+# log is $WORK/zv.log (ZV_LOG_LEVEL, warn unless given).
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p zv ${ZV_FEATURES:+--features "$ZV_FEATURES"}
 BIN=target/release/zv
@@ -9,7 +10,7 @@ BIN=target/release/zv
 RUN_ID=$(date +%s)$$
 export ZV_DATABASE_PREFIX="bench${RUN_ID}_"
 export ZV_DATA_DIR=$(mktemp -d)
-export ZV_LOG_LEVEL=warn
+export ZV_LOG_LEVEL=${ZV_LOG_LEVEL:-warn}
 export ZV_RATE_LIMIT__ENABLED=false
 export ZV_DATABASE_MAX_CONNECTIONS=$CONNECTIONS
 PASSWORD="Bench-pass-123"
@@ -28,7 +29,7 @@ PIDS=()
 trap cleanup EXIT
 
 $BIN user create --username bench --email bench@example.com --password "$PASSWORD" >/dev/null
-ZV_LISTEN=$ADDR $BIN up 2>/dev/null & PIDS+=($!)
+ZV_LISTEN=$ADDR $BIN up > "$WORK/zv.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://$ADDR/health/" >/dev/null && break; sleep 0.2; done
 
 json() { python3 -c "import sys,json;print(json.load(sys.stdin)$1)"; }

@@ -517,16 +517,18 @@ impl Outbox {
     }
 
     /// Relays in the background when woken (a [`nudge`](Self::nudge), a failed
-    /// [`flush`](Self::flush)) and otherwise every `safety` interval, for events another
+    /// [`flush`](Self::flush)) and otherwise every [`RELAY_SAFETY_POLL`], for events another
     /// process left behind: an idle outbox costs one poll per interval. While delivery fails
     /// it retries after 1 s, doubling up to 10 s.
     pub fn spawn_relay(&self) -> tokio::task::JoinHandle<()> {
-        let safety = RELAY_SAFETY_POLL;
         const FIRST_RETRY: Duration = Duration::from_secs(1);
+        // Capped low: after an outage, delivery resumes within seconds.
+        const LAST_RETRY: Duration = Duration::from_secs(10);
         let outbox = self.clone();
         tokio::spawn(async move {
             // At start: what a previous run left pending.
             let mut wait = Duration::ZERO;
+            let mut retry = FIRST_RETRY;
             loop {
                 tokio::select! {
                     _ = outbox.inner.wake.notified() => {}
@@ -534,18 +536,17 @@ impl Outbox {
                 }
                 let relayed = outbox.relay_pending().await;
                 outbox.record_lag().await;
-                wait = match relayed {
-                    Ok(_) => safety,
+                match relayed {
+                    Ok(_) => {
+                        wait = RELAY_SAFETY_POLL;
+                        retry = FIRST_RETRY;
+                    }
                     Err(e) => {
                         tracing::warn!(source = outbox.inner.source, error = %format!("{e:#}"), "event relay failed");
-                        // Capped low: after an outage, delivery resumes within seconds.
-                        if wait >= safety || wait.is_zero() {
-                            FIRST_RETRY
-                        } else {
-                            (wait * 2).min(Duration::from_secs(10))
-                        }
+                        wait = retry;
+                        retry = (retry * 2).min(LAST_RETRY);
                     }
-                };
+                }
             }
         })
     }

@@ -980,13 +980,15 @@ fn push_tsquery(qb: &mut QueryBuilder<'_, Postgres>, text: &str) {
     qb.push(")");
 }
 
-async fn fetch(
+/// One row of `r` in the caller's view, chosen by `key` (which pushes ` AND …`), decoded with
+/// its relations.
+async fn read_row(
     db: &mut PgConnection,
     r: &Resource,
     scope: &ReadScope,
-    id: i64,
     trashed: bool,
-) -> Result<Value, ApiError> {
+    key: impl FnOnce(&mut QueryBuilder<'_, Postgres>),
+) -> Result<Pairs, ApiError> {
     let columns = r.columns(None);
     let mut qb = QueryBuilder::new(format!(
         "SELECT {} {}",
@@ -994,7 +996,7 @@ async fn fetch(
         r.joined_from(&columns)
     ));
     push_scope(&mut qb, r, scope, trashed);
-    qb.push(" AND t.id = ").push_bind(id);
+    key(&mut qb);
     let row = qb
         .build()
         .fetch_optional(&mut *db)
@@ -1003,7 +1005,24 @@ async fn fetch(
     let mut raw = [columns.decode(&row, 0)?];
     columns.attach_many(db, &mut raw).await?;
     let [raw] = raw;
-    Ok(object(raw))
+    Ok(raw)
+}
+
+fn by_id(id: i64) -> impl FnOnce(&mut QueryBuilder<'_, Postgres>) {
+    move |qb| {
+        qb.push(" AND t.id = ").push_bind(id);
+    }
+}
+
+/// The row as hooks and the write paths read it.
+async fn fetch(
+    db: &mut PgConnection,
+    r: &Resource,
+    scope: &ReadScope,
+    id: i64,
+    trashed: bool,
+) -> Result<Value, ApiError> {
+    Ok(object(read_row(db, r, scope, trashed, by_id(id)).await?))
 }
 
 pub async fn retrieve(
@@ -1015,8 +1034,8 @@ pub async fn retrieve(
 ) -> Result<Value, ApiError> {
     check_read(r, scope)?;
     let mut conn = ctx.pool.acquire().await?;
-    let raw = fetch(&mut conn, r, scope, id, false).await?;
-    Ok(r.shape_owned(raw, lang, Resource::is_member(scope)))
+    let raw = read_row(&mut conn, r, scope, false, by_id(id)).await?;
+    Ok(r.shape_pairs(raw, lang, Resource::is_member(scope)))
 }
 
 /// A live row by its slug (`product(slug:)`), as the caller may read it.
@@ -1031,23 +1050,12 @@ pub async fn retrieve_by_slug(
     if r.slug_from.is_none() {
         return Err(ApiError::not_found());
     }
-    let columns = r.columns(None);
-    let mut qb = QueryBuilder::new(format!(
-        "SELECT {} {}",
-        columns.sql(),
-        r.joined_from(&columns)
-    ));
-    push_scope(&mut qb, r, scope, false);
-    qb.push(" AND t.slug = ").push_bind(slug.to_owned());
-    let mut db = ctx.pool.acquire().await?;
-    let row = qb
-        .build()
-        .fetch_optional(&mut *db)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let mut raw = [columns.decode(&row, 0)?];
-    columns.attach_many(&mut db, &mut raw).await?;
-    let [raw] = raw;
+    let slug = slug.to_owned();
+    let mut conn = ctx.pool.acquire().await?;
+    let raw = read_row(&mut conn, r, scope, false, move |qb| {
+        qb.push(" AND t.slug = ").push_bind(slug);
+    })
+    .await?;
     Ok(r.shape_pairs(raw, lang, Resource::is_member(scope)))
 }
 

@@ -10,7 +10,7 @@ use crate::projects::{member, owner_with_project, Owner};
 
 const CATEGORIES: &str = "/api/v1/product/products/categories/";
 
-async fn create(app: &TestApp, owner: &Owner, path: &str, body: Value) -> Value {
+pub(crate) async fn create(app: &TestApp, owner: &Owner, path: &str, body: Value) -> Value {
     let (status, created) = app.call(Method::POST, path, body, &owner.access).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     created

@@ -7,24 +7,16 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{count_queries, service_pool, TestApp};
+use crate::catalogue::create;
+use crate::harness::{count_queries, read, service_pool, TestApp};
 use crate::projects::{owner_with_project, Owner};
 
 const PRODUCTS: &str = "/api/v1/product/products/";
 const DISCOUNTS: &str = "/api/v1/product/products/discounts/";
 
-async fn create(app: &TestApp, owner: &Owner, path: &str, body: Value) -> Value {
-    let (status, created) = app.call(Method::POST, path, body, &owner.access).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    created
-}
-
+/// The final price a member reads.
 async fn final_price(app: &TestApp, owner: &Owner, id: &Value) -> Value {
-    let (status, row, _) = app
-        .get(&format!("{PRODUCTS}{id}/"), Some(&owner.access))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{row}");
-    row["final_price"].clone()
+    read(app, owner, &format!("{PRODUCTS}{id}/")).await["final_price"].clone()
 }
 
 #[tokio::test]
@@ -104,7 +96,7 @@ async fn final_prices_are_kept_on_the_row_and_follow_the_clock() {
         "no write happened"
     );
     assert_eq!(final_price(&app, &owner, &scarf["id"]).await, "30.00");
-    let (_, page, _) = app.get(PRODUCTS, Some(&owner.access)).await;
+    let page = read(&app, &owner, PRODUCTS).await;
     assert_eq!(page["results"][0]["final_price"], "30.00", "{page}");
 
     // Rows written behind the API (bulk loads) are priced too.

@@ -134,7 +134,8 @@ impl EventHandler for Consumer {
         };
         // (project, user) whose sessions must refresh; user None = everyone in the project.
         let mut stale: Option<(i64, Option<i64>)> = None;
-        let mut deleted = false;
+        // A deleted project, whose live mark is cleared once the deletion is committed.
+        let mut deleted: Option<i64> = None;
         if let Some(e) = envelope.decode::<ProjectCreated>() {
             let e = e?;
             upsert_project(&mut *tx, e.project_id, e.owner_id).await?;
@@ -158,7 +159,7 @@ impl EventHandler for Consumer {
             let e = e?;
             delete_project(&mut *tx, e.project_id).await?;
             stale = Some((e.project_id, None));
-            deleted = true;
+            deleted = Some(e.project_id);
         }
         // Marked before the commit: if marking fails the event is retried whole; if the commit
         // fails after marking, the affected clients only refresh once more.
@@ -168,7 +169,7 @@ impl EventHandler for Consumer {
             }
         }
         tx.commit().await?;
-        if let (Some((project_id, None)), true) = (stale, deleted) {
+        if let Some(project_id) = deleted {
             self.platform.cache().delete(&live_key(project_id)).await?;
         }
         Ok(())
