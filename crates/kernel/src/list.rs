@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde_json::{json, Map, Value as Json};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::error::{ApiError, FieldErrors};
@@ -140,6 +141,9 @@ pub struct ListQuery {
     /// The computed values to read (`None`: all of them); GraphQL asks only for those its
     /// selection uses.
     pub computed: Option<Vec<String>>,
+    /// The fields to read (`None`: all of them); GraphQL asks only for those its selection
+    /// uses. The standard columns (`id`, `project_id`, times, `created_by`) are always read.
+    pub fields: Option<Vec<String>>,
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
@@ -392,6 +396,7 @@ impl ListQuery {
             extra,
             explicit_ordering,
             computed: None,
+            fields: None,
         })
     }
 
@@ -625,14 +630,23 @@ fn push_condition(qb: &mut QueryBuilder<'_, Postgres>, c: &Condition) {
     }
 }
 
+/// The DRF page: `{count, next, previous, results}`.
+#[derive(Debug, Serialize)]
+pub struct PageBody<T> {
+    pub count: i64,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
+
 /// The DRF page body; `base` is the request URL without its query, `query` its parameters.
-pub fn page_body(
+pub fn page_body<T: Serialize>(
     base: &str,
     query: Option<&str>,
     count: i64,
     list: &ListQuery,
-    results: Vec<Json>,
-) -> Json {
+    results: Vec<T>,
+) -> PageBody<T> {
     let link = |page: i64| {
         let mut pairs: Vec<(String, String)> =
             url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
@@ -643,24 +657,25 @@ pub fn page_body(
         let q: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
             .finish();
-        Json::String(format!("{base}?{q}"))
+        Some(format!("{base}?{q}"))
     };
     let (next, previous) = match list.page {
         Page::Number { size, .. } => {
             let page = list.window(count).map_or(1, |(_, _, p)| p);
             let last = ((count + size - 1) / size).max(1);
             (
-                if page < last {
-                    link(page + 1)
-                } else {
-                    Json::Null
-                },
-                if page > 1 { link(page - 1) } else { Json::Null },
+                if page < last { link(page + 1) } else { None },
+                if page > 1 { link(page - 1) } else { None },
             )
         }
-        Page::Offset { .. } => (Json::Null, Json::Null),
+        Page::Offset { .. } => (None, None),
     };
-    json!({"count": count, "next": next, "previous": previous, "results": results})
+    PageBody {
+        count,
+        next,
+        previous,
+        results,
+    }
 }
 
 /// GraphQL `filter`/`where`: a JSON object or JSON text, with `AND`/`OR`/`NOT`, operator
@@ -845,6 +860,7 @@ pub fn parse_graphql_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     static SPEC: ListSpec = ListSpec {
         filters: &[
@@ -971,7 +987,7 @@ mod tests {
         assert_eq!(list.window(35).ok(), Some((10, 30, 4)));
         let list = ListQuery::from_query(&SPEC, Some("page=5&page_size=10")).expect("ok");
         assert!(list.window(35).is_err());
-        let body = page_body(
+        let body = page_body::<Json>(
             "http://x/api/v1/p/things/",
             Some("page_size=10&page=2"),
             35,
@@ -979,12 +995,12 @@ mod tests {
             vec![],
         );
         assert_eq!(
-            body["next"],
-            "http://x/api/v1/p/things/?page_size=10&page=3"
+            body.next.as_deref(),
+            Some("http://x/api/v1/p/things/?page_size=10&page=3")
         );
         assert_eq!(
-            body["previous"],
-            "http://x/api/v1/p/things/?page_size=10&page=1"
+            body.previous.as_deref(),
+            Some("http://x/api/v1/p/things/?page_size=10&page=1")
         );
     }
 
@@ -1006,6 +1022,7 @@ mod tests {
             extra: vec![],
             explicit_ordering: false,
             computed: None,
+            fields: None,
         };
         let sql = sql(&list);
         assert!(sql.contains("NOT (("), "{sql}");

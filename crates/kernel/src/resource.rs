@@ -23,7 +23,8 @@ use crate::error::{ApiError, FieldErrors};
 use crate::lang::SUPPORTED;
 use crate::list::{ListQuery, ListSpec};
 use crate::rbac::Grants;
-use crate::resource_row::{object, Columns, Pairs};
+pub use crate::resource_row::Row;
+use crate::resource_row::{object, Columns, Key, Pairs};
 use crate::service::ServiceContext;
 
 /// What a field holds and how input is checked.
@@ -325,9 +326,13 @@ impl Resource {
         format!("{}.{action}_{}", self.service, self.model)
     }
 
-    /// The columns a read selects (every computed value, or those named in `only`).
-    fn columns(&self, only: Option<&[String]>) -> Columns {
-        Columns::of(self, only)
+    /// The columns a read selects (every computed value and field, or those `query` names).
+    fn columns(&self, query: Option<&ListQuery>) -> Columns {
+        Columns::of(
+            self,
+            query.and_then(|q| q.computed.as_deref()),
+            query.and_then(|q| q.fields.as_deref()),
+        )
     }
 
     fn from(&self) -> String {
@@ -364,32 +369,41 @@ impl Resource {
     /// [`Resource::shape`] of a row that is not needed afterwards.
     pub fn shape_owned(&self, raw: Value, lang: &str, member: bool) -> Value {
         let pairs = match raw {
-            Value::Object(map) => map.into_iter().collect(),
+            Value::Object(map) => map.into_iter().map(|(k, v)| (Key::from(k), v)).collect(),
             _ => Vec::new(),
         };
         self.shape_pairs(pairs, lang, member)
     }
 
-    /// [`Resource::shape`] of a decoded row: values and keys move into the output, and are
-    /// found where the select list put them.
+    /// [`Resource::shape`] of a decoded row, as a JSON object.
     fn shape_pairs(&self, pairs: Pairs, lang: &str, member: bool) -> Value {
+        self.shape_row(pairs, lang, member, None).into_value()
+    }
+
+    /// [`Resource::shape`] of a decoded row: values and keys move into the output, and are
+    /// found where the select list put them. Every key appears once: a field shown as a
+    /// relation under its own name is left out, and translated twins are `{field}_{lang}`.
+    /// Only `fields` are shown when given (the others were not read).
+    fn shape_row(&self, pairs: Pairs, lang: &str, member: bool, fields: Option<&[String]>) -> Row {
         let mut row = Taker::new(pairs);
-        let mut out = Map::new();
+        let mut out = Row::with_capacity(row.len() + self.fields.len());
         for k in STANDARD {
             let (key, v) = row.take(k);
             // Who wrote a row is the project's business: the public view never names them.
             if !member && *k == "created_by" {
                 continue;
             }
-            out.insert(key, normalise_time(v));
+            out.push(key, normalise_time(v));
         }
         if self.slug_from.is_some() {
             let (key, v) = row.take("slug");
-            out.insert(key, v);
+            out.push(key, v);
         }
         for f in self.fields {
             // A relation shown under the field's own name replaces the bare id.
-            if self.derived().any(|name| name == f.name) {
+            if self.derived().any(|name| name == f.name)
+                || fields.is_some_and(|fields| !fields.iter().any(|n| n == f.name))
+            {
                 continue;
             }
             let hidden = f.members_only && !member;
@@ -399,12 +413,12 @@ impl Resource {
                     FieldKind::DateTime => normalise_time(v),
                     _ => v,
                 };
-                out.insert(key, if hidden { Value::Null } else { v });
+                out.push(key, if hidden { Value::Null } else { v });
                 continue;
             }
-            let mut values: Vec<(&str, String, Value)> = Vec::with_capacity(SUPPORTED.len());
+            let mut values: Vec<(&str, Key, Value)> = Vec::with_capacity(SUPPORTED.len());
             for l in SUPPORTED {
-                let (key, v) = row.take(&format!("{}_{l}", f.name));
+                let (key, v) = row.take_translation(f.name, l);
                 let v = match v {
                     Value::String(text) if text.is_empty() => Value::Null,
                     _ if hidden => Value::Null,
@@ -423,16 +437,21 @@ impl Resource {
                 .or_else(|| values.iter().map(|(_, _, v)| v).find(|v| !v.is_null()))
                 .cloned()
                 .unwrap_or(Value::Null);
-            out.insert(f.name.to_owned(), resolved);
+            out.push(Key::Static(f.name), resolved);
             for (_, key, v) in values {
-                out.insert(key, v);
+                out.push(key, v);
             }
         }
         for name in self.derived() {
             let (key, v) = row.take(name);
-            out.insert(key, localise(v, lang));
+            out.push(key, localise(v, lang));
         }
-        Value::Object(out)
+        debug_assert!(
+            out.keys_distinct(),
+            "{}: a key twice in {out:?}",
+            self.table
+        );
+        out
     }
 
     /// Parses and checks a body against the fields: `partial` (PATCH) skips absent required
@@ -535,7 +554,7 @@ impl Resource {
 /// Takes the values of a decoded row by key, looking first where the last one was found:
 /// shaping reads the row in the order it was selected, so each take is one comparison.
 struct Taker {
-    pairs: Vec<Option<(String, Value)>>,
+    pairs: Vec<Option<(Key, Value)>>,
     next: usize,
 }
 
@@ -547,21 +566,35 @@ impl Taker {
         }
     }
 
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
     /// The value under `key` (with its key, so the output reuses it), or null.
-    fn take(&mut self, key: &str) -> (String, Value) {
+    fn take(&mut self, key: &'static str) -> (Key, Value) {
+        self.take_where(|k| k == key)
+            .unwrap_or((Key::Static(key), Value::Null))
+    }
+
+    /// The value of `field` in `lang` (the column `{field}_{lang}`), or null.
+    fn take_translation(&mut self, field: &str, lang: &str) -> (Key, Value) {
+        let is = |k: &str| {
+            k.len() == field.len() + 1 + lang.len()
+                && k.starts_with(field)
+                && k[field.len()..].starts_with('_')
+                && k.ends_with(lang)
+        };
+        self.take_where(is)
+            .unwrap_or_else(|| (Key::from(format!("{field}_{lang}")), Value::Null))
+    }
+
+    fn take_where(&mut self, is: impl Fn(&str) -> bool) -> Option<(Key, Value)> {
         let n = self.pairs.len();
-        let found = (self.next..n).chain(0..self.next.min(n)).find(|&i| {
-            self.pairs[i]
-                .as_ref()
-                .is_some_and(|(k, _)| k.as_str() == key)
-        });
-        match found.and_then(|i| {
-            self.next = i + 1;
-            self.pairs[i].take()
-        }) {
-            Some(pair) => pair,
-            None => (key.to_owned(), Value::Null),
-        }
+        let found = (self.next..n)
+            .chain(0..self.next.min(n))
+            .find(|&i| self.pairs[i].as_ref().is_some_and(|(k, _)| is(k.as_str())))?;
+        self.next = found + 1;
+        self.pairs[found].take()
     }
 }
 
@@ -831,7 +864,8 @@ fn check_read(r: &Resource, scope: &ReadScope) -> Result<(), ApiError> {
     }
 }
 
-/// One page of the resource (or of its trash).
+/// One page of the resource (or of its trash): the total and the shaped rows, to serialise
+/// (what the REST page sends) or to read as JSON objects ([`Row::into_value`]).
 pub async fn list(
     ctx: &ServiceContext,
     r: &Resource,
@@ -839,7 +873,7 @@ pub async fn list(
     query: &ListQuery,
     lang: &str,
     trashed: bool,
-) -> Result<(i64, Vec<Value>), ApiError> {
+) -> Result<(i64, Vec<Row>), ApiError> {
     if trashed {
         match scope {
             ReadScope::Member(s) => s.require(&r.codename("delete"), &r.grants)?,
@@ -878,7 +912,7 @@ pub async fn list(
         .fetch_one(&mut *db)
         .await?;
     let (limit, offset, _) = query.window(total)?;
-    let columns = r.columns(query.computed.as_deref());
+    let columns = r.columns(Some(query));
     let mut rows = build(&columns.sql(), &r.joined_from(&columns));
     match (
         &r.search_vector,
@@ -905,7 +939,7 @@ pub async fn list(
     Ok((
         total,
         raw.into_iter()
-            .map(|v| r.shape_pairs(v, lang, member))
+            .map(|v| r.shape_row(v, lang, member, query.fields.as_deref()))
             .collect(),
     ))
 }
@@ -922,7 +956,7 @@ pub async fn rows_of(
     lang: &str,
 ) -> Result<Vec<(i64, Value)>, ApiError> {
     check_read(r, scope)?;
-    let columns = r.columns(query.computed.as_deref());
+    let columns = r.columns(Some(query));
     let mut qb = QueryBuilder::new(format!(
         "SELECT t.\"{foreign_key}\", {} {}",
         columns.sql(),
@@ -944,7 +978,8 @@ pub async fn rows_of(
     let member = Resource::is_member(scope);
     let mut out = Vec::new();
     for (parent, row) in parents.into_iter().zip(raw) {
-        out.push((parent, r.shape_pairs(row, lang, member)));
+        let row = r.shape_row(row, lang, member, query.fields.as_deref());
+        out.push((parent, row.into_value()));
     }
     Ok(out)
 }
@@ -1627,7 +1662,7 @@ pub mod public_cache {
 
     /// A public read (`Some(project)`) answered from the cache or computed and stored; any other
     /// read (members, the trash: `None`) is computed every time.
-    pub async fn read_through<F, Fut>(
+    pub async fn read_through<F, Fut, T>(
         ctx: &ServiceContext,
         service: &str,
         public_project: Option<i64>,
@@ -1636,7 +1671,8 @@ pub mod public_cache {
     ) -> Result<JsonText, crate::ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<serde_json::Value, crate::ApiError>>,
+        T: serde::Serialize,
+        Fut: std::future::Future<Output = Result<T, crate::ApiError>>,
     {
         let key = match public_project {
             Some(project_id) => key(ctx, service, project_id, request).await,
@@ -1647,7 +1683,7 @@ pub mod public_cache {
                 return Ok(hit);
             }
         }
-        let body = compute().await?.to_string();
+        let body = serde_json::to_string(&compute().await?).map_err(crate::ApiError::internal)?;
         if let Some(k) = &key {
             put(ctx, k, &body).await;
         }

@@ -44,6 +44,21 @@ pub struct BelongsTo {
     pub target: &'static GraphqlResource,
     /// The key holds a list of ids.
     pub many: bool,
+    /// What of the related rows the row already shows, so that a selection asking for no
+    /// more is answered without reading them again.
+    pub shown: Shown,
+}
+
+/// What a row shows of the rows a [`BelongsTo`] names.
+#[derive(Clone, Copy)]
+pub enum Shown {
+    /// Only their ids: the rows are read.
+    Ids,
+    /// The key holds the related row itself (a joined `{id, name, slug}`) with these fields.
+    Object(&'static [&'static str]),
+    /// The row holds, under this name, the related rows' `name`s in the order of the key's
+    /// ids (a product's `tags` beside its `tag_ids`).
+    Names(&'static str),
 }
 
 impl BelongsTo {
@@ -53,6 +68,7 @@ impl BelongsTo {
             key: field,
             target,
             many: false,
+            shown: Shown::Ids,
         }
     }
 
@@ -66,6 +82,44 @@ impl BelongsTo {
             key,
             target,
             many: true,
+            shown: Shown::Ids,
+        }
+    }
+
+    /// The same relation, of which the row shows `shown`.
+    pub const fn showing(self, shown: Shown) -> Self {
+        Self { shown, ..self }
+    }
+
+    /// Whether the row shows all that `looks` select of the related rows.
+    fn shows(&self, looks: &[async_graphql::Lookahead<'_>]) -> bool {
+        let fields: &[&str] = match self.shown {
+            Shown::Ids => return false,
+            Shown::Object(fields) => fields,
+            Shown::Names(_) => &["id", "name"],
+        };
+        looks.iter().flat_map(|l| l.selection_fields()).all(|f| {
+            f.selection_set()
+                .all(|s| s.name() == "__typename" || fields.contains(&s.name()))
+        })
+    }
+
+    /// The related rows as the row shows them (`None`: it does not).
+    fn shown_in(&self, row: &Value) -> Option<Value> {
+        match (self.shown, &row[self.key]) {
+            (Shown::Object(_), v @ (Value::Object(_) | Value::Null)) => Some(v.clone()),
+            (Shown::Names(names), Value::Array(ids)) => {
+                let names = row[names].as_array()?;
+                (ids.len() == names.len()).then(|| {
+                    Value::Array(
+                        ids.iter()
+                            .zip(names)
+                            .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
+                            .collect(),
+                    )
+                })
+            }
+            _ => None,
         }
     }
 }
@@ -360,7 +414,8 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
     let mut obj = Object::new(name);
     for o in outputs(g) {
         let is_id = o.name == "id";
-        let (key, reference, translated) = (o.key, o.reference, o.translated);
+        let (reference, translated) = (o.reference, o.translated);
+        let key: Arc<str> = o.key.into();
         let mut field = Field::new(o.name, o.ty, move |ctx| {
             let key = key.clone();
             FieldFuture::new(async move {
@@ -380,7 +435,7 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
                         return json_value(text.unwrap_or(Value::Null));
                     }
                 }
-                let v = parent.get(&key).cloned().unwrap_or(Value::Null);
+                let v = parent.get(&*key).cloned().unwrap_or(Value::Null);
                 match (is_id, reference, v) {
                     (true, _, Value::Number(n)) => json_value(Value::String(n.to_string())),
                     (_, true, Value::Object(m)) => {
@@ -403,18 +458,19 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
             move |ctx| {
                 FieldFuture::new(async move {
                     let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
-                    let rows = match parent.get(format!("__{}", rel.field)) {
-                        Some(Value::Array(rows)) => rows.clone(),
-                        _ => {
-                            // Not prefetched (a single object): one query for it.
-                            let id = parent["id"].as_i64().unwrap_or_default();
-                            let (svc, scope, lang) = request(&ctx).await?;
-                            let mut map = children(&svc, rel, &scope, &[id], lang, None)
-                                .await
-                                .map_err(gql)?;
-                            map.remove(&id).unwrap_or_default()
-                        }
-                    };
+                    if let Some(Value::Array(rows)) = parent.get(format!("__{}", rel.field)) {
+                        // Read with the page: answered from the parent, not copied.
+                        return Ok(Some(FieldValue::list(
+                            rows.iter().map(|r| FieldValue::borrowed_any(r)),
+                        )));
+                    }
+                    // Not prefetched (a single object): one query for it.
+                    let id = parent["id"].as_i64().unwrap_or_default();
+                    let (svc, scope, lang) = request(&ctx).await?;
+                    let mut map = children(&svc, rel, &scope, &[id], lang, None)
+                        .await
+                        .map_err(gql)?;
+                    let rows = map.remove(&id).unwrap_or_default();
                     Ok(Some(FieldValue::list(
                         rows.into_iter().map(FieldValue::owned_any),
                     )))
@@ -428,11 +484,27 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
         } else {
             TypeRef::named(rel.target.type_name)
         };
+        let prefetched: Arc<str> = format!("__{}", rel.field).into();
         obj = obj.field(Field::new(rel.field, ty, move |ctx| {
+            let prefetched = prefetched.clone();
             FieldFuture::new(async move {
                 let parent = ctx.parent_value.try_downcast_ref::<Value>()?;
-                let found = match parent.get(format!("__{}", rel.field)) {
-                    Some(v) => v.clone(),
+                // Read with the page: answered from the parent, not copied.
+                if let Some(found) = parent.get(&*prefetched) {
+                    return Ok(match found {
+                        Value::Array(rows) => Some(FieldValue::list(
+                            rows.iter().map(|r| FieldValue::borrowed_any(r)),
+                        )),
+                        Value::Null => None,
+                        row => Some(FieldValue::borrowed_any(row)),
+                    });
+                }
+                let shown = rel
+                    .shows(&[ctx.look_ahead()])
+                    .then(|| rel.shown_in(parent))
+                    .flatten();
+                let found = match shown {
+                    Some(v) => v,
                     None => {
                         // Not prefetched (a single object): one query for it.
                         let (svc, scope, lang) = request(&ctx).await?;
@@ -447,7 +519,7 @@ fn object(g: &'static GraphqlResource, name: &str) -> Object {
                         )
                         .await
                         .map_err(gql)?;
-                        row[format!("__{}", rel.field)].take()
+                        row[&*prefetched].take()
                     }
                 };
                 Ok(match found {
@@ -475,11 +547,52 @@ fn wanted(g: &GraphqlResource, looks: &[async_graphql::Lookahead<'_>]) -> Vec<St
         .derived()
         .filter(|name| {
             (!g.is_relation(name) && selected(name))
-                || g.belongs_to
-                    .iter()
-                    .any(|b| b.key == *name && selected(b.field))
+                || g.belongs_to.iter().any(|b| {
+                    let shows = matches!(b.shown, Shown::Names(n) if n == *name);
+                    (b.key == *name || shows) && selected(b.field)
+                })
         })
         .map(str::to_owned)
+        .collect()
+}
+
+/// The fields of `g` that `looks` select (under any of their names, or as the key of a
+/// selected relation): the others are not read.
+fn read_fields(
+    g: &GraphqlResource,
+    outputs: &[Output],
+    looks: &[async_graphql::Lookahead<'_>],
+) -> Vec<String> {
+    let asked: Vec<&str> = looks
+        .iter()
+        .flat_map(|l| l.selection_fields())
+        .flat_map(|f| f.selection_set().map(|s| s.name()).collect::<Vec<_>>())
+        .collect();
+    let keys: Vec<&str> = outputs
+        .iter()
+        .filter(|o| asked.contains(&o.name.as_str()))
+        .map(|o| o.key.as_str())
+        .chain(
+            g.belongs_to
+                .iter()
+                .filter(|b| asked.contains(&b.field))
+                .map(|b| b.key),
+        )
+        .collect();
+    let reads = |f: &resource::Field, key: &str| {
+        key == f.name
+            || (f.translated
+                && SUPPORTED.iter().any(|l| {
+                    key.strip_prefix(f.name)
+                        .and_then(|rest| rest.strip_prefix('_'))
+                        == Some(*l)
+                }))
+    };
+    g.resource
+        .fields
+        .iter()
+        .filter(|f| keys.iter().any(|k| reads(f, k)))
+        .map(|f| f.name.to_owned())
         .collect()
 }
 
@@ -507,6 +620,18 @@ fn prefetch<'a>(
         for rel in g.belongs_to {
             let sub = below(rel.field);
             if sub.is_empty() {
+                continue;
+            }
+            let shown: Option<Vec<Value>> = if rel.shows(&sub) {
+                rows.iter().map(|r| rel.shown_in(r)).collect()
+            } else {
+                None
+            };
+            if let Some(shown) = shown {
+                let key = format!("__{}", rel.field);
+                for (row, related) in rows.iter_mut().zip(shown) {
+                    row[&key] = related;
+                }
                 continue;
             }
             attach_related(svc, rel, scope, rows, lang, Some(wanted(rel.target, &sub))).await?;
@@ -764,12 +889,14 @@ fn list_args(
 }
 
 fn list_field(g: &'static GraphqlResource, connection: bool, name: &'static str) -> Field {
+    let outputs: Arc<Vec<Output>> = Arc::new(outputs(g));
     let ty = if connection {
         TypeRef::named(format!("{}Connection", g.type_name))
     } else {
         TypeRef::named_nn_list(g.type_name)
     };
     let field = Field::new(name, ty, move |ctx| {
+        let outputs = outputs.clone();
         FieldFuture::new(async move {
             let out: async_graphql::Result<Option<FieldValue<'_>>> = async {
                 let (svc, scope, lang) = request(&ctx).await?;
@@ -780,20 +907,26 @@ fn list_field(g: &'static GraphqlResource, connection: bool, name: &'static str)
                     ctx.look_ahead().field("edges").field("node"),
                 ];
                 query.computed = Some(wanted(g, &looks));
+                query.fields = Some(read_fields(g, &outputs, &looks));
                 let trashed = ctx
                     .args
                     .get("trashed")
                     .and_then(|t| t.boolean().ok())
                     .unwrap_or(false);
-                let (total, mut rows) =
-                    resource::list(&svc, g.resource, &scope, &query, lang, trashed)
-                        .await
-                        .map_err(gql)?;
+                let (total, rows) = resource::list(&svc, g.resource, &scope, &query, lang, trashed)
+                    .await
+                    .map_err(gql)?;
+                let mut rows: Vec<Value> =
+                    rows.into_iter().map(resource::Row::into_value).collect();
                 // Relations of the page, at every depth, in one query each when selected.
                 prefetch(&svc, g, &scope, &mut rows, &looks, lang)
                     .await
                     .map_err(gql)?;
                 if connection {
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        row["__cursor"] =
+                            Value::String(crate::graphql::encode_cursor(w.offset + i as i64));
+                    }
                     Ok(Some(FieldValue::owned_any(Page2 {
                         rows,
                         window: w,
@@ -860,13 +993,8 @@ fn connection_types(g: &'static GraphqlResource) -> (Object, Object) {
             |ctx| {
                 FieldFuture::new(async move {
                     let page = ctx.parent_value.try_downcast_ref::<Page2>()?;
-                    let edges = page.rows.iter().enumerate().map(|(i, row)| {
-                        let mut row = row.clone();
-                        row["__cursor"] = Value::String(crate::graphql::encode_cursor(
-                            page.window.offset + i as i64,
-                        ));
-                        FieldValue::owned_any(row)
-                    });
+                    // The rows carry their cursors (set when the page was read).
+                    let edges = page.rows.iter().map(|r| FieldValue::borrowed_any(r));
                     Ok(Some(FieldValue::list(edges)))
                 })
             },

@@ -5,12 +5,14 @@
 //! whole page in one statement (has-many), never by a sub-select per row.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
-use sqlx::{Column as _, PgConnection, Row, TypeInfo};
+use sqlx::{Column as _, PgConnection, Row as _, TypeInfo};
 
 use crate::lang::SUPPORTED;
 use crate::resource::{FieldKind, Related, Resource};
@@ -30,7 +32,7 @@ enum Decode {
 /// One selected column: the key the shaping reads, its SQL over the alias `t`, its decoding.
 #[derive(Clone, Debug)]
 struct Column {
-    key: String,
+    key: Key,
     sql: String,
     decode: Decode,
 }
@@ -44,7 +46,7 @@ struct Joined {
 
 /// What a read of `r` selects and reads beside: its columns, the joined relations and the
 /// has-many values read per page, restricted to the computed values and relations named in
-/// `only` (all of them when `None`).
+/// `only` and to the fields named in `fields` (all of them when `None`).
 pub(crate) struct Columns {
     plain: Vec<Column>,
     joined: Vec<Joined>,
@@ -61,7 +63,7 @@ const STANDARD: &[(&str, Decode)] = &[
     ("deleted_at", Decode::Time),
 ];
 
-fn column(key: impl Into<String>, sql: impl Into<String>, decode: Decode) -> Column {
+fn column(key: impl Into<Key>, sql: impl Into<String>, decode: Decode) -> Column {
     Column {
         key: key.into(),
         sql: sql.into(),
@@ -69,13 +71,17 @@ fn column(key: impl Into<String>, sql: impl Into<String>, decode: Decode) -> Col
     }
 }
 
-fn field_columns(r: &Resource) -> Vec<Column> {
+fn field_columns(r: &Resource, fields: Option<&[String]>) -> Vec<Column> {
     let mut out = Vec::new();
     for f in r.fields {
+        if fields.is_some_and(|fields| !fields.iter().any(|n| n == f.name)) {
+            continue;
+        }
         if f.translated {
             for l in SUPPORTED {
                 let name = format!("{}_{l}", f.name);
-                out.push(column(name.clone(), format!("t.\"{name}\""), Decode::Text));
+                let sql = format!("t.\"{name}\"");
+                out.push(column(Key::from(name), sql, Decode::Text));
             }
             continue;
         }
@@ -104,7 +110,7 @@ fn field_columns(r: &Resource) -> Vec<Column> {
 }
 
 impl Columns {
-    pub(crate) fn of(r: &Resource, only: Option<&[String]>) -> Self {
+    pub(crate) fn of(r: &Resource, only: Option<&[String]>, fields: Option<&[String]>) -> Self {
         let wanted = |name: &str| only.is_none_or(|only| only.iter().any(|o| o == name));
         let mut plain: Vec<Column> = STANDARD
             .iter()
@@ -113,7 +119,17 @@ impl Columns {
         if r.slug_from.is_some() {
             plain.push(column("slug", "t.slug", Decode::Text));
         }
-        plain.extend(field_columns(r));
+        // A field a joined relation shows under its own name is read as that relation.
+        let joined = |name: &str| {
+            r.related
+                .iter()
+                .any(|rel| matches!(rel, Related::One { name: n, .. } if *n == name && wanted(n)))
+        };
+        plain.extend(
+            field_columns(r, fields)
+                .into_iter()
+                .filter(|c| !joined(c.key.as_str())),
+        );
         for (name, expr) in r.computed {
             if wanted(name) {
                 plain.push(column(*name, format!("to_jsonb({expr})"), Decode::Json));
@@ -178,6 +194,7 @@ impl Columns {
                 Decode::Json => row.try_get::<Option<Value>, _>(at)?,
                 Decode::Any => Some(any(row, at)?),
             };
+            // The key is shared with the column (no copy per row).
             out.push((c.key.clone(), v.unwrap_or(Value::Null)));
         }
         let mut at = first + self.plain.len();
@@ -189,7 +206,7 @@ impl Columns {
             }
             let present = related.get("id").is_some_and(|id| !id.is_null());
             out.push((
-                j.name.to_owned(),
+                Key::Static(j.name),
                 if present {
                     Value::Object(related)
                 } else {
@@ -212,7 +229,7 @@ impl Columns {
         }
         let id_of = |row: &Pairs| {
             row.iter()
-                .find(|(k, _)| k == "id")
+                .find(|(k, _)| k.as_str() == "id")
                 .and_then(|(_, v)| v.as_i64())
         };
         let ids: Vec<i64> = rows.iter().filter_map(id_of).collect();
@@ -232,7 +249,7 @@ impl Columns {
                     .and_then(|id| found.remove(&id))
                     .unwrap_or_else(|| vec![Vec::new(); names.len()]);
                 for (name, list) in names.iter().zip(lists) {
-                    row.push(((*name).to_owned(), Value::Array(list)));
+                    row.push((Key::Static(name), Value::Array(list)));
                 }
             }
         }
@@ -240,12 +257,84 @@ impl Columns {
     }
 }
 
+/// A key of a decoded or shaped row: a name written in the resource, or one made for it once
+/// per read (a translated column's `name_en`) and shared by every row of that read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Key {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Key::Static(s) => s,
+            Key::Shared(s) => s,
+        }
+    }
+}
+
+impl From<&'static str> for Key {
+    fn from(s: &'static str) -> Self {
+        Key::Static(s)
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Key::Shared(s.into())
+    }
+}
+
 /// A decoded row: (key, value) in the order of the select list.
-pub(crate) type Pairs = Vec<(String, Value)>;
+pub(crate) type Pairs = Vec<(Key, Value)>;
 
 /// Pairs as the JSON object hooks and services read (a later key wins, as in the row).
 pub(crate) fn object(pairs: Pairs) -> Value {
-    Value::Object(pairs.into_iter().collect())
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v))
+            .collect(),
+    )
+}
+
+/// A shaped row, serialised as a JSON object in the order its keys were given, without a map
+/// per row: the keys of a shape are distinct by construction
+/// ([`crate::resource::Resource::shape_row`]).
+#[derive(Debug, Default)]
+pub struct Row(Vec<(Key, Value)>);
+
+impl Row {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    pub(crate) fn push(&mut self, key: Key, value: Value) {
+        self.0.push((key, value));
+    }
+
+    /// No key given twice (what [`Row`]'s serialisation relies on).
+    pub(crate) fn keys_distinct(&self) -> bool {
+        let mut keys: Vec<&str> = self.0.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.windows(2).all(|w| w[0] != w[1])
+    }
+
+    /// The row as a JSON object (for hooks, GraphQL and services).
+    pub fn into_value(self) -> Value {
+        object(self.0)
+    }
+}
+
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k.as_str(), v)?;
+        }
+        map.end()
+    }
 }
 
 /// A column of any common type, by the type the database reports, as `to_jsonb` writes it.

@@ -14,7 +14,7 @@ use async_graphql::dynamic::{
 use kernel::auth::ReadScope;
 use kernel::resource_graphql::{
     argument, error, field_result, input, payload, payload_type, snake_keys as snake, workflow,
-    writer, BelongsTo, GraphqlResource, InputKind, Pinned, Work, Writer,
+    writer, BelongsTo, GraphqlResource, InputKind, Pinned, Shown, Work, Writer,
 };
 use kernel::ApiError;
 use serde_json::{json, Value};
@@ -110,12 +110,14 @@ pub static INVENTORY: GraphqlResource = GraphqlResource {
             key: "location_id",
             target: &LOCATION,
             many: false,
+            shown: Shown::Ids,
         },
         BelongsTo {
             field: "batch",
             key: "batch_id",
             target: &BATCH,
             many: false,
+            shown: Shown::Ids,
         },
     ],
     // Read-only on update, given on create (`createInventory` books the quantity).

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
 use kernel::auth::Shopper;
-use kernel::list::{page_body, ListQuery};
+use kernel::list::{page_body, ListQuery, PageBody};
 use kernel::service::ServiceContext;
 use kernel::ApiError;
 use serde_json::{json, Value};
@@ -190,7 +190,7 @@ async fn list(
     shopper: &Shopper,
     user: i64,
     parts: &axum::http::request::Parts,
-) -> Result<JsonOut<Value>, ApiError> {
+) -> Result<JsonOut<PageBody<Value>>, ApiError> {
     // The caller's own orders, whatever `customer` they ask for.
     let mut pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
@@ -204,7 +204,10 @@ async fn list(
     let query = ListQuery::from_query(&ORDER.list, Some(&query_string))?;
     let scope = kernel::auth::ReadScope::Member(shopper.as_service());
     let (total, rows) = kernel::resource::list(ctx, &ORDER, &scope, &query, "en", false).await?;
-    let rows = rows.into_iter().map(customer_view).collect();
+    let rows = rows
+        .into_iter()
+        .map(|r| customer_view(r.into_value()))
+        .collect();
     let origin = kernel::service::public_origin(ctx.platform.config(), &parts.headers);
     let base = format!("{origin}{}", parts.uri.path());
     Ok(JsonOut(page_body(

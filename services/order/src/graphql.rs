@@ -7,7 +7,7 @@
 use async_graphql::dynamic::{Field, FieldFuture, FieldValue, InputValue, Object, Type, TypeRef};
 use kernel::resource_graphql::{
     argument, error, field_result, input, payload, payload_type, workflow, writer, BelongsTo,
-    GraphqlResource, HasMany, InputKind, Pinned, Writer,
+    GraphqlResource, HasMany, InputKind, Pinned, Shown, Writer,
 };
 use serde_json::{json, Value};
 
@@ -43,6 +43,7 @@ pub static ORDER: GraphqlResource = GraphqlResource {
         key: "status_id",
         target: &STATUS,
         many: false,
+        shown: Shown::Ids,
     }],
     // Given on placement only.
     extra_inputs: &[

@@ -6,8 +6,9 @@ use axum::Json as JsonOut;
 use kernel::auth::{ProjectScope, ReadScope};
 use kernel::extract::{path_id as int_id, Json};
 use kernel::lang::Lang;
-use kernel::list::{fetch_page, page_body, Field as Col, Kind, ListQuery, ListSpec};
+use kernel::list::{fetch_page, page_body, Field as Col, Kind, ListQuery, ListSpec, PageBody};
 use kernel::resource::public_cache;
+use kernel::resource::Row;
 use kernel::routing::{get, post, Routes};
 use kernel::service::ServiceContext;
 use kernel::ApiError;
@@ -154,11 +155,12 @@ async fn collection_products(
         &PRODUCT.list,
         Some(&format!("ids={}&page_size=100", csv.join(","))),
     )?;
-    let (_, mut rows) = if ids.is_empty() {
+    let (_, rows) = if ids.is_empty() {
         (0, Vec::new())
     } else {
         kernel::resource::list(&ctx, &PRODUCT, &scope, &query, lang, false).await?
     };
+    let mut rows: Vec<Value> = rows.into_iter().map(Row::into_value).collect();
     rows.sort_by_key(|r| ids.iter().position(|id| r["id"].as_i64() == Some(*id)));
     let _ = uri;
     Ok(JsonOut(json!({"count": rows.len(), "results": rows})))
@@ -329,7 +331,7 @@ async fn price_history(
     State(ctx): State<ServiceContext>,
     scope: ProjectScope,
     OriginalUri(uri): OriginalUri,
-) -> Result<JsonOut<Value>, ApiError> {
+) -> Result<JsonOut<PageBody<Value>>, ApiError> {
     scope.require("product.view_product", &GRANTS)?;
     let query = ListQuery::from_query(&HISTORY, uri.query())?;
     let project = scope.project_id();

@@ -8,7 +8,7 @@ use async_graphql::dynamic::{
     Field, FieldFuture, FieldValue, InputObject, InputValue, Object, ResolverContext, Type, TypeRef,
 };
 use kernel::resource_graphql::{
-    argument, error, field_result, writer, BelongsTo, GraphqlResource, HasMany, InputKind,
+    argument, error, field_result, writer, BelongsTo, GraphqlResource, HasMany, InputKind, Shown,
 };
 use kernel::ApiError;
 use serde_json::{json, Value};
@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 use crate::{catalogue, images, merch, products, variants};
 
 const NONE: &[(&str, &str)] = &[];
+
+/// What a product row shows of its category and brand (joined, see `products::RELATED`).
+const JOINED: &[&str] = &["id", "name", "slug"];
 
 pub static PRODUCT: GraphqlResource = GraphqlResource {
     resource: &products::PRODUCT,
@@ -42,11 +45,11 @@ pub static PRODUCT: GraphqlResource = GraphqlResource {
     ],
     extra_inputs: &[("tags", InputKind::Strings), ("tag_ids", InputKind::Ids)],
     belongs_to: &[
-        BelongsTo::one("category", &CATEGORY),
-        BelongsTo::one("brand", &BRAND),
+        BelongsTo::one("category", &CATEGORY).showing(Shown::Object(JOINED)),
+        BelongsTo::one("brand", &BRAND).showing(Shown::Object(JOINED)),
         BelongsTo::one("schema", &SCHEMA),
         BelongsTo::one("shipping", &SHIPPING),
-        BelongsTo::many("tags", "tag_ids", &TAG),
+        BelongsTo::many("tags", "tag_ids", &TAG).showing(Shown::Names("tags")),
     ],
     roots: true,
     aliases: &[],

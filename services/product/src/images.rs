@@ -299,7 +299,14 @@ pub async fn list(
     kernel::resource::retrieve(ctx, &PRODUCT, scope, product_id, lang).await?;
     let query = format!("product={product_id}&page_size=50&{}", query.unwrap_or(""));
     let query = ListQuery::from_query(&PRODUCT_IMAGE.list, Some(&query))?;
-    kernel::resource::list(ctx, &PRODUCT_IMAGE, scope, &query, lang, false).await
+    let (total, rows) =
+        kernel::resource::list(ctx, &PRODUCT_IMAGE, scope, &query, lang, false).await?;
+    Ok((
+        total,
+        rows.into_iter()
+            .map(kernel::resource::Row::into_value)
+            .collect(),
+    ))
 }
 
 /// PATCH: alt text, position, primary flag, variant (the file and product stay).

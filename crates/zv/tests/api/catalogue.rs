@@ -1867,6 +1867,61 @@ async fn graphql_product_queries_shapes_and_batching() {
     assert_eq!(laptop_row["variants"][0]["product"]["id"], laptop_row["id"]);
     assert_eq!(laptop_row["category"]["name"], "Audio");
     assert_eq!(laptop_row["tags"][0]["name"], "pro");
+
+    // What a row already shows (its joined category, its tags' names) is not read again:
+    // the statements of the REST page (count, page, tags of the page), the same answers.
+    let shown = r#"{ products(limit: 50, orderBy: "created_at:ASC") { id category { id name } tags { id name } } }"#;
+    let mut fewest = usize::MAX;
+    let mut answer = Value::Null;
+    for _ in 0..3 {
+        let before = queries.load(std::sync::atomic::Ordering::SeqCst);
+        let (_, b, _) = app
+            .post("/graphql/product", gql(shown), Some(&owner.access))
+            .await;
+        fewest = fewest.min(queries.load(std::sync::atomic::Ordering::SeqCst) - before);
+        answer = b;
+    }
+    assert_eq!(fewest, 3, "count, page, tags of the page: {answer}");
+    let pick = |b: &Value| -> Vec<(Value, Value, Value)> {
+        b["data"]["products"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let c = &r["category"];
+                        (
+                            r["id"].clone(),
+                            json!([c["id"], c["name"]]),
+                            r["tags"].clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(pick(&answer), pick(&body), "{answer}");
+    // One product: the same from its own row.
+    let one = format!(
+        "{{ product(id: {}) {{ category {{ id name }} tags {{ id name }} }} }}",
+        laptop["id"]
+    );
+    let before = queries.load(std::sync::atomic::Ordering::SeqCst);
+    let (_, single, _) = app
+        .post("/graphql/product", gql(&one), Some(&owner.access))
+        .await;
+    let spent = queries.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(
+        (
+            single["data"]["product"]["category"]["name"].clone(),
+            single["data"]["product"]["tags"].clone()
+        ),
+        (
+            json!("Audio"),
+            json!([{"id": laptop["tag_ids"][0].to_string(), "name": "pro"}])
+        ),
+        "{single}"
+    );
+    assert!(spent <= 3, "the row and its tags: {spent}");
 }
 
 #[tokio::test]

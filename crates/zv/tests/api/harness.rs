@@ -575,13 +575,32 @@ pub fn count_queries() -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
 
 /// Counts every SQL statement sqlx runs, or (`skip_outbox`) all but those naming the outbox.
 pub fn count_statements(skip_outbox: bool) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    count_statements_split(skip_outbox).0
+}
+
+/// [`count_statements`], and apart those run while answering a request (inside its
+/// `request` span: the handler and the in-process calls it makes, not the relays and
+/// consumers that follow).
+pub fn count_statements_split(
+    skip_outbox: bool,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
     use tracing_subscriber::layer::SubscriberExt;
-    struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>, bool);
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counter {
+    use tracing_subscriber::registry::LookupSpan;
+    struct Counter {
+        all: Arc<AtomicUsize>,
+        in_requests: Arc<AtomicUsize>,
+        skip_outbox: bool,
+    }
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Counter {
         fn on_event(
             &self,
             event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
         ) {
             if event.metadata().target() != "sqlx::query" {
                 return;
@@ -598,17 +617,29 @@ pub fn count_statements(skip_outbox: bool) -> std::sync::Arc<std::sync::atomic::
             }
             let mut text = Text(String::new());
             event.record(&mut text);
+            let in_request = ctx
+                .event_scope(event)
+                .is_some_and(|mut scope| scope.any(|span| span.name() == "request"));
             // PRINT_SQL=1 (with --no-capture) shows what is counted.
             if std::env::var_os("PRINT_SQL").is_some() {
-                eprintln!("SQL: {}", text.0);
+                let origin = if in_request { "request" } else { "background" };
+                eprintln!("SQL ({origin}): {}", text.0);
             }
-            if !(self.1 && text.0.contains("zv_outbox")) {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !(self.skip_outbox && text.0.contains("zv_outbox")) {
+                self.all.fetch_add(1, SeqCst);
+                if in_request {
+                    self.in_requests.fetch_add(1, SeqCst);
+                }
             }
         }
     }
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let subscriber = tracing_subscriber::registry().with(Counter(count.clone(), skip_outbox));
+    let all = Arc::new(AtomicUsize::new(0));
+    let in_requests = Arc::new(AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(Counter {
+        all: all.clone(),
+        in_requests: in_requests.clone(),
+        skip_outbox,
+    });
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test process");
-    count
+    (all, in_requests)
 }

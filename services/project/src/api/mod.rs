@@ -31,7 +31,7 @@ pub fn list_query(spec: &ListSpec, uri: &Uri) -> Result<ListQuery, ApiError> {
 
 /// The DRF page; `next`/`previous` are path + query.
 pub fn page(uri: &Uri, total: i64, query: &ListQuery, results: Vec<Value>) -> Value {
-    page_body(uri.path(), uri.query(), total, query, results)
+    serde_json::json!(page_body(uri.path(), uri.query(), total, query, results))
 }
 
 /// The scope of the project a URL names: members (and platform staff) only; anyone else, and
