@@ -310,7 +310,8 @@ const STANDARD: &[&str] = &[
     "deleted_at",
 ];
 
-fn columns_of(field: &Field) -> Vec<String> {
+/// The columns a field is stored in (`name`, or `name_en`, `name_ar`, `name_fr`).
+pub(crate) fn columns_of(field: &Field) -> Vec<String> {
     if field.translated {
         SUPPORTED
             .iter()

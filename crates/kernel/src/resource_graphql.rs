@@ -98,10 +98,9 @@ impl BelongsTo {
             Shown::Object(fields) => fields,
             Shown::Names(_) => &["id", "name"],
         };
-        looks.iter().flat_map(|l| l.selection_fields()).all(|f| {
-            f.selection_set()
-                .all(|s| s.name() == "__typename" || fields.contains(&s.name()))
-        })
+        asked(looks)
+            .iter()
+            .all(|name| *name == "__typename" || fields.contains(name))
     }
 
     /// The related rows as the row shows them (`None`: it does not).
@@ -563,11 +562,7 @@ fn read_fields(
     outputs: &[Output],
     looks: &[async_graphql::Lookahead<'_>],
 ) -> Vec<String> {
-    let asked: Vec<&str> = looks
-        .iter()
-        .flat_map(|l| l.selection_fields())
-        .flat_map(|f| f.selection_set().map(|s| s.name()).collect::<Vec<_>>())
-        .collect();
+    let asked = asked(looks);
     let keys: Vec<&str> = outputs
         .iter()
         .filter(|o| asked.contains(&o.name.as_str()))
@@ -579,20 +574,24 @@ fn read_fields(
                 .map(|b| b.key),
         )
         .collect();
-    let reads = |f: &resource::Field, key: &str| {
-        key == f.name
-            || (f.translated
-                && SUPPORTED.iter().any(|l| {
-                    key.strip_prefix(f.name)
-                        .and_then(|rest| rest.strip_prefix('_'))
-                        == Some(*l)
-                }))
-    };
     g.resource
         .fields
         .iter()
-        .filter(|f| keys.iter().any(|k| reads(f, k)))
+        .filter(|f| {
+            let columns = resource::columns_of(f);
+            keys.iter()
+                .any(|k| *k == f.name || columns.iter().any(|c| c == k))
+        })
         .map(|f| f.name.to_owned())
+        .collect()
+}
+
+/// The names of the fields `looks` select, one level down (fragments included).
+fn asked<'a>(looks: &[async_graphql::Lookahead<'a>]) -> Vec<&'a str> {
+    looks
+        .iter()
+        .flat_map(|l| l.selection_fields())
+        .flat_map(|f| f.selection_set().map(|s| s.name()).collect::<Vec<_>>())
         .collect()
 }
 
@@ -627,15 +626,14 @@ fn prefetch<'a>(
             } else {
                 None
             };
+            let key = format!("__{}", rel.field);
             if let Some(shown) = shown {
-                let key = format!("__{}", rel.field);
                 for (row, related) in rows.iter_mut().zip(shown) {
                     row[&key] = related;
                 }
                 continue;
             }
             attach_related(svc, rel, scope, rows, lang, Some(wanted(rel.target, &sub))).await?;
-            let key = format!("__{}", rel.field);
             // The related rows once each, their own relations loaded, then put back.
             let mut related: Vec<Value> = Vec::new();
             for row in rows.iter() {
