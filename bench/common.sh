@@ -2,7 +2,10 @@
 # `zv up` on $ADDR with its own databases (dropped on exit), logs in a member of a new project
 # ($TOKEN, $PROJECT) and creates $SKUS products with 1 000 000 units each received through the
 # API ($WORK/ids holds their ids). Needs DB_URL, ADDR, SKUS and CONNECTIONS set. The server's
-# log is $WORK/zv.log (ZV_LOG_LEVEL, warn unless given).
+# log is $WORK/zv.log (ZV_LOG_LEVEL, warn unless given). With PIN_PG=1 (a script that compares
+# with pgbench), PostgreSQL is pinned to core 0 and the server and load generators to the other
+# core(s) (prefix their commands with "${PIN[@]}"), so the database gets the same CPU in every
+# row; the pinning is undone on exit.
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p zv ${ZV_FEATURES:+--features "$ZV_FEATURES"}
 BIN=target/release/zv
@@ -17,7 +20,16 @@ PASSWORD="Bench-pass-123"
 PRODUCT_DB="${ZV_DATABASE_PREFIX}zv_product_db"
 WORK=$(mktemp -d)
 
+CORES=$(nproc)
+PIN=()
+restore_pg() { for pid in $(pgrep -x postgres || true); do taskset -a -cp "0-$((CORES - 1))" "$pid" >/dev/null 2>&1 || true; done; }
+if [ "${PIN_PG:-0}" = 1 ] && command -v taskset >/dev/null && [ "$CORES" -ge 2 ]; then
+  PIN=(taskset -c "1-$((CORES - 1))")
+  for pid in $(pgrep -x postgres || true); do taskset -a -cp 0 "$pid" >/dev/null 2>&1 || true; done
+fi
+
 cleanup() {
+  [ ${#PIN[@]} -eq 0 ] || restore_pg
   kill "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   for service in auth project product inventory order billing; do
@@ -29,7 +41,7 @@ PIDS=()
 trap cleanup EXIT
 
 $BIN user create --username bench --email bench@example.com --password "$PASSWORD" >/dev/null
-ZV_LISTEN=$ADDR $BIN up > "$WORK/zv.log" 2>&1 & PIDS+=($!)
+ZV_LISTEN=$ADDR "${PIN[@]}" $BIN up > "$WORK/zv.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://$ADDR/health/" >/dev/null && break; sleep 0.2; done
 
 json() { python3 -c "import sys,json;print(json.load(sys.stdin)$1)"; }

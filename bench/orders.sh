@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# Orders placed per second through the gateway (POST /api/v1/order/orders/, 3 lines of 1000
-# SKUs), and the end-to-end latency from placement to the order's invoice. Each placement prices
-# the lines in the product service, writes the order, reserves the stock in the inventory service
-# (locked rows, allocations, stock events) and commits the order with its `order.created` event;
-# the billing service turns that event into the invoice (in-process bus, as `zv up` runs).
-# Needs PostgreSQL (ZV_DATABASE_URL) and wrk (installed from Debian if missing).
-#   bash bench/orders.sh              DURATION=20s CONNECTIONS=32 bash bench/orders.sh
+# Order placement against its limit, side by side in one run (rounds alternating, medians):
+#   placement      POST /api/v1/order/orders/ through the gateway, 3 lines of 1000 SKUs: prices
+#                  the lines (product), writes the order `placing`, reserves the stock
+#                  (inventory: locked rows, allocations, stock events), then commits the order
+#                  `pending` with its `order.created` event; billing turns the event into the
+#                  invoice (in-process bus, as `zv up` runs).
+#   reservation    POST /api/v1/inventory/reservations/, 3 lines of 1000 SKUs (its REST answer).
+#   least SQL      pgbench (prepared) on the hand-written minimal transactions of the same work:
+#                  bench/sql/order_placement.sql (order, lines, history, event) on the order
+#                  database and bench/sql/reservation.sql (conditional holds, reservation,
+#                  allocations, events) on the inventory database. A placement needs one of each,
+#                  so the limit of placements is 1 / (1/order + 1/reservation).
+# Then the lag from each placement to its invoice (p50/p99/max over every order of the run).
+# PostgreSQL is pinned to core 0, the server and the load generators to the other core(s).
+# Needs PostgreSQL (ZV_DATABASE_URL), pgbench and wrk (installed from Debian if missing).
+#   bash bench/orders.sh              DURATION=20s ROUNDS=5 CONNECTIONS=32 bash bench/orders.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 SKUS=1000
 ADDR=127.0.0.1:18012
 DB_URL=${ZV_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-contrib >/dev/null; }
 
+PIN_PG=1
 source bench/common.sh
 
 ORDER_DB="${DB_URL%/*}/${ZV_DATABASE_PREFIX}zv_order_db"
 BILLING_DB="${DB_URL%/*}/${ZV_DATABASE_PREFIX}zv_billing_db"
+INVENTORY_DB="${DB_URL%/*}/${ZV_DATABASE_PREFIX}zv_inventory_db"
 IDS=$(paste -sd, - < "$WORK/ids")
-cat > "$WORK/orders.lua" <<LUA
+lua() { # $1 = the body's extra JSON
+  cat <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
@@ -31,7 +45,7 @@ request = function()
     local id = ids[math.random(#ids)]
     if not used[id] then used[id] = true; chosen[#chosen + 1] = '{"product_id":' .. id .. ',"quantity":1}' end
   end
-  return wrk.format(nil, nil, nil, '{"items":[' .. table.concat(chosen, ",") .. ']}')
+  return wrk.format(nil, nil, nil, '{"items":[' .. table.concat(chosen, ",") .. ']$1}')
 end
 local shown = 0
 response = function(status, headers, body)
@@ -41,47 +55,118 @@ response = function(status, headers, body)
   end
 end
 LUA
+}
+lua "" > "$WORK/orders.lua"
+lua ',"expires_at":null' > "$WORK/reservations.lua"
+ORDERS="http://$ADDR/api/v1/order/orders/"
+RESERVATIONS="http://$ADDR/api/v1/inventory/reservations/"
+
 # One order by hand first: it must be placed and invoiced.
 FIRST=$(head -n 3 "$WORK/ids" | python3 -c 'import json,sys; print(json.dumps({"items": [{"product_id": int(l), "quantity": 1} for l in sys.stdin if l.strip()]}))')
-code=$(curl -s -o "$WORK/first.json" -w '%{http_code}' -X POST "http://$ADDR/api/v1/order/orders/" \
+code=$(curl -s -o "$WORK/first.json" -w '%{http_code}' -X POST "$ORDERS" \
   -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' --data "$FIRST")
 [ "$code" = 201 ] || { echo "placement check failed ($code): $(cat "$WORK/first.json")"; exit 1; }
-wrk -t1 -c"$CONNECTIONS" -d2s -s "$WORK/orders.lua" "http://$ADDR/api/v1/order/orders/" >/dev/null
+"${PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d2s -s "$WORK/orders.lua" "$ORDERS" >/dev/null
+
+# The least SQL's inputs: its outbox (not relayed), the first product and stock row (the ids of
+# both are consecutive) and events of the real size.
+for db in "$ORDER_DB" "$INVENTORY_DB"; do
+  psql -q "$db" -c "CREATE TABLE bench_outbox (LIKE zv_outbox INCLUDING ALL)"
+done
+read -r FIRST_ROW ROWS SPAN < <(psql -At -F' ' "$INVENTORY_DB" -c \
+  "SELECT min(id), count(*), max(id) - min(id) + 1 FROM stock_items WHERE project_id = $PROJECT")
+FIRST_PRODUCT=$(head -n 1 "$WORK/ids")
+[ "$ROWS" = "$SKUS" ] && [ "$SPAN" = "$SKUS" ] && [ "$(tail -n 1 "$WORK/ids")" = $((FIRST_PRODUCT + SKUS - 1)) ] \
+  || { echo "the stock rows or products are not consecutive: the least SQL cannot address them"; exit 1; }
+ORDER_EVENT=$(psql -At "$ORDER_DB" -c "SELECT envelope FROM zv_outbox WHERE event_type = 'order.created' LIMIT 1")
+STOCK_EVENT=$(psql -At "$INVENTORY_DB" -c "SELECT envelope FROM zv_outbox WHERE event_type = 'inventory.stock_changed' LIMIT 1")
 
 START=$(psql -At "$ORDER_DB" -c "SELECT COALESCE(max(id), 0) FROM orders")
-wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/orders.lua" "http://$ADDR/api/v1/order/orders/" > "$WORK/wrk.txt"
-# Let the last invoices land, then read both timestamps of every order of the run.
-for _ in $(seq 100); do
-  placed=$(psql -At "$ORDER_DB" -c "SELECT count(*) FROM orders WHERE id > $START AND status = 'pending'")
-  invoiced=$(psql -At "$BILLING_DB" -c "SELECT count(*) FROM invoices WHERE source_type = 'order' AND source_id > $START")
-  [ "$placed" = "$invoiced" ] && break
-  sleep 0.2
-done
-psql -At -F' ' "$ORDER_DB" -c "SELECT id, extract(epoch FROM updated_at) FROM orders WHERE id > $START AND status = 'pending'" > "$WORK/placed"
-psql -At -F' ' "$BILLING_DB" -c "SELECT source_id, extract(epoch FROM created_at) FROM invoices WHERE source_type = 'order' AND source_id > $START" > "$WORK/invoiced"
-DUPES=$(psql -At "$BILLING_DB" -c "SELECT count(*) - count(DISTINCT source_id) FROM invoices WHERE source_type = 'order'")
-
-python3 - "$WORK/wrk.txt" "$WORK/placed" "$WORK/invoiced" "$CONNECTIONS" "$DURATION" "$DUPES" <<'PY'
-import re, statistics, sys
-text = open(sys.argv[1]).read()
+wrk_row() { # $1 = name, $2 = script, $3 = url
+  "${PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$2" "$3" > "$WORK/wrk.txt"
+  python3 - "$1" "$WORK/wrk.txt" >> "$WORK/rows" <<'PY'
+import re, sys
+text = open(sys.argv[2]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 p50 = re.search(r"50%\s+([\d.]+\w+)", text).group(1)
 p99 = re.search(r"99%\s+([\d.]+\w+)", text).group(1)
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-errors = int(errors.group(1)) if errors else 0
-placed = dict(l.split() for l in open(sys.argv[2]) if l.strip())
-invoiced = dict(l.split() for l in open(sys.argv[3]) if l.strip())
+print(f"{sys.argv[1]}\t{rps:.0f}\t{p50}\t{p99}\t{errors.group(1) if errors else 0}")
+PY
+}
+pgbench_row() { # $1 = name, $2 = database, $3 = script, $4 = product or stock row, $5 = event
+  local tps
+  tps=$("${PIN[@]}" pgbench -n -M prepared -c "$CONNECTIONS" -j 1 -T "${DURATION%s}" \
+    -D project="$PROJECT" -D first="$4" -D envelope="$5" -f "$3" "$2" 2>&1 \
+    | python3 -c 'import re,sys;t=sys.stdin.read();m=re.search(r"tps = ([\d.]+)", t);print(round(float(m.group(1))) if m and "aborted" not in t else 0)')
+  printf '%s\t%s\t\t\t0\n' "$1" "$tps" >> "$WORK/rows"
+}
+# Placements whose invoice is not there yet (the next round starts when billing has caught up).
+behind() {
+  local placed invoiced
+  placed=$(psql -At "$ORDER_DB" -c "SELECT count(*) FROM orders WHERE id > $START AND status = 'pending' AND source <> 'pgbench'")
+  invoiced=$(psql -At "$BILLING_DB" -c "SELECT count(*) FROM invoices WHERE source_type = 'order' AND source_id > $START")
+  echo $((placed - invoiced))
+}
+settle() { for _ in $(seq 150); do [ "$(behind)" = 0 ] && return; sleep 0.2; done; }
+
+: > "$WORK/rows"
+for round in $(seq "$ROUNDS"); do
+  echo "round $round of $ROUNDS" >&2
+  pgbench_row order_sql "$ORDER_DB" bench/sql/order_placement.sql "$FIRST_PRODUCT" "$ORDER_EVENT"
+  pgbench_row reservation_sql "$INVENTORY_DB" bench/sql/reservation.sql "$FIRST_ROW" "$STOCK_EVENT"
+  wrk_row reservation "$WORK/reservations.lua" "$RESERVATIONS"
+  wrk_row placement "$WORK/orders.lua" "$ORDERS"
+  settle
+done
+
+psql -At -F' ' "$ORDER_DB" -c "SELECT id, extract(epoch FROM updated_at) FROM orders WHERE id > $START AND status = 'pending' AND source <> 'pgbench'" > "$WORK/placed"
+psql -At -F' ' "$BILLING_DB" -c "SELECT source_id, extract(epoch FROM created_at) FROM invoices WHERE source_type = 'order' AND source_id > $START" > "$WORK/invoiced"
+DUPES=$(psql -At "$BILLING_DB" -c "SELECT count(*) - count(DISTINCT source_id) FROM invoices WHERE source_type = 'order'")
+# Held units must still add up: every row's reserved units are its active allocations.
+DIFF=$(psql -At "$INVENTORY_DB" -c "
+  SELECT count(*) FROM stock_items s WHERE s.reserved_quantity <> COALESCE((SELECT sum(a.quantity)
+    FROM reservation_allocations a JOIN reservation_items i ON i.id = a.item_id
+    JOIN reservations r ON r.id = i.reservation_id WHERE a.inventory_id = s.id AND r.status = 'active'), 0)")
+
+python3 - "$WORK/rows" "$WORK/placed" "$WORK/invoiced" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$DUPES" "$DIFF" <<'PY'
+import sys
+rows_path, placed_path, invoiced_path, conns, dur, rounds, dupes, diff = sys.argv[1:]
+by = {}
+for line in open(rows_path):
+    name, rps, p50, p99, err = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
+    by.setdefault(name, []).append((float(rps), p50, p99, int(err or 0)))
+median = {k: sorted(v, key=lambda r: r[0])[len(v) // 2] for k, v in by.items()}
+errors = sum(r[3] for v in by.values() for r in v)
+failed_sql = [k for k, v in by.items() if k.endswith("_sql") and any(r[0] == 0 for r in v)]
+order_sql, reservation_sql = median["order_sql"][0], median["reservation_sql"][0]
+limit = 1 / (1 / order_sql + 1 / reservation_sql) if order_sql and reservation_sql else 0
+placed = dict(l.split() for l in open(placed_path) if l.strip())
+invoiced = dict(l.split() for l in open(invoiced_path) if l.strip())
 lags = sorted((float(invoiced[k]) - float(v)) * 1000 for k, v in placed.items() if k in invoiced)
 missing = len(placed) - len(lags)
-conns, dur, dupes = sys.argv[4], sys.argv[5], int(sys.argv[6])
 q = lambda p: lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
-print(f"\n3-line orders through the gateway, {conns} connections, {dur}\n")
-print("| measure | value |")
-print("|---|---:|")
-print(f"| orders placed per second | {rps:.0f} |")
-print(f"| placement latency p50 / p99 | {p50} / {p99} |")
-print(f"| placement → invoice, p50 / p99 / max (all {len(lags)} orders of the run) | {q(0.5):.1f} ms / {q(0.99):.1f} ms / {lags[-1] if lags else float('nan'):.1f} ms |")
-print(f"\nnon-2xx answers: {errors}; orders without an invoice: {missing}; duplicate invoices: {dupes}")
-if errors or missing or dupes:
-    sys.exit("some requests failed or invoices are missing or doubled: the figures above do not count")
+
+def row(label, key, of=None, target=None):
+    rps, p50, p99, _ = median[key]
+    rounds_ = " / ".join(f"{r[0]:.0f}" for r in by[key])
+    ratio = ""
+    if of:
+        ratio = f"{rps / of:.0%}" + (f" ({'✓' if rps / of >= target else '✗'} ≥ {target:.0%})" if target else "")
+    print(f"| {label} | {rps:.0f} | {p50 or '—'} | {p99 or '—'} | {rounds_} | {ratio} |")
+
+print(f"\n3-line placements and reservations, {conns} connections, {rounds} alternating rounds of {dur}, median round\n")
+print("| path | per second | p50 | p99 | rounds | of its least SQL |")
+print("|---|---:|---:|---:|---|---:|")
+row("least SQL: the order's transaction (pgbench, order database)", "order_sql")
+row("least SQL: the reservation's transaction (pgbench, inventory database)", "reservation_sql")
+print(f"| least SQL: both, one placement (1 / (1/order + 1/reservation)) | {limit:.0f} | | | | |")
+row("reservation, REST (3 lines)", "reservation", reservation_sql)
+row("**placement, REST (3 lines)**", "placement", limit, 0.5)
+lag_ok = "✓" if q(0.99) < 1000 else "✗"
+print(f"\nplacement → invoice over all {len(lags)} placements: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms ({lag_ok} < 1 s), max {lags[-1] if lags else float('nan'):.1f} ms")
+print(f"non-2xx answers: {errors}; orders without an invoice: {missing}; duplicate invoices: {dupes}; "
+      f"rows whose held units disagree with the active reservations: {diff}")
+if errors or missing or int(dupes) or int(diff) or failed_sql:
+    sys.exit(f"failures (sql runs failed: {failed_sql}): the figures above do not count")
 PY

@@ -134,17 +134,25 @@ impl IntegrationEvent for TransferCompleted {
     const TYPE: &'static str = "inventory.transfer_completed";
 }
 
+/// A reservation held for an order: new, or the order's active one with the same lines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Held {
+    pub id: i64,
+    pub reservation_number: String,
+    pub created: bool,
+}
+
 /// The inventory service's reservations as the order service calls them (inventory.md §6.4).
 /// Bodies and answers are the REST ones; the scope is the caller's, acting as a service.
 #[async_trait::async_trait]
 pub trait Stock: Send + Sync {
-    /// `POST reservations/` → (created, reservation). The same `order_id` with the same lines
+    /// `POST reservations/` → the reservation held. The same `order_id` with the same lines
     /// answers the existing reservation, so a retry never holds twice.
     async fn reserve(
         &self,
         scope: &kernel::auth::ProjectScope,
         body: &serde_json::Value,
-    ) -> Result<serde_json::Value, kernel::ApiError>;
+    ) -> Result<Held, kernel::ApiError>;
 
     /// `POST reservations/release-by-order/`.
     async fn release_by_order(

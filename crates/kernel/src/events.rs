@@ -337,18 +337,56 @@ impl Outbox {
         actor_id: Option<i64>,
         event: &E,
     ) -> anyhow::Result<Envelope> {
-        let envelope = Envelope::new(self.inner.source, project_id, actor_id, event)?;
+        let envelope = self.envelope(project_id, actor_id, event)?;
+        self.record_all(tx, std::slice::from_ref(&envelope)).await?;
+        Ok(envelope)
+    }
+
+    /// `event` in its envelope from this service, to be written with [`record_all`](Self::record_all).
+    pub fn envelope<E: IntegrationEvent>(
+        &self,
+        project_id: Option<i64>,
+        actor_id: Option<i64>,
+        event: &E,
+    ) -> anyhow::Result<Envelope> {
+        Ok(Envelope::new(
+            self.inner.source,
+            project_id,
+            actor_id,
+            event,
+        )?)
+    }
+
+    /// Writes several events in the caller's transaction with one statement, in the given
+    /// order (the order they are relayed in).
+    pub async fn record_all(
+        &self,
+        tx: &mut PgConnection,
+        envelopes: &[Envelope],
+    ) -> anyhow::Result<()> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
+        let types: Vec<&str> = envelopes.iter().map(|e| e.event_type.as_str()).collect();
+        let projects: Vec<Option<i64>> = envelopes.iter().map(|e| e.project_id).collect();
+        let bodies = envelopes
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<Value>, _>>()?;
         sqlx::query(
             "INSERT INTO zv_outbox (event_id, event_type, project_id, envelope) \
-             VALUES ($1, $2, $3, $4)",
+             SELECT e.id, e.type, e.project, e.body \
+             FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::jsonb[]) \
+               WITH ORDINALITY AS e(id, type, project, body, n) ORDER BY n",
         )
-        .bind(envelope.id)
-        .bind(&envelope.event_type)
-        .bind(envelope.project_id)
-        .bind(serde_json::to_value(&envelope)?)
+        .bind(&ids)
+        .bind(&types)
+        .bind(&projects)
+        .bind(&bodies)
         .execute(tx)
         .await?;
-        Ok(envelope)
+        Ok(())
     }
 
     /// After commit: delivers what is pending now, so in-process consumers see the change
@@ -405,15 +443,10 @@ impl Outbox {
                 })
                 .collect();
             let mut failure = None;
+            let mut published = Vec::new();
             for outcome in self.deliver_batch(pending).await {
                 match outcome.result {
-                    Ok(()) => {
-                        sqlx::query("UPDATE zv_outbox SET published_at = now() WHERE id = $1")
-                            .bind(outcome.id)
-                            .execute(&mut *tx)
-                            .await?;
-                        delivered += 1;
-                    }
+                    Ok(()) => published.push(outcome.id),
                     Err(e) => {
                         sqlx::query(
                             "UPDATE zv_outbox SET attempts = attempts + 1, last_error = $2, \
@@ -432,6 +465,14 @@ impl Outbox {
                     }
                 }
             }
+            // Every delivered event of the batch marked in one statement.
+            if !published.is_empty() {
+                sqlx::query("UPDATE zv_outbox SET published_at = now() WHERE id = ANY($1)")
+                    .bind(&published)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            delivered += published.len();
             tx.commit().await?;
             if let Some(e) = failure {
                 return Err(e);

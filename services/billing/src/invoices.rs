@@ -423,26 +423,36 @@ async fn write_lines(tx: &mut PgConnection, invoice: i64, lines: &[Line]) -> Res
         .bind(invoice)
         .execute(&mut *tx)
         .await?;
-    for (n, l) in lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO invoice_items (invoice_id, description, product_id, variant_id, quantity, \
-               unit_price, discount, tax_rate, tax_amount, total, position) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(invoice)
-        .bind(&l.description)
-        .bind(l.product_id)
-        .bind(l.variant_id)
-        .bind(l.quantity)
-        .bind(l.unit_price)
-        .bind(l.discount)
-        .bind(l.tax_rate)
-        .bind(l.tax)
-        .bind(l.total)
-        .bind(n as i32)
-        .execute(&mut *tx)
-        .await?;
-    }
+    insert_lines(tx, invoice, lines).await
+}
+
+/// Writes an invoice's lines, in one statement, at positions 0, 1, … in the order given.
+async fn insert_lines(tx: &mut PgConnection, invoice: i64, lines: &[Line]) -> Result<(), ApiError> {
+    let decimals = |f: fn(&Line) -> Decimal| lines.iter().map(f).collect::<Vec<_>>();
+    let ids = |f: fn(&Line) -> Option<i64>| lines.iter().map(f).collect::<Vec<_>>();
+    let descriptions: Vec<&str> = lines.iter().map(|l| l.description.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO invoice_items (invoice_id, description, product_id, variant_id, quantity, \
+           unit_price, discount, tax_rate, tax_amount, total, position) \
+         SELECT $1, l.description, l.product_id, l.variant_id, l.quantity, l.unit_price, \
+           l.discount, l.tax_rate, l.tax, l.total, (l.n - 1)::int \
+         FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::numeric[], $6::numeric[], \
+           $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[]) WITH ORDINALITY \
+           AS l(description, product_id, variant_id, quantity, unit_price, discount, tax_rate, \
+             tax, total, n) ORDER BY l.n",
+    )
+    .bind(invoice)
+    .bind(&descriptions)
+    .bind(ids(|l| l.product_id))
+    .bind(ids(|l| l.variant_id))
+    .bind(decimals(|l| l.quantity))
+    .bind(decimals(|l| l.unit_price))
+    .bind(decimals(|l| l.discount))
+    .bind(decimals(|l| l.tax_rate))
+    .bind(decimals(|l| l.tax))
+    .bind(decimals(|l| l.total))
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -734,22 +744,27 @@ impl EventHandler for OrderInvoicer {
             .bind(&event.currency)
             .fetch_one(&mut *tx)
             .await?;
-            for (n, line) in event.items.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO invoice_items (invoice_id, description, product_id, variant_id, \
-                       quantity, unit_price, total, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(id)
-                .bind(line.sku.clone().unwrap_or_else(|| format!("Product {}", line.product_id)))
-                .bind(line.product_id)
-                .bind(line.variant_id)
-                .bind(Decimal::from(line.quantity))
-                .bind(dec(&line.unit_price))
-                .bind(dec(&line.total_price))
-                .bind(n as i32)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let lines: Vec<Line> = event
+                .items
+                .iter()
+                .map(|line| Line {
+                    description: line
+                        .sku
+                        .clone()
+                        .unwrap_or_else(|| format!("Product {}", line.product_id)),
+                    product_id: Some(line.product_id),
+                    variant_id: line.variant_id,
+                    quantity: Decimal::from(line.quantity),
+                    unit_price: dec(&line.unit_price),
+                    discount: Decimal::ZERO,
+                    tax_rate: Decimal::ZERO,
+                    tax: Decimal::ZERO,
+                    total: dec(&line.total_price),
+                })
+                .collect();
+            insert_lines(&mut tx, id, &lines)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
             let row = ledger::lock_invoice(&mut tx, project_id, id).await?;
             self.ctx
                 .outbox

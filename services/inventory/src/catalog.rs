@@ -194,11 +194,14 @@ async fn replica_product(
     .await
 }
 
+/// (product, name, active, deleted) of a variant.
+type VariantRow = (i64, String, bool, bool);
+
 async fn replica_variant(
     pool: &PgPool,
     project_id: i64,
     variant_id: i64,
-) -> sqlx::Result<Option<(i64, String, bool, bool)>> {
+) -> sqlx::Result<Option<VariantRow>> {
     sqlx::query_as(
         "SELECT product_id, name, is_active, deleted FROM catalog_variants \
          WHERE variant_id = $1 AND project_id = $2",
@@ -246,16 +249,10 @@ pub async fn check(
             }
         }
     }
-    let Some((name, active, tracked, deleted, threshold)) = product else {
-        return Err(unknown("product_id", product_id));
-    };
-    if deleted || !active {
-        return Err(unavailable("product", product_id));
-    }
-    let mut name = name;
+    let mut variant = None;
     if let Some(variant_id) = variant_id {
-        let mut variant = replica_variant(&ctx.pool, project_id, variant_id).await?;
-        if variant.is_none() {
+        let mut found = replica_variant(&ctx.pool, project_id, variant_id).await?;
+        if found.is_none() {
             if let Some(catalog) = lookup() {
                 if let Some(Listed { item, deleted }) = catalog
                     .variant(project_id, variant_id)
@@ -264,10 +261,77 @@ pub async fn check(
                 {
                     let mut db = ctx.pool.acquire().await?;
                     save_variant(&mut db, project_id, &item, deleted, Utc::now()).await?;
-                    variant = replica_variant(&ctx.pool, project_id, variant_id).await?;
+                    found = replica_variant(&ctx.pool, project_id, variant_id).await?;
                 }
             }
         }
+        variant = Some((variant_id, found));
+    }
+    judge(product_id, product, variant)
+}
+
+/// [`check`] of several lines: the replica is read once for all of them (a line it has not
+/// heard of yet is looked up as [`check`] does). The answers are in the order of `wanted`.
+pub async fn check_all(
+    ctx: &ServiceContext,
+    project_id: i64,
+    wanted: &[(i64, Option<i64>)],
+) -> Result<Vec<Stocked>, ApiError> {
+    let products: Vec<i64> = wanted.iter().map(|w| w.0).collect();
+    let variants: Vec<i64> = wanted.iter().filter_map(|w| w.1).collect();
+    let product_rows: Vec<(i64, String, bool, bool, bool, Option<i32>)> = sqlx::query_as(
+        "SELECT product_id, name, is_active, track_inventory, deleted, low_stock_threshold \
+         FROM catalog_products WHERE project_id = $1 AND product_id = ANY($2)",
+    )
+    .bind(project_id)
+    .bind(&products)
+    .fetch_all(&ctx.pool)
+    .await?;
+    let variant_rows: Vec<(i64, i64, String, bool, bool)> = if variants.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT variant_id, product_id, name, is_active, deleted FROM catalog_variants \
+             WHERE project_id = $1 AND variant_id = ANY($2)",
+        )
+        .bind(project_id)
+        .bind(&variants)
+        .fetch_all(&ctx.pool)
+        .await?
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    for &(product_id, variant_id) in wanted {
+        let product = product_rows
+            .iter()
+            .find(|r| r.0 == product_id)
+            .map(|r| (r.1.clone(), r.2, r.3, r.4, r.5));
+        let variant = variant_id.map(|id| {
+            let row = variant_rows.iter().find(|r| r.0 == id);
+            (id, row.map(|r| (r.1, r.2.clone(), r.3, r.4)))
+        });
+        let known = product.is_some() && variant.as_ref().is_none_or(|v| v.1.is_some());
+        out.push(if known {
+            judge(product_id, product, variant)?
+        } else {
+            check(ctx, project_id, product_id, variant_id).await?
+        });
+    }
+    Ok(out)
+}
+
+/// What the replica's rows of a product (and a variant: its id and row) allow.
+fn judge(
+    product_id: i64,
+    product: Option<ProductRow>,
+    variant: Option<(i64, Option<VariantRow>)>,
+) -> Result<Stocked, ApiError> {
+    let Some((mut name, active, tracked, deleted, threshold)) = product else {
+        return Err(unknown("product_id", product_id));
+    };
+    if deleted || !active {
+        return Err(unavailable("product", product_id));
+    }
+    if let Some((variant_id, variant)) = variant {
         match variant {
             Some((owner, _, _, _)) if owner != product_id => {
                 return Err(ApiError::field(

@@ -157,53 +157,94 @@ pub async fn change(
     } else {
         None
     };
-    publish(
-        ctx, tx, actor, &levels, quantity, reserved, entry, &movement,
-    )
-    .await?;
+    let events = events(ctx, actor, &levels, quantity, reserved, entry, &movement)?;
+    ctx.outbox.record_all(tx, &events).await?;
     Ok(Outcome::Done { levels, movement })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn publish(
+/// Adds `reserved` units (signed) to each `(row, reserved)` of locked rows, in one statement,
+/// and writes their events in another; the caller writes `also` (its own events) with them.
+/// All or nothing: a row the change cannot cover fails the whole (`insufficient_stock`).
+pub async fn reserve_many(
     ctx: &ServiceContext,
     tx: &mut PgConnection,
+    actor: &Actor,
+    changes: &[(i64, i64)],
+    also: Vec<kernel::events::Envelope>,
+) -> Result<(), ApiError> {
+    let rows: Vec<i64> = changes.iter().map(|c| c.0).collect();
+    let units: Vec<i64> = changes.iter().map(|c| c.1).collect();
+    let changed: Vec<Levels> = sqlx::query_as(
+        "UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
+           version = s.version + 1, updated_at = now(), updated_by = $3 \
+         FROM unnest($1::bigint[], $2::bigint[]) AS c(id, units) \
+         WHERE s.id = c.id AND s.reserved_quantity + c.units >= 0 \
+           AND s.reserved_quantity + c.units <= s.quantity \
+         RETURNING s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, \
+           s.reserved_quantity, s.available_quantity, s.low_stock_threshold, s.version",
+    )
+    .bind(&rows)
+    .bind(&units)
+    .bind(actor.user_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if changed.len() != changes.len() {
+        // The rows were locked and planned: another writer broke the plan.
+        return Err(ApiError::conflict("conflict", "Stock changed meanwhile.").transient());
+    }
+    let mut all = Vec::with_capacity(changed.len() + also.len());
+    for (levels, (_, units)) in changed.iter().zip(changes) {
+        all.extend(events(
+            ctx,
+            actor,
+            levels,
+            0,
+            *units,
+            &Entry::default(),
+            &None,
+        )?);
+    }
+    all.extend(also);
+    ctx.outbox.record_all(tx, &all).await?;
+    Ok(())
+}
+
+/// The events of one row's change: `inventory.stock_changed` and the threshold crossings.
+fn events(
+    ctx: &ServiceContext,
     actor: &Actor,
     levels: &Levels,
     quantity: i64,
     reserved: i64,
     entry: &Entry<'_>,
     movement: &Option<Value>,
-) -> Result<(), ApiError> {
+) -> Result<Vec<kernel::events::Envelope>, ApiError> {
     let outbox = &ctx.outbox;
     let project = Some(actor.project_id);
     let after = i64::from(levels.available_quantity);
     let before = after - (quantity - reserved);
     let threshold = i64::from(levels.low_stock_threshold);
-    outbox
-        .record(
-            tx,
-            project,
-            actor.user_id,
-            &StockChanged {
-                inventory_id: levels.id,
-                product_id: levels.product_id,
-                variant_id: levels.variant_id,
-                warehouse_id: levels.warehouse,
-                quantity: levels.quantity.into(),
-                reserved_quantity: levels.reserved_quantity.into(),
-                available_quantity: after,
-                delta: quantity,
-                movement_id: movement.as_ref().and_then(|m| m["id"].as_i64()),
-                reason_code: if entry.reason_code.is_empty() {
-                    "reservation".into()
-                } else {
-                    entry.reason_code.to_owned()
-                },
-                version: levels.version,
+    let mut out = vec![outbox.envelope(
+        project,
+        actor.user_id,
+        &StockChanged {
+            inventory_id: levels.id,
+            product_id: levels.product_id,
+            variant_id: levels.variant_id,
+            warehouse_id: levels.warehouse,
+            quantity: levels.quantity.into(),
+            reserved_quantity: levels.reserved_quantity.into(),
+            available_quantity: after,
+            delta: quantity,
+            movement_id: movement.as_ref().and_then(|m| m["id"].as_i64()),
+            reason_code: if entry.reason_code.is_empty() {
+                "reservation".into()
+            } else {
+                entry.reason_code.to_owned()
             },
-        )
-        .await?;
+            version: levels.version,
+        },
+    )?];
     let alert = || StockAlert {
         inventory_id: levels.id,
         product_id: levels.product_id,
@@ -213,21 +254,15 @@ async fn publish(
         threshold,
     };
     if before > threshold && after <= threshold {
-        outbox
-            .record(tx, project, actor.user_id, &LowStock(alert()))
-            .await?;
+        out.push(outbox.envelope(project, actor.user_id, &LowStock(alert()))?);
     }
     if before > 0 && after == 0 {
-        outbox
-            .record(tx, project, actor.user_id, &OutOfStock(alert()))
-            .await?;
+        out.push(outbox.envelope(project, actor.user_id, &OutOfStock(alert()))?);
     }
     if before <= threshold && after > threshold {
-        outbox
-            .record(tx, project, actor.user_id, &Restocked(alert()))
-            .await?;
+        out.push(outbox.envelope(project, actor.user_id, &Restocked(alert()))?);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The 422 of a decrease or reservation the stock cannot cover.

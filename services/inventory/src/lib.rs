@@ -18,6 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json as JsonOut;
+use integration::inventory::Held;
 use kernel::auth::{Principal, ProjectScope};
 use kernel::extract::{Json, Params};
 use kernel::lang::Lang;
@@ -299,10 +300,8 @@ const CALLER: &str = "order";
 
 #[async_trait::async_trait]
 impl integration::inventory::Stock for Reservations {
-    async fn reserve(&self, scope: &ProjectScope, body: &Value) -> Result<Value, ApiError> {
-        reservations::create(&self.0, &scope.as_service(), CALLER, body)
-            .await
-            .map(|(_, r)| r)
+    async fn reserve(&self, scope: &ProjectScope, body: &Value) -> Result<Held, ApiError> {
+        reservations::create_held(&self.0, &scope.as_service(), CALLER, body).await
     }
 
     async fn release_by_order(&self, scope: &ProjectScope, order_id: &str) -> Result<(), ApiError> {

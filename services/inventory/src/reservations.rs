@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use integration::inventory::{
-    ReservationConfirmed, ReservationCreated, ReservationEvent, ReservationExpired,
+    Held, ReservationConfirmed, ReservationCreated, ReservationEvent, ReservationExpired,
     ReservationLine, ReservationReleased,
 };
 use kernel::auth::ProjectScope;
@@ -300,16 +300,18 @@ async fn check_lines(
     project_id: i64,
     lines: Vec<Line>,
 ) -> Result<Vec<Checked>, ApiError> {
-    let mut out = Vec::with_capacity(lines.len());
-    for line in lines {
-        let stocked = catalog::check(ctx, project_id, line.product_id, line.variant_id).await?;
-        out.push(Checked {
+    let wanted: Vec<(i64, Option<i64>)> =
+        lines.iter().map(|l| (l.product_id, l.variant_id)).collect();
+    let stocked = catalog::check_all(ctx, project_id, &wanted).await?;
+    Ok(lines
+        .into_iter()
+        .zip(stocked)
+        .map(|(line, stocked)| Checked {
             line,
             name: stocked.name,
             tracked: stocked.tracked,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// A stock row a line may take from, locked.
@@ -639,20 +641,30 @@ pub async fn create(
     username: &str,
     body: &Value,
 ) -> Result<(bool, Value), ApiError> {
+    let held = create_held(ctx, scope, username, body).await?;
+    let mut shaped = show(ctx, scope, held.id).await?;
+    if held.created {
+        with_available(ctx, scope.project_id(), &mut shaped).await?;
+    }
+    Ok((held.created, shaped))
+}
+
+/// [`create`] for a caller that needs only the reservation's number (an order's placement).
+pub async fn create_held(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    username: &str,
+    body: &Value,
+) -> Result<Held, ApiError> {
     scope.require("inventory.reserve_stock", &STOCK_GRANTS)?;
     let (head, lines) = parse_request(body)?;
     let key = lines_key(&lines);
     let lines = check_lines(ctx, scope.project_id(), lines).await?;
     let request = Request { head, lines, key };
     let actor = Actor::member(scope, username);
-    let (created, id) =
-        kernel::db::retry_transient(|| attempt_create(ctx, &actor, &request)).await?;
+    let held = kernel::db::retry_transient(|| attempt_create(ctx, &actor, &request)).await?;
     ctx.outbox.nudge();
-    let mut shaped = show(ctx, scope, id).await?;
-    if created {
-        with_available(ctx, scope.project_id(), &mut shaped).await?;
-    }
-    Ok((created, shaped))
+    Ok(held)
 }
 
 /// The same order's active reservation: the same lines → it (200), else 409.
@@ -661,17 +673,21 @@ async fn existing_for_order(
     project_id: i64,
     order_id: &str,
     key: &str,
-) -> Result<Option<i64>, ApiError> {
-    let found: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, lines_key FROM reservations WHERE project_id = $1 AND order_id = $2 \
-         AND status = 'active'",
+) -> Result<Option<Held>, ApiError> {
+    let found: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, reservation_number, lines_key FROM reservations \
+         WHERE project_id = $1 AND order_id = $2 AND status = 'active'",
     )
     .bind(project_id)
     .bind(order_id)
     .fetch_optional(&mut *tx)
     .await?;
     match found {
-        Some((id, k)) if k == key => Ok(Some(id)),
+        Some((id, reservation_number, k)) if k == key => Ok(Some(Held {
+            id,
+            reservation_number,
+            created: false,
+        })),
         Some(_) => Err(ApiError::conflict(
             "reservation_exists",
             "This order already has an active reservation with other lines: adjust or release it.",
@@ -684,13 +700,13 @@ async fn attempt_create(
     ctx: &ServiceContext,
     actor: &Actor,
     request: &Request,
-) -> Result<(bool, i64), ApiError> {
+) -> Result<Held, ApiError> {
     let project_id = actor.project_id;
     let mut tx = ctx.pool.begin().await?;
     ledger::lock_timeout(&mut tx).await?;
     if let Some(order_id) = &request.head.order_id {
-        if let Some(id) = existing_for_order(&mut tx, project_id, order_id, &request.key).await? {
-            return Ok((false, id));
+        if let Some(held) = existing_for_order(&mut tx, project_id, order_id, &request.key).await? {
+            return Ok(held);
         }
     }
     // The header first: a concurrent create for the same order waits here and then finds it.
@@ -717,7 +733,7 @@ async fn attempt_create(
         let mut tx = ctx.pool.begin().await?;
         let order_id = request.head.order_id.as_deref().unwrap_or_default();
         return match existing_for_order(&mut tx, project_id, order_id, &request.key).await? {
-            Some(id) => Ok((false, id)),
+            Some(held) => Ok(held),
             // The other create rolled back: this one runs again.
             None => Err(ApiError::conflict("conflict", "Concurrent create.").transient()),
         };
@@ -737,82 +753,95 @@ async fn attempt_create(
         }
     }
     let plans = planned.map_err(ledger::insufficient_lines)?;
-    let mut plans = plans.into_iter();
-    for checked in &request.lines {
-        let line = &checked.line;
-        let item: i64 = sqlx::query_scalar(
-            "INSERT INTO reservation_items (reservation_id, product_id, variant_id, product_name, \
-               quantity, warehouse_id, inventory_id, tracked) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(id)
-        .bind(line.product_id)
-        .bind(line.variant_id)
-        .bind(&checked.name)
-        .bind(line.quantity as i32)
-        .bind(line.warehouse_id)
-        .bind(line.inventory_id)
-        .bind(checked.tracked)
-        .fetch_one(&mut *tx)
-        .await?;
+    write_lines(&mut tx, id, &request.lines, &plans).await?;
+    let created = ReservationCreated(ReservationEvent {
+        reservation_id: id,
+        reservation_number: number.clone(),
+        order_id: request.head.order_id.clone(),
+        reference: request.head.reference.clone(),
+        items: request
+            .lines
+            .iter()
+            .map(|c| ReservationLine {
+                product_id: c.line.product_id,
+                variant_id: c.line.variant_id,
+                quantity: c.line.quantity,
+            })
+            .collect(),
+        reason: None,
+    });
+    let created = ctx
+        .outbox
+        .envelope(Some(project_id), actor.user_id, &created)?;
+    ledger::reserve_many(ctx, &mut tx, actor, &units_by_row(&plans), vec![created]).await?;
+    tx.commit().await?;
+    Ok(Held {
+        id,
+        reservation_number: number,
+        created: true,
+    })
+}
+
+/// The units each row holds for `plans`: `(row, units)`, by row.
+fn units_by_row(plans: &[Vec<Allocation>]) -> Vec<(i64, i64)> {
+    let mut held: BTreeMap<i64, i64> = BTreeMap::new();
+    for (row, _, units) in plans.iter().flatten() {
+        *held.entry(*row).or_default() += units;
+    }
+    held.into_iter().collect()
+}
+
+/// Writes the lines of a new reservation and the allocations of its tracked ones (`plans`,
+/// in the order of the tracked lines) in one statement.
+async fn write_lines(
+    tx: &mut PgConnection,
+    reservation_id: i64,
+    lines: &[Checked],
+    plans: &[Vec<Allocation>],
+) -> Result<(), ApiError> {
+    let mut plans = plans.iter();
+    let (mut at, mut rows, mut warehouses, mut units) = (vec![], vec![], vec![], vec![]);
+    for (n, checked) in lines.iter().enumerate() {
         if !checked.tracked {
             continue;
         }
-        for (row, warehouse, quantity) in plans.next().unwrap_or_default() {
-            hold(ctx, &mut tx, actor, item, row, warehouse, quantity).await?;
+        for (row, warehouse, quantity) in plans.next().into_iter().flatten() {
+            at.push(n as i64 + 1);
+            rows.push(*row);
+            warehouses.push(*warehouse);
+            units.push(*quantity as i32);
         }
     }
-    let header = Header {
-        id,
-        reservation_number: number,
-        order_id: request.head.order_id.clone(),
-        reference: request.head.reference.clone(),
-        status: "active".into(),
-        overdue: false,
-    };
-    let payload = event(&mut tx, &header, None).await?;
-    ctx.outbox
-        .record(
-            &mut tx,
-            Some(project_id),
-            actor.user_id,
-            &ReservationCreated(payload),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok((true, id))
-}
-
-/// Holds `quantity` units of `row` for an item (the row is locked).
-async fn hold(
-    ctx: &ServiceContext,
-    tx: &mut PgConnection,
-    actor: &Actor,
-    item: i64,
-    row: i64,
-    warehouse: i64,
-    quantity: i64,
-) -> Result<(), ApiError> {
-    match ledger::change(ctx, tx, actor, row, 0, quantity, &Entry::default()).await? {
-        Outcome::Done { .. } => {}
-        Outcome::Short { available } => {
-            return Err(ledger::insufficient(
-                0,
-                None,
-                Some(warehouse),
-                quantity,
-                available,
-            ))
-        }
-    }
+    let column = |f: fn(&Checked) -> Option<i64>| lines.iter().map(f).collect::<Vec<_>>();
+    let names: Vec<&str> = lines.iter().map(|c| c.name.as_str()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|c| c.line.quantity as i32).collect();
+    let tracked: Vec<bool> = lines.iter().map(|c| c.tracked).collect();
     sqlx::query(
-        "INSERT INTO reservation_allocations (item_id, inventory_id, warehouse_id, quantity) \
-         VALUES ($1, $2, $3, $4)",
+        "WITH l AS (SELECT nextval(pg_get_serial_sequence('reservation_items', 'id')) AS id, l.* \
+           FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], \
+             $7::bigint[], $8::bool[]) WITH ORDINALITY \
+             AS l(product_id, variant_id, name, quantity, warehouse_id, inventory_id, tracked, n)), \
+         items AS (INSERT INTO reservation_items (id, reservation_id, product_id, variant_id, \
+             product_name, quantity, warehouse_id, inventory_id, tracked) \
+           SELECT id, $1, product_id, variant_id, name, quantity, warehouse_id, inventory_id, \
+             tracked FROM l ORDER BY n) \
+         INSERT INTO reservation_allocations (item_id, inventory_id, warehouse_id, quantity) \
+         SELECT l.id, a.row, a.warehouse, a.units \
+         FROM unnest($9::bigint[], $10::bigint[], $11::bigint[], $12::int[]) AS a(n, row, warehouse, units) \
+         JOIN l ON l.n = a.n",
     )
-    .bind(item)
-    .bind(row)
-    .bind(warehouse)
-    .bind(quantity as i32)
+    .bind(reservation_id)
+    .bind(column(|c| Some(c.line.product_id)))
+    .bind(column(|c| c.line.variant_id))
+    .bind(&names)
+    .bind(&quantities)
+    .bind(column(|c| c.line.warehouse_id))
+    .bind(column(|c| c.line.inventory_id))
+    .bind(&tracked)
+    .bind(&at)
+    .bind(&rows)
+    .bind(&warehouses)
+    .bind(&units)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -1271,27 +1300,8 @@ async fn attempt_adjust(
     };
     let tracked: Vec<&Checked> = extra.iter().filter(|c| c.tracked).collect();
     let plans = plan(&tracked, &rows).map_err(ledger::insufficient_lines)?;
-    let mut plans = plans.into_iter();
-    for checked in &extra {
-        let line = &checked.line;
-        let item: i64 = sqlx::query_scalar(
-            "INSERT INTO reservation_items (reservation_id, product_id, variant_id, product_name, \
-               quantity, tracked) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(header.id)
-        .bind(line.product_id)
-        .bind(line.variant_id)
-        .bind(&checked.name)
-        .bind(line.quantity as i32)
-        .bind(checked.tracked)
-        .fetch_one(&mut *tx)
-        .await?;
-        if checked.tracked {
-            for (row, warehouse, quantity) in plans.next().unwrap_or_default() {
-                hold(ctx, &mut tx, actor, item, row, warehouse, quantity).await?;
-            }
-        }
-    }
+    write_lines(&mut tx, header.id, &extra, &plans).await?;
+    ledger::reserve_many(ctx, &mut tx, actor, &units_by_row(&plans), Vec::new()).await?;
     // A repeated create for the order compares against the lines it holds now.
     let now: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
         "SELECT product_id, variant_id, sum(quantity)::bigint FROM reservation_items \

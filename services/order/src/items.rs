@@ -192,7 +192,7 @@ async fn hold(
             None if quantity > 0 => stock
                 .reserve(scope, &json!({"order_id": number, "items": [line]}))
                 .await
-                .map(|held| held["reservation_number"].as_str().map(str::to_owned)),
+                .map(|held| Some(held.reservation_number)),
             None => Ok(None),
         }
     };

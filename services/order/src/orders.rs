@@ -578,6 +578,14 @@ pub(crate) struct Priced {
     pub(crate) overridden: bool,
 }
 
+impl Priced {
+    /// unit price × quantity, as stored (4 decimals, half away from zero).
+    pub(crate) fn line_total(&self) -> Decimal {
+        (self.unit_price * Decimal::from(self.wanted.quantity))
+            .round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    }
+}
+
 pub(crate) const PRICING_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const STOCK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -819,9 +827,42 @@ fn dec_of(v: &Value) -> Decimal {
     decimal(v).unwrap_or(Decimal::ZERO)
 }
 
-/// Recomputes an order's totals from its lines (order.md §2.1): subtotal = Σ lines, the
-/// discount and the tax allocated to the lines by largest remainder, total = subtotal −
-/// discount + shipping + tax. Returns the total.
+/// An order's totals (order.md §2.1): subtotal = Σ lines, the discount and the tax allocated to
+/// the lines by largest remainder, total = subtotal − discount + shipping + tax.
+pub(crate) struct Totals {
+    pub(crate) subtotal: Decimal,
+    pub(crate) discount: Decimal,
+    pub(crate) shipping: Decimal,
+    pub(crate) tax: Decimal,
+    pub(crate) total: Decimal,
+    /// Per line, in the order of the line totals given.
+    pub(crate) discounts: Vec<Decimal>,
+    pub(crate) taxes: Vec<Decimal>,
+}
+
+impl Totals {
+    pub(crate) fn of(
+        line_totals: &[Decimal],
+        discount: Decimal,
+        shipping: Decimal,
+        tax_rate: Decimal,
+    ) -> Self {
+        let subtotal: Decimal = line_totals.iter().sum();
+        let discount = discount.min(subtotal);
+        let tax = crate::settings::tax(subtotal, discount, tax_rate);
+        Self {
+            subtotal,
+            discount,
+            shipping,
+            tax,
+            total: subtotal - discount + shipping + tax,
+            discounts: crate::settings::allocate(discount, line_totals),
+            taxes: crate::settings::allocate(tax, line_totals),
+        }
+    }
+}
+
+/// Recomputes an order's totals from its stored lines and writes them. Returns the total.
 pub(crate) async fn write_totals(
     tx: &mut PgConnection,
     id: i64,
@@ -834,37 +875,43 @@ pub(crate) async fn write_totals(
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
-    let subtotal: Decimal = lines.iter().map(|l| l.1).sum();
-    let discount = discount.min(subtotal);
-    let tax = crate::settings::tax(subtotal, discount, tax_rate);
     let weights: Vec<Decimal> = lines.iter().map(|l| l.1).collect();
-    let discounts = crate::settings::allocate(discount, &weights);
-    let taxes = crate::settings::allocate(tax, &weights);
+    let totals = Totals::of(&weights, discount, shipping, tax_rate);
     let ids: Vec<i64> = lines.iter().map(|l| l.0).collect();
+    store_totals(tx, id, &ids, &totals).await?;
+    Ok(totals.total)
+}
+
+/// Writes `totals` on the order and its lines (`ids`, in the order of the totals' lines).
+async fn store_totals(
+    tx: &mut PgConnection,
+    id: i64,
+    ids: &[i64],
+    totals: &Totals,
+) -> Result<(), ApiError> {
     sqlx::query(
         "UPDATE order_items i SET discount = a.discount, tax_amount = a.tax \
          FROM unnest($1::bigint[], $2::numeric[], $3::numeric[]) AS a(id, discount, tax) \
          WHERE i.id = a.id",
     )
-    .bind(&ids)
-    .bind(&discounts)
-    .bind(&taxes)
+    .bind(ids)
+    .bind(&totals.discounts)
+    .bind(&totals.taxes)
     .execute(&mut *tx)
     .await?;
-    let total = subtotal - discount + shipping + tax;
     sqlx::query(
         "UPDATE orders SET subtotal = $2, discount_amount = $3, shipping_cost = $4, tax_amount = $5, \
            total = $6, updated_at = now() WHERE id = $1",
     )
     .bind(id)
-    .bind(subtotal)
-    .bind(discount)
-    .bind(shipping)
-    .bind(tax)
-    .bind(total)
+    .bind(totals.subtotal)
+    .bind(totals.discount)
+    .bind(totals.shipping)
+    .bind(totals.tax)
+    .bind(totals.total)
     .execute(&mut *tx)
     .await?;
-    Ok(total)
+    Ok(())
 }
 
 async fn existing_reference(
@@ -898,10 +945,8 @@ pub(crate) async fn place_parsed(
     }
     let (currency, priced) = price(ctx, scope, lang, &placement.lines).await?;
     let settings = crate::settings::load(&ctx.pool, scope.project_id()).await?;
-    let subtotal: Decimal = priced
-        .iter()
-        .map(|p| p.unit_price * Decimal::from(p.wanted.quantity))
-        .sum();
+    let line_totals: Vec<Decimal> = priced.iter().map(Priced::line_total).collect();
+    let subtotal: Decimal = line_totals.iter().sum();
     let shipping = match (placement.shipping, placement.shipping_method.as_str()) {
         (Some(manual), _) => manual,
         (None, "") => Decimal::ZERO,
@@ -926,16 +971,18 @@ pub(crate) async fn place_parsed(
         discount = (discount + dec_of(&quote["discount_amount"])).min(subtotal);
     }
 
-    // 1. The order as `placing`, hidden, with its number.
+    // 1. The order as `placing`, hidden, with its number, lines and totals.
+    let mut totals = Totals::of(&line_totals, discount, shipping, settings.tax_rate);
     let mut tx = ctx.pool.begin().await?;
-    let placed: Result<(i64, String), sqlx::Error> = sqlx::query_as(
+    let placed: Result<(i64, String, String), sqlx::Error> = sqlx::query_as(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
          INSERT INTO orders (id, project_id, order_number, customer_id, customer_email, \
            customer_phone, customer_name, shipping_address, billing_address, currency, \
            shipping_method, payment_method, notes, reference, source, coupon_code, cart_id, \
-           created_by, updated_by) \
+           created_by, updated_by, subtotal, discount_amount, shipping_cost, tax_amount, total) \
          SELECT n.id, $1, order_number(n.id), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-           $14, $15, $16, $16 FROM n RETURNING id, order_number",
+           $14, $15, $16, $16, $17, $18, $19, $20, $21 FROM n \
+         RETURNING id, order_number, payment_status",
     )
     .bind(scope.project_id())
     .bind(placement.customer_id)
@@ -953,9 +1000,14 @@ pub(crate) async fn place_parsed(
     .bind(placement.coupon_code.clone().unwrap_or_default())
     .bind(&placement.cart_id)
     .bind(scope.user_id())
+    .bind(totals.subtotal)
+    .bind(totals.discount)
+    .bind(totals.shipping)
+    .bind(totals.tax)
+    .bind(totals.total)
     .fetch_one(&mut *tx)
     .await;
-    let (id, number) = match placed {
+    let (id, number, payment_status) = match placed {
         Ok(row) => row,
         // The same reference placed concurrently: that order is the answer.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("orders_reference") => {
@@ -972,10 +1024,15 @@ pub(crate) async fn place_parsed(
         }
         Err(e) => return Err(e.into()),
     };
-    for p in &priced {
-        insert_line(&mut tx, scope.project_id(), id, p, scope.user_id()).await?;
-    }
-    write_totals(&mut tx, id, discount, shipping, settings.tax_rate).await?;
+    let lines = insert_lines(
+        &mut tx,
+        scope.project_id(),
+        id,
+        &priced,
+        &totals,
+        scope.user_id(),
+    )
+    .await?;
     tx.commit().await?;
 
     // 2. The stock, held under the order number (a retry finds the same reservation): for the
@@ -1003,7 +1060,7 @@ pub(crate) async fn place_parsed(
             "reference": format!("order:{id}"),
             "expires_at": (chrono::Utc::now() + hold_for).to_rfc3339()});
         match tokio::time::timeout(STOCK_TIMEOUT, stock.reserve(scope, &request)).await {
-            Ok(Ok(held)) => reservation = held["reservation_number"].as_str().map(str::to_owned),
+            Ok(Ok(held)) => reservation = Some(held.reservation_number),
             Ok(Err(e)) if e.status().is_client_error() => {
                 fail(ctx, id, e.code()).await;
                 return Err(e);
@@ -1053,7 +1110,9 @@ pub(crate) async fn place_parsed(
             let granted = dec_of(&r["discount_amount"]);
             let wanted = placement.discount.unwrap_or(Decimal::ZERO) + granted;
             if wanted.min(subtotal) != discount {
-                write_totals(&mut tx, id, wanted, shipping, settings.tax_rate).await?;
+                totals = Totals::of(&line_totals, wanted, shipping, settings.tax_rate);
+                let ids: Vec<i64> = lines.iter().map(|l| l.order_item_id).collect();
+                store_totals(&mut tx, id, &ids, &totals).await?;
             }
         }
         sqlx::query(
@@ -1067,7 +1126,26 @@ pub(crate) async fn place_parsed(
         .execute(&mut *tx)
         .await?;
         history(&mut tx, id, "placed", status, "", Some(scope.user_id())).await?;
-        let event = created_event(&mut tx, id, &placement.source, &reservation).await?;
+        let event = OrderCreated {
+            order: OrderRef {
+                order_id: id,
+                order_number: number.clone(),
+                reference: placement.reference.clone(),
+                status: status.to_owned(),
+                payment_status,
+            },
+            customer_id: placement.customer_id,
+            customer_email: placement.customer_email.clone(),
+            currency,
+            subtotal: money(totals.subtotal),
+            discount_amount: money(totals.discount),
+            shipping_cost: money(totals.shipping),
+            tax_amount: money(totals.tax),
+            total: money(totals.total),
+            items: lines,
+            source: placement.source.clone(),
+            reservation_id: reservation.clone(),
+        };
         ctx.outbox
             .record(
                 &mut tx,
@@ -1102,7 +1180,7 @@ pub(crate) async fn insert_line(
     p: &Priced,
     by: i64,
 ) -> Result<i64, ApiError> {
-    let line_total = p.unit_price * Decimal::from(p.wanted.quantity);
+    let line_total = p.line_total();
     Ok(sqlx::query_scalar(
         "INSERT INTO order_items (project_id, order_id, product_id, variant_id, inventory_id, \
            product_name, variant_name, sku, image_url, quantity, unit_price, list_price, \
@@ -1130,47 +1208,76 @@ pub(crate) async fn insert_line(
     .await?)
 }
 
-/// `order.created` from the stored order.
-async fn created_event(
+/// Writes the priced lines of a new order with their share of `totals`, in one statement →
+/// the lines as events carry them, in the order given.
+async fn insert_lines(
     tx: &mut PgConnection,
-    id: i64,
-    source: &str,
-    reservation: &Option<String>,
-) -> Result<OrderCreated, ApiError> {
-    let order = reference(tx, id).await?;
-    let items = lines(tx, id).await?;
-    type Row = (
-        Option<i64>,
-        String,
-        String,
-        Decimal,
-        Decimal,
-        Decimal,
-        Decimal,
-        Decimal,
-    );
-    let (customer_id, customer_email, currency, subtotal, discount, shipping, tax, total): Row =
-        sqlx::query_as(
-            "SELECT customer_id, customer_email, currency, subtotal, discount_amount, \
-               shipping_cost, tax_amount, total FROM orders WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    Ok(OrderCreated {
-        order,
-        customer_id,
-        customer_email,
-        currency,
-        subtotal: money(subtotal),
-        discount_amount: money(discount),
-        shipping_cost: money(shipping),
-        tax_amount: money(tax),
-        total: money(total),
-        items,
-        source: source.to_owned(),
-        reservation_id: reservation.clone(),
-    })
+    project_id: i64,
+    order_id: i64,
+    priced: &[Priced],
+    totals: &Totals,
+    by: i64,
+) -> Result<Vec<OrderLine>, ApiError> {
+    let column = |f: fn(&Priced) -> Option<i64>| priced.iter().map(f).collect::<Vec<_>>();
+    let texts = |f: fn(&Priced) -> Option<String>| priced.iter().map(f).collect::<Vec<_>>();
+    let quantities: Vec<i32> = priced.iter().map(|p| p.wanted.quantity as i32).collect();
+    let prices: Vec<Decimal> = priced.iter().map(|p| p.unit_price).collect();
+    let line_totals: Vec<Decimal> = priced.iter().map(Priced::line_total).collect();
+    let overridden: Vec<bool> = priced.iter().map(|p| p.overridden).collect();
+    let tracked: Vec<bool> = priced
+        .iter()
+        .map(|p| p.quote.track_inventory.unwrap_or(true))
+        .collect();
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "WITH l AS (SELECT nextval(pg_get_serial_sequence('order_items', 'id')) AS id, l.* \
+           FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::int[], $11::numeric[], $12::text[], $13::bool[], \
+             $14::numeric[], $15::bool[], $16::numeric[], $17::numeric[]) WITH ORDINALITY \
+             AS l(product_id, variant_id, inventory_id, name, variant_name, sku, image_url, \
+               quantity, unit_price, list_price, overridden, total_price, tracked, discount, \
+               tax, n)), \
+         written AS (INSERT INTO order_items (id, project_id, order_id, product_id, variant_id, \
+             inventory_id, product_name, variant_name, sku, image_url, quantity, unit_price, \
+             list_price, price_overridden, total_price, tracked, discount, tax_amount, \
+             created_by, updated_by) \
+           SELECT id, $1, $2, product_id, variant_id, inventory_id, COALESCE(name, ''), \
+             variant_name, sku, image_url, quantity, unit_price, list_price::numeric, \
+             overridden, total_price, tracked, discount, tax, $18, $18 FROM l ORDER BY n) \
+         SELECT id FROM l ORDER BY n",
+    )
+    .bind(project_id)
+    .bind(order_id)
+    .bind(column(|p| Some(p.wanted.product_id)))
+    .bind(column(|p| p.wanted.variant_id))
+    .bind(column(|p| p.wanted.inventory_id))
+    .bind(texts(|p| p.quote.name.clone()))
+    .bind(texts(|p| p.quote.variant_name.clone()))
+    .bind(texts(|p| p.quote.sku.clone()))
+    .bind(texts(|p| p.quote.image_url.clone()))
+    .bind(&quantities)
+    .bind(&prices)
+    .bind(texts(|p| p.quote.list_price.clone()))
+    .bind(&overridden)
+    .bind(&line_totals)
+    .bind(&tracked)
+    .bind(&totals.discounts)
+    .bind(&totals.taxes)
+    .bind(by)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .zip(priced.iter().zip(line_totals))
+        .map(|(order_item_id, (p, total))| OrderLine {
+            order_item_id,
+            product_id: p.wanted.product_id,
+            variant_id: p.wanted.variant_id,
+            sku: p.quote.sku.clone(),
+            quantity: p.wanted.quantity,
+            unit_price: money(p.unit_price),
+            total_price: money(total),
+        })
+        .collect())
 }
 
 /// Records the event of the main status an order entered (order.md §14), if it has one.

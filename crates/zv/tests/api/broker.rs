@@ -615,16 +615,45 @@ async fn inventory_changes_written_during_an_outage_arrive_exactly_once() {
         )
         .await;
     assert_eq!(now["available_quantity"], 50);
-    eventually_true("the catalogue follows", || async {
+    let shown = || async {
         let (_, p, _) = app
             .get(
                 &format!("/api/v1/product/products/{pen}/"),
                 Some(&owner.access),
             )
             .await;
-        p["stock_quantity"] == 50
-    })
-    .await;
+        p["stock_quantity"].clone()
+    };
+    let mut followed = false;
+    for _ in 0..400 {
+        if shown().await == 50 {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if !followed {
+        // What the product service holds, for the record of a failure.
+        let level: Option<(i32, i64)> =
+            sqlx::query_as("SELECT available, version FROM stock_levels WHERE product_id = $1")
+                .bind(pen)
+                .fetch_optional(&pool)
+                .await
+                .expect("levels");
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM zv_inbox WHERE consumer = 'product' \
+             AND event_type = 'inventory.stock_changed'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("inbox");
+        let queued = messages(&format!("{ns}.product")).await;
+        panic!(
+            "not within 20 s: the catalogue follows (it shows {}; its level and version {level:?}, \
+             stock changes applied {applied} of {published}, waiting in its queue {queued:?})",
+            shown().await
+        );
+    }
     clean(
         &app,
         &ns,
