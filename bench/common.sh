@@ -70,3 +70,7 @@ for f in "$WORK"/restock*.json; do
     -H 'content-type: application/json' --data @"$f" >/dev/null
 done
 
+# Fresh statistics after the bulk load, as autovacuum would give a running shop.
+for service in product inventory; do
+  psql "${DB_URL%/*}/${ZV_DATABASE_PREFIX}zv_${service}_db" -qc "VACUUM ANALYZE" >/dev/null
+done

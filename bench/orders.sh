@@ -101,14 +101,19 @@ pgbench_row() { # $1 = name, $2 = database, $3 = script, $4 = product or stock r
     | python3 -c 'import re,sys;t=sys.stdin.read();m=re.search(r"tps = ([\d.]+)", t);print(round(float(m.group(1))) if m and "aborted" not in t else 0)')
   printf '%s\t%s\t\t\t0\n' "$1" "$tps" >> "$WORK/rows"
 }
-# Placements whose invoice is not there yet (the next round starts when billing has caught up).
+# Placements whose invoice is not there yet, and events not yet relayed: the next row starts
+# when the platform is quiet again (each row pays for its own events, not the last row's).
 behind() {
-  local placed invoiced
+  local placed invoiced pending
   placed=$(psql -At "$ORDER_DB" -c "SELECT count(*) FROM orders WHERE id > $START AND status = 'pending' AND source <> 'pgbench'")
   invoiced=$(psql -At "$BILLING_DB" -c "SELECT count(*) FROM invoices WHERE source_type = 'order' AND source_id > $START")
-  echo $((placed - invoiced))
+  pending=0
+  for db in "$ORDER_DB" "$INVENTORY_DB" "$BILLING_DB"; do
+    pending=$((pending + $(psql -At "$db" -c "SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NULL")))
+  done
+  echo $((placed - invoiced + pending))
 }
-settle() { for _ in $(seq 150); do [ "$(behind)" = 0 ] && return; sleep 0.2; done; }
+settle() { for _ in $(seq 600); do [ "$(behind)" = 0 ] && return; sleep 0.2; done; echo "still behind after 120 s" >&2; }
 
 : > "$WORK/rows"
 for round in $(seq "$ROUNDS"); do
@@ -116,6 +121,7 @@ for round in $(seq "$ROUNDS"); do
   pgbench_row order_sql "$ORDER_DB" bench/sql/order_placement.sql "$FIRST_PRODUCT" "$ORDER_EVENT"
   pgbench_row reservation_sql "$INVENTORY_DB" bench/sql/reservation.sql "$FIRST_ROW" "$STOCK_EVENT"
   wrk_row reservation "$WORK/reservations.lua" "$RESERVATIONS"
+  settle
   wrk_row placement "$WORK/orders.lua" "$ORDERS"
   settle
 done

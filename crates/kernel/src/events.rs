@@ -84,6 +84,30 @@ impl Envelope {
 #[async_trait]
 pub trait EventHandler: Send + Sync {
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()>;
+
+    /// Whether [`handle_all`](Self::handle_all) applies several events at once (in one
+    /// transaction): an in-process relay then hands this handler all its events of a batch in
+    /// one call instead of one call per event.
+    fn batches(&self) -> bool {
+        false
+    }
+
+    /// Applies `envelopes`, in commit order. `Err((i, e))`: `envelopes[i]` failed; those before
+    /// it are applied, those after it were not tried.
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
+        for (i, envelope) in envelopes.iter().enumerate() {
+            self.handle(envelope).await.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`EventBus::dispatch_batched`] left undone, by position in the batch: events a handler
+/// failed on, and events after them that it did not try.
+#[derive(Default)]
+pub struct BatchOutcome {
+    pub failed: std::collections::HashMap<usize, anyhow::Error>,
+    pub untried: std::collections::HashSet<usize>,
 }
 
 struct Subscription {
@@ -194,11 +218,13 @@ impl EventBus {
     }
 
     /// Hands an event over: published to the broker (confirmed), or in-process delivered to
-    /// every matching consumer. An error leaves it pending in the outbox (retried).
+    /// every matching consumer that does not take batches (the relay hands those theirs with
+    /// [`dispatch_batched`](Self::dispatch_batched) first). An error leaves it pending in the
+    /// outbox (retried).
     pub async fn deliver(&self, envelope: &Envelope) -> anyhow::Result<()> {
         match &self.broker {
             Some(broker) => broker.publish(envelope).await,
-            None => self.dispatch(envelope, None).await,
+            None => self.run(envelope, None, false).await,
         }
     }
 
@@ -210,10 +236,60 @@ impl EventBus {
         envelope: &Envelope,
         consumer: Option<&str>,
     ) -> anyhow::Result<()> {
+        self.run(envelope, consumer, true).await
+    }
+
+    /// In-process: hands each handler that [batches](EventHandler::batches) its events of
+    /// `envelopes` (commit order) in one call.
+    pub async fn dispatch_batched(&self, envelopes: &[&Envelope]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let handlers: Vec<Subscription> = match self.subscriptions.read() {
+            Ok(subs) => subs
+                .iter()
+                .filter(|s| s.handler.batches())
+                .map(|s| Subscription {
+                    consumer: s.consumer,
+                    patterns: s.patterns.clone(),
+                    handler: s.handler.clone(),
+                })
+                .collect(),
+            Err(_) => return outcome,
+        };
+        for s in handlers {
+            let (at, mine): (Vec<usize>, Vec<&Envelope>) = envelopes
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| s.patterns.iter().any(|p| matches(p, &e.event_type)))
+                .map(|(i, e)| (i, *e))
+                .unzip();
+            if mine.is_empty() {
+                continue;
+            }
+            if let Err((i, e)) = s.handler.handle_all(&mine).await {
+                let e = anyhow::anyhow!(
+                    "{} failed on {} {}: {e:#}",
+                    s.consumer,
+                    mine[i].event_type,
+                    mine[i].id
+                );
+                outcome.failed.entry(at[i]).or_insert(e);
+                outcome.untried.extend(at[i + 1..].iter().copied());
+            }
+        }
+        outcome
+    }
+
+    async fn run(
+        &self,
+        envelope: &Envelope,
+        consumer: Option<&str>,
+        batching_too: bool,
+    ) -> anyhow::Result<()> {
         let handlers: Vec<(&'static str, Arc<dyn EventHandler>)> = match self.subscriptions.read() {
             Ok(subs) => subs
                 .iter()
                 .filter(|s| consumer.is_none_or(|c| c == s.consumer))
+                .filter(|s| batching_too || !s.handler.batches())
                 .filter(|s| s.patterns.iter().any(|p| matches(p, &envelope.event_type)))
                 .map(|s| (s.consumer, s.handler.clone()))
                 .collect(),
@@ -434,7 +510,7 @@ impl Outbox {
             if batch.is_empty() {
                 return Ok(delivered);
             }
-            let pending = batch
+            let pending: Vec<Pending> = batch
                 .into_iter()
                 .map(|(id, raw, attempts)| Pending {
                     id,
@@ -442,9 +518,11 @@ impl Outbox {
                     envelope: serde_json::from_value(raw).map_err(anyhow::Error::from),
                 })
                 .collect();
+            let (pending, mut outcomes) = self.deliver_to_batching(pending).await;
+            outcomes.extend(self.deliver_batch(pending).await);
             let mut failure = None;
             let mut published = Vec::new();
-            for outcome in self.deliver_batch(pending).await {
+            for outcome in outcomes {
                 match outcome.result {
                     Ok(()) => published.push(outcome.id),
                     Err(e) => {
@@ -478,6 +556,44 @@ impl Outbox {
                 return Err(e);
             }
         }
+    }
+
+    /// In-process: hands the batch's events to the handlers that take batches, first. Returns
+    /// the events left for the others (those no batching handler failed on or left untried) and
+    /// the outcome of each event a batching handler failed on; an untried event stays pending.
+    async fn deliver_to_batching(&self, pending: Vec<Pending>) -> (Vec<Pending>, Vec<Outcome>) {
+        if self.inner.bus.broker().is_some() {
+            return (pending, Vec::new());
+        }
+        let envelopes: Vec<&Envelope> = pending
+            .iter()
+            .filter_map(|p| p.envelope.as_ref().ok())
+            .collect();
+        let mut done = self.inner.bus.dispatch_batched(&envelopes).await;
+        if done.failed.is_empty() {
+            return (pending, Vec::new());
+        }
+        let mut left = Vec::with_capacity(pending.len());
+        let mut outcomes = Vec::new();
+        let mut at = 0;
+        for p in pending {
+            if p.envelope.is_err() {
+                left.push(p);
+                continue;
+            }
+            let i = at;
+            at += 1;
+            if let Some(e) = done.failed.remove(&i) {
+                outcomes.push(Outcome {
+                    id: p.id,
+                    dead: p.attempts + 1 >= MAX_ATTEMPTS,
+                    result: Err(e),
+                });
+            } else if !done.untried.contains(&i) {
+                left.push(p);
+            }
+        }
+        (left, outcomes)
     }
 
     /// Delivers a batch (in commit order) as runs: consecutive keyed events are grouped by key
@@ -637,18 +753,27 @@ pub async fn begin_once<'a>(
     envelope: &Envelope,
 ) -> anyhow::Result<Option<Transaction<'a, Postgres>>> {
     let mut tx = pool.begin().await?;
-    let fresh = sqlx::query(
+    Ok(first_time(&mut tx, consumer, envelope).await?.then_some(tx))
+}
+
+/// Writes the inbox row of `envelope` for `consumer` in the caller's transaction: `false` when
+/// the consumer has already applied it (a batch applies each of its events once this way).
+pub async fn first_time(
+    tx: &mut PgConnection,
+    consumer: &str,
+    envelope: &Envelope,
+) -> anyhow::Result<bool> {
+    Ok(sqlx::query(
         "INSERT INTO zv_inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
     )
     .bind(consumer)
     .bind(envelope.id)
     .bind(&envelope.event_type)
-    .execute(&mut *tx)
+    .execute(tx)
     .await?
     .rows_affected()
-        == 1;
-    Ok(fresh.then_some(tx))
+        == 1)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use integration::billing::{InvoiceCancelled, InvoiceCreated, InvoiceSent};
 use integration::order::OrderCreated;
 use kernel::auth::{ProjectScope, ReadScope};
-use kernel::events::{begin_once, Envelope, EventHandler};
+use kernel::events::{first_time, Envelope, EventHandler};
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{Bind, Field, FieldKind, Resource, Values};
 use kernel::service::ServiceContext;
@@ -693,7 +693,9 @@ const UNIQUE: &[kernel::db::ConstraintField] = &[kernel::db::ConstraintField {
     message: "Invoice with this invoice number already exists.",
 }];
 
-/// Creates the invoice of a placed order, once (a redelivered event finds it).
+/// Creates the invoice of a placed order, once (a redelivered event finds it). In-process it
+/// takes the relay's batches: the invoices of a batch in one transaction, so the project's
+/// invoice counter is locked once per batch instead of once per order.
 pub struct OrderInvoicer {
     pub ctx: ServiceContext,
 }
@@ -701,6 +703,42 @@ pub struct OrderInvoicer {
 #[async_trait]
 impl EventHandler for OrderInvoicer {
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let mut tx = self.ctx.pool.begin().await?;
+        self.invoice(&mut tx, envelope).await?;
+        tx.commit().await?;
+        self.ctx.outbox.nudge();
+        Ok(())
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
+        let all: anyhow::Result<()> = async {
+            let mut tx = self.ctx.pool.begin().await?;
+            for envelope in envelopes {
+                self.invoice(&mut tx, envelope).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        if all.is_err() {
+            // One of them fails the batch: one by one, to tell which.
+            for (i, envelope) in envelopes.iter().enumerate() {
+                self.handle(envelope).await.map_err(|e| (i, e))?;
+            }
+        }
+        self.ctx.outbox.nudge();
+        Ok(())
+    }
+}
+
+impl OrderInvoicer {
+    /// The invoice of the order `envelope` placed, in `tx`, unless this service has already
+    /// applied the event or the order has its invoice.
+    async fn invoice(&self, tx: &mut PgConnection, envelope: &Envelope) -> anyhow::Result<()> {
         let Some(event) = envelope.decode::<OrderCreated>() else {
             return Ok(());
         };
@@ -708,9 +746,9 @@ impl EventHandler for OrderInvoicer {
         let Some(project_id) = envelope.project_id else {
             return Ok(());
         };
-        let Some(mut tx) = begin_once(&self.ctx.pool, "billing", envelope).await? else {
+        if !first_time(tx, "billing", envelope).await? {
             return Ok(());
-        };
+        }
         let exists: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM invoices WHERE project_id = $1 AND source_type = 'order' \
              AND source_id = $2)",
@@ -720,7 +758,7 @@ impl EventHandler for OrderInvoicer {
         .fetch_one(&mut *tx)
         .await?;
         if !exists {
-            let number = next_number(&mut tx, project_id)
+            let number = next_number(tx, project_id)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
             let dec = |s: &str| s.parse::<Decimal>().unwrap_or(Decimal::ZERO);
@@ -762,24 +800,22 @@ impl EventHandler for OrderInvoicer {
                     total: dec(&line.total_price),
                 })
                 .collect();
-            insert_lines(&mut tx, id, &lines)
+            insert_lines(tx, id, &lines)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
-            let row = ledger::lock_invoice(&mut tx, project_id, id).await?;
+            let row = ledger::lock_invoice(tx, project_id, id).await?;
             self.ctx
                 .outbox
                 .record(
-                    &mut tx,
+                    tx,
                     Some(project_id),
                     envelope.actor_id,
                     &InvoiceCreated(row.event()),
                 )
                 .await?;
-            ledger::attach_source_payments(&self.ctx, &mut tx, envelope.actor_id, project_id, id)
+            ledger::attach_source_payments(&self.ctx, tx, envelope.actor_id, project_id, id)
                 .await?;
         }
-        tx.commit().await?;
-        self.ctx.outbox.nudge();
         Ok(())
     }
 }

@@ -344,7 +344,7 @@ async fn lock_rows(
            LEFT JOIN batches b ON b.id = s.batch \
          WHERE s.project_id = $1 AND s.deleted_at IS NULL AND ( \
            s.id = ANY($4) OR ( \
-             w.deleted_at IS NULL AND w.is_active \
+             s.product_id = ANY($2) AND w.deleted_at IS NULL AND w.is_active \
              AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date) \
              AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS want(p, v) \
                          WHERE s.product_id = want.p AND s.variant_id IS NOT DISTINCT FROM want.v))) \

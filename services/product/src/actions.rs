@@ -202,6 +202,11 @@ async fn pricing(
     Ok(JsonOut(json!({"currency": currency, "items": rows})))
 }
 
+/// A product line whose final price on the row is current (migration 0008): it is the unit
+/// price, and the discount rules are not evaluated for it (variants' prices are computed).
+const KEPT_FINAL_PRICE: &str = "(v.id IS NULL AND p.final_price IS NOT NULL \
+    AND (p.final_price_until IS NULL OR p.final_price_until > now()))";
+
 /// Unit prices of `products`/`variants` (pairwise) in the project now, in the order asked, and
 /// the project's currency. Non-members see products on sale only.
 pub async fn quote(
@@ -219,9 +224,10 @@ pub async fn quote(
                             NULLIF(p.name_en, ''), NULLIF(p.name_ar, ''), p.name_fr), \
            'variant_name', CASE WHEN v.id IS NULL THEN NULL ELSE COALESCE(NULLIF(v.name_en, ''), NULLIF(v.name_ar, ''), v.name_fr) END, \
            'sku', COALESCE(v.sku, p.sku), \
-           'unit_price', round(COALESCE(f.final, v.selling_price, p.price), 2)::text, \
+           'unit_price', round(CASE WHEN {kept} THEN p.final_price \
+              ELSE COALESCE(f.final, v.selling_price, p.price) END, 2)::text, \
            'list_price', round(COALESCE(v.selling_price, p.price), 2)::text, \
-           'discount_id', f.discount_id, \
+           'discount_id', CASE WHEN {kept} THEN p.final_discount_id ELSE f.discount_id END, \
            'is_available', p.id IS NOT NULL AND {on_sale} \
                            AND (i.variant_id IS NULL OR (v.id IS NOT NULL AND v.is_active)), \
            'track_inventory', p.track_inventory, \
@@ -235,10 +241,12 @@ pub async fn quote(
          FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS i(product_id, variant_id, n) \
          LEFT JOIN products p ON p.id = i.product_id AND p.project_id = $3 AND p.deleted_at IS NULL {} \
          LEFT JOIN variants v ON v.id = i.variant_id AND v.product = p.id AND v.deleted_at IS NULL \
-         LEFT JOIN LATERAL product_best_discount(p.id, COALESCE(v.selling_price, p.price)) f ON p.id IS NOT NULL \
+         LEFT JOIN LATERAL (SELECT * FROM product_best_discount(p.id, COALESCE(v.selling_price, p.price)) \
+           WHERE p.id IS NOT NULL AND NOT {kept} OFFSET 0) f ON true \
          ORDER BY i.n",
         if member { "" } else { concat!("AND ", on_sale!("p")) },
         on_sale = on_sale!("p"),
+        kept = KEPT_FINAL_PRICE,
     ))
     .bind(products)
     .bind(variants)

@@ -7,15 +7,19 @@ use integration::inventory::StockChanged;
 use integration::product::{
     Catalog, Listed, PriceQuote, Pricing, ProductSnapshot, VariantSnapshot,
 };
-use kernel::events::{begin_once, Envelope, EventHandler};
+use std::collections::{BTreeMap, BTreeSet};
+
+use kernel::events::{Envelope, EventHandler};
 use kernel::resource::public_cache;
 use kernel::service::ServiceContext;
 use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 /// Applies `inventory.stock_changed` once per event: the row's level is kept when its version
 /// is newer than the one known, and the product's (and variant's) `stock_quantity` becomes the
-/// sum over their rows.
+/// sum over their rows. In-process it takes the relay's batches: one transaction of a few
+/// statements for all the events of a batch.
 pub struct StockFollower {
     pub ctx: ServiceContext,
 }
@@ -23,55 +27,112 @@ pub struct StockFollower {
 #[async_trait]
 impl EventHandler for StockFollower {
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let Some(event) = envelope.decode::<StockChanged>() else {
+        self.apply(&[envelope]).await
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
+        if self.apply(envelopes).await.is_ok() {
             return Ok(());
-        };
-        let event = event?;
-        let Some(project_id) = envelope.project_id else {
-            return Ok(());
-        };
-        let Some(mut tx) = begin_once(&self.ctx.pool, "product", envelope).await? else {
-            return Ok(());
-        };
-        let newer = sqlx::query(
-            "INSERT INTO stock_levels (inventory_id, project_id, product_id, variant_id, available, version) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (inventory_id) DO UPDATE SET available = EXCLUDED.available, \
-               version = EXCLUDED.version \
-             WHERE stock_levels.version < EXCLUDED.version",
-        )
-        .bind(event.inventory_id)
-        .bind(project_id)
-        .bind(event.product_id)
-        .bind(event.variant_id)
-        .bind(event.available_quantity as i32)
-        .bind(event.version)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if newer {
-            sqlx::query(
-                "UPDATE products SET stock_quantity = (SELECT COALESCE(sum(available), 0) \
-                   FROM stock_levels WHERE product_id = $1) WHERE id = $1 AND project_id = $2",
-            )
-            .bind(event.product_id)
-            .bind(project_id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(variant) = event.variant_id {
-                sqlx::query(
-                    "UPDATE variants SET stock_quantity = (SELECT COALESCE(sum(available), 0) \
-                       FROM stock_levels WHERE variant_id = $1) WHERE id = $1 AND project_id = $2",
-                )
-                .bind(variant)
-                .bind(project_id)
-                .execute(&mut *tx)
-                .await?;
+        }
+        // One of them fails the batch: one by one, to tell which.
+        for (i, envelope) in envelopes.iter().enumerate() {
+            self.apply(&[envelope]).await.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl StockFollower {
+    /// Applies the stock changes among `envelopes` that this service has not applied yet, in
+    /// one transaction.
+    async fn apply(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
+        let mut changes = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            if let (Some(event), Some(project_id)) =
+                (envelope.decode::<StockChanged>(), envelope.project_id)
+            {
+                changes.push((envelope, project_id, event?));
             }
         }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = changes.iter().map(|c| c.0.id).collect();
+        let types: Vec<&str> = changes.iter().map(|c| c.0.event_type.as_str()).collect();
+        let mut tx = self.ctx.pool.begin().await?;
+        let fresh: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO zv_inbox (consumer, event_id, event_type) \
+             SELECT 'product', e.id, e.type FROM unnest($1::uuid[], $2::text[]) AS e(id, type) \
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(&ids)
+        .bind(&types)
+        .fetch_all(&mut *tx)
+        .await?;
+        // The newest level of each row among the events not applied before.
+        let mut newest: BTreeMap<i64, (i64, &StockChanged)> = BTreeMap::new();
+        for (envelope, project_id, event) in &changes {
+            if !fresh.contains(&envelope.id) {
+                continue;
+            }
+            let known = newest.get(&event.inventory_id);
+            if known.is_none_or(|(_, k)| k.version < event.version) {
+                newest.insert(event.inventory_id, (*project_id, event));
+            }
+        }
+        if newest.is_empty() {
+            tx.commit().await?;
+            return Ok(());
+        }
+        let levels: Vec<&(i64, &StockChanged)> = newest.values().collect();
+        let changed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+            "INSERT INTO stock_levels (inventory_id, project_id, product_id, variant_id, available, version) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+               $5::int[], $6::bigint[]) \
+             ON CONFLICT (inventory_id) DO UPDATE SET available = EXCLUDED.available, \
+               version = EXCLUDED.version \
+             WHERE stock_levels.version < EXCLUDED.version \
+             RETURNING project_id, product_id, variant_id",
+        )
+        .bind(levels.iter().map(|l| l.1.inventory_id).collect::<Vec<_>>())
+        .bind(levels.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind(levels.iter().map(|l| l.1.product_id).collect::<Vec<_>>())
+        .bind(levels.iter().map(|l| l.1.variant_id).collect::<Vec<_>>())
+        .bind(levels.iter().map(|l| l.1.available_quantity as i32).collect::<Vec<_>>())
+        .bind(levels.iter().map(|l| l.1.version).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let products: BTreeSet<(i64, i64)> = changed.iter().map(|c| (c.1, c.0)).collect();
+        let variants: BTreeSet<(i64, i64)> = changed
+            .iter()
+            .filter_map(|c| c.2.map(|v| (v, c.0)))
+            .collect();
+        for (table, key, rows) in [
+            ("products", "product_id", &products),
+            ("variants", "variant_id", &variants),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            // `table` and `key` are the two literals above.
+            sqlx::query(&format!(
+                "UPDATE {table} t SET stock_quantity = (SELECT COALESCE(sum(available), 0) \
+                   FROM stock_levels l WHERE l.{key} = t.id) \
+                 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, project) \
+                 WHERE t.id = c.id AND t.project_id = c.project"
+            ))
+            .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        if newer {
+        let projects: BTreeSet<i64> = changed.iter().map(|c| c.0).collect();
+        for project_id in projects {
             public_cache::invalidate(&self.ctx, "product", project_id).await;
         }
         Ok(())

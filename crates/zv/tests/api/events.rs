@@ -39,25 +39,32 @@ impl EventHandler for Flaky {
     }
 }
 
-#[tokio::test]
-async fn outbox_survives_a_failing_consumer_and_inbox_dedupes() {
-    let app = TestApp::spawn().await;
-    // A schema of its own: no relay of the platform reads these outbox tables, so this
-    // test's relay is the only one.
+/// A pool on a schema of its own in the project database, with the outbox tables: no relay of
+/// the platform reads them, so the test's relay is the only one.
+async fn outbox_of_its_own(app: &TestApp, schema: &str) -> sqlx::PgPool {
     let config = app.platform.config().clone();
-    sqlx::query("CREATE SCHEMA outbox_test")
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&app.project_pool().await)
         .await
         .expect("schema");
     let options = kernel::db::connect_options(&config, &config.database_name("project"))
         .expect("options")
-        .options([("search_path", "outbox_test")]);
+        .options([("search_path", schema)]);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options)
         .await
         .expect("pool");
     kernel::events::install(&pool).await.expect("tables");
+    pool
+}
+
+#[tokio::test]
+async fn outbox_survives_a_failing_consumer_and_inbox_dedupes() {
+    let app = TestApp::spawn().await;
+    // A schema of its own: no relay of the platform reads these outbox tables, so this
+    // test's relay is the only one.
+    let pool = outbox_of_its_own(&app, "outbox_test").await;
     let bus = Arc::new(EventBus::default());
     let flaky = Arc::new(Flaky {
         failures: AtomicUsize::new(3),
@@ -671,6 +678,18 @@ struct Recorder {
     failed: std::sync::atomic::AtomicBool,
 }
 
+impl Recorder {
+    fn failing_once_at(fail_seq: u32) -> Self {
+        Self {
+            delivered: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            most_at_once: AtomicUsize::new(0),
+            fail_seq,
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
 #[async_trait]
 impl EventHandler for Recorder {
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
@@ -694,28 +713,9 @@ impl EventHandler for Recorder {
 #[tokio::test]
 async fn keyed_events_keep_their_order_per_key_and_unkeyed_events_wait_for_all() {
     let app = TestApp::spawn().await;
-    let config = app.platform.config().clone();
-    sqlx::query("CREATE SCHEMA relay_keys")
-        .execute(&app.project_pool().await)
-        .await
-        .expect("schema");
-    let options = kernel::db::connect_options(&config, &config.database_name("project"))
-        .expect("options")
-        .options([("search_path", "relay_keys")]);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options)
-        .await
-        .expect("pool");
-    kernel::events::install(&pool).await.expect("tables");
+    let pool = outbox_of_its_own(&app, "relay_keys").await;
     let bus = Arc::new(EventBus::default());
-    let recorder = Arc::new(Recorder {
-        delivered: Mutex::new(Vec::new()),
-        in_flight: AtomicUsize::new(0),
-        most_at_once: AtomicUsize::new(0),
-        fail_seq: 63,
-        failed: std::sync::atomic::AtomicBool::new(false),
-    });
+    let recorder = Arc::new(Recorder::failing_once_at(63));
     bus.subscribe("recorder", &["probe.keyed"], recorder.clone());
     let outbox = Outbox::new(pool.clone(), "keys", bus.clone());
     // 250 events over 6 keys, with unkeyed events at 40, 41 and 150 (two batches and more).
@@ -808,4 +808,115 @@ async fn an_idle_platform_runs_almost_no_sql() {
     let idle = statements.load(Ordering::SeqCst) - before;
     // A sweeper's tick may land in the window; six relays polling every 2 s made about 60.
     assert!(idle <= 6, "{idle} statements in 5 idle seconds");
+}
+
+/// Takes the relay's batches (one call per batch) and fails on one poisoned event every time.
+struct Batcher {
+    calls: AtomicUsize,
+    applied: Mutex<Vec<u32>>,
+    poison: u32,
+}
+
+#[async_trait]
+impl EventHandler for Batcher {
+    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        let probe: Probe = serde_json::from_value(envelope.data.clone())?;
+        if probe.seq == self.poison {
+            anyhow::bail!("poisoned event");
+        }
+        self.applied
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned lock"))?
+            .push(probe.seq);
+        Ok(())
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        for (i, envelope) in envelopes.iter().enumerate() {
+            self.handle(envelope).await.map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_batching_consumer_takes_a_batch_at_once_and_a_poisoned_event_is_set_aside_alone() {
+    let app = TestApp::spawn().await;
+    let pool = outbox_of_its_own(&app, "relay_batches").await;
+    let bus = Arc::new(EventBus::default());
+    let batcher = Arc::new(Batcher {
+        calls: AtomicUsize::new(0),
+        applied: Mutex::new(Vec::new()),
+        poison: 7,
+    });
+    let other = Arc::new(Recorder::failing_once_at(u32::MAX));
+    bus.subscribe("batcher", &["probe.keyed"], batcher.clone());
+    bus.subscribe("other", &["probe.keyed"], other.clone());
+    let outbox = Outbox::new(pool.clone(), "batches", bus.clone());
+    // 20 events written in one transaction (one statement).
+    let mut tx = pool.begin().await.expect("tx");
+    let envelopes: Vec<Envelope> = (0..20u32)
+        .map(|seq| outbox.envelope(Some(1), None, &Probe { key: None, seq }))
+        .collect::<anyhow::Result<_>>()
+        .expect("envelopes");
+    outbox
+        .record_all(&mut tx, &envelopes)
+        .await
+        .expect("record");
+    tx.commit().await.expect("commit");
+
+    // The batcher gets the whole batch in one call and stops at the poisoned event.
+    assert!(
+        outbox.relay_pending().await.is_err(),
+        "the failure surfaces"
+    );
+    assert_eq!(
+        batcher.calls.load(Ordering::SeqCst),
+        1,
+        "one call for the batch"
+    );
+    assert_eq!(
+        *batcher.applied.lock().expect("lock"),
+        (0..7).collect::<Vec<_>>()
+    );
+    let charged: Vec<(i32, bool)> =
+        sqlx::query_as("SELECT attempts, published_at IS NOT NULL FROM zv_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(charged[7], (1, false), "the poisoned event is charged");
+    assert!(
+        charged[8..].iter().all(|c| *c == (0, false)),
+        "the events after it wait, uncharged: {charged:?}"
+    );
+    // Retried until it is set aside: then everything else arrives once, at both consumers.
+    for _ in 0..12 {
+        if outbox.relay_pending().await.is_ok() {
+            break;
+        }
+    }
+    assert_eq!(outbox.pending().await.expect("pending"), 0);
+    let dead: Vec<i64> = sqlx::query_scalar("SELECT id FROM zv_outbox WHERE dead_at IS NOT NULL")
+        .fetch_all(&pool)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1, "only the poisoned event is set aside");
+    let everything_but_7: Vec<u32> = (0..20).filter(|s| *s != 7).collect();
+    let mut applied = batcher.applied.lock().expect("lock").clone();
+    applied.sort_unstable();
+    assert_eq!(applied, everything_but_7, "the batcher, once each");
+    let mut seen: Vec<u32> = other
+        .delivered
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|d| d.1)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, everything_but_7, "the other consumer, once each");
 }
