@@ -329,6 +329,8 @@ pub async fn install(pool: &PgPool) -> anyhow::Result<()> {
             dead_at TIMESTAMPTZ)",
         "CREATE INDEX IF NOT EXISTS zv_outbox_pending ON zv_outbox (id)
             WHERE published_at IS NULL AND dead_at IS NULL",
+        "CREATE INDEX IF NOT EXISTS zv_outbox_dead ON zv_outbox (id)
+            WHERE published_at IS NULL AND dead_at IS NOT NULL",
         "CREATE TABLE IF NOT EXISTS zv_inbox (
             consumer TEXT NOT NULL,
             event_id UUID NOT NULL,
@@ -369,6 +371,11 @@ struct Outcome {
     dead: bool,
     result: anyhow::Result<()>,
 }
+
+/// How long delivered events stay in the outbox (for inspection), and how often a relay
+/// deletes those past it.
+pub const KEEP_PUBLISHED: Duration = Duration::from_secs(24 * 3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How often an idle relay looks for events another process left behind; the writers of
 /// this process wake it as soon as they commit.
@@ -686,7 +693,12 @@ impl Outbox {
             // At start: what a previous run left pending.
             let mut wait = Duration::ZERO;
             let mut retry = FIRST_RETRY;
+            let mut pruned = tokio::time::Instant::now();
             loop {
+                if pruned.elapsed() >= PRUNE_EVERY {
+                    pruned = tokio::time::Instant::now();
+                    outbox.prune().await;
+                }
                 tokio::select! {
                     _ = outbox.inner.wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -708,15 +720,31 @@ impl Outbox {
         })
     }
 
+    /// Deletes the events delivered more than [`KEEP_PUBLISHED`] ago, so the outbox holds what
+    /// is pending, what was set aside and a day of history, not everything ever written.
+    pub async fn prune(&self) {
+        let pruned = sqlx::query(
+            "DELETE FROM zv_outbox WHERE published_at < now() - make_interval(secs => $1)",
+        )
+        .bind(KEEP_PUBLISHED.as_secs_f64())
+        .execute(&self.inner.pool)
+        .await;
+        if let Err(e) = pruned {
+            tracing::warn!(source = self.inner.source, error = %e, "outbox not pruned");
+        }
+    }
+
     /// Publishes the outbox's lag as gauges: `zv_outbox_pending` (events not yet delivered),
     /// `zv_outbox_oldest_pending_seconds` (age of the oldest) and `zv_outbox_dead` (set aside),
     /// labelled by service.
     pub async fn record_lag(&self) {
+        // Read through the partial indexes: the cost follows what is pending or set aside,
+        // not the table's published history.
         let lag: Result<(i64, f64, i64), sqlx::Error> = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE dead_at IS NULL), \
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE dead_at IS NULL)), 0)::float8, \
-                    count(*) FILTER (WHERE dead_at IS NOT NULL) \
-             FROM zv_outbox WHERE published_at IS NULL",
+            "SELECT p.n, COALESCE(EXTRACT(EPOCH FROM now() - p.oldest), 0)::float8, \
+               (SELECT count(*) FROM zv_outbox WHERE published_at IS NULL AND dead_at IS NOT NULL) \
+             FROM (SELECT count(*) AS n, min(created_at) AS oldest FROM zv_outbox \
+                   WHERE published_at IS NULL AND dead_at IS NULL) p",
         )
         .fetch_one(&self.inner.pool)
         .await;
