@@ -92,11 +92,12 @@ pub trait EventHandler: Send + Sync {
         false
     }
 
-    /// Applies `envelopes`, in commit order. `Err((i, e))`: `envelopes[i]` failed; those before
-    /// it are applied, those after it were not tried.
-    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
-        for (i, envelope) in envelopes.iter().enumerate() {
-            self.handle(envelope).await.map_err(|e| (i, e))?;
+    /// Applies `envelopes`, in commit order; a batching handler does it all or nothing (one
+    /// transaction). When it fails, the relay applies them one by one with
+    /// [`handle`](Self::handle) to find the event that fails (each applied once: the inbox).
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
+        for envelope in envelopes {
+            self.handle(envelope).await?;
         }
         Ok(())
     }
@@ -265,15 +266,22 @@ impl EventBus {
             if mine.is_empty() {
                 continue;
             }
-            if let Err((i, e)) = s.handler.handle_all(&mine).await {
-                let e = anyhow::anyhow!(
-                    "{} failed on {} {}: {e:#}",
-                    s.consumer,
-                    mine[i].event_type,
-                    mine[i].id
-                );
-                outcome.failed.entry(at[i]).or_insert(e);
-                outcome.untried.extend(at[i + 1..].iter().copied());
+            if s.handler.handle_all(&mine).await.is_ok() {
+                continue;
+            }
+            // One of them fails the batch: one by one, to tell which.
+            for (i, envelope) in mine.iter().enumerate() {
+                if let Err(e) = s.handler.handle(envelope).await {
+                    let e = anyhow::anyhow!(
+                        "{} failed on {} {}: {e:#}",
+                        s.consumer,
+                        envelope.event_type,
+                        envelope.id
+                    );
+                    outcome.failed.entry(at[i]).or_insert(e);
+                    outcome.untried.extend(at[i + 1..].iter().copied());
+                    break;
+                }
             }
         }
         outcome

@@ -714,22 +714,12 @@ impl EventHandler for OrderInvoicer {
         true
     }
 
-    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
-        let all: anyhow::Result<()> = async {
-            let mut tx = self.ctx.pool.begin().await?;
-            for envelope in envelopes {
-                self.invoice(&mut tx, envelope).await?;
-            }
-            tx.commit().await?;
-            Ok(())
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
+        let mut tx = self.ctx.pool.begin().await?;
+        for envelope in envelopes {
+            self.invoice(&mut tx, envelope).await?;
         }
-        .await;
-        if all.is_err() {
-            // One of them fails the batch: one by one, to tell which.
-            for (i, envelope) in envelopes.iter().enumerate() {
-                self.handle(envelope).await.map_err(|e| (i, e))?;
-            }
-        }
+        tx.commit().await?;
         self.ctx.outbox.nudge();
         Ok(())
     }

@@ -34,15 +34,8 @@ impl EventHandler for StockFollower {
         true
     }
 
-    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
-        if self.apply(envelopes).await.is_ok() {
-            return Ok(());
-        }
-        // One of them fails the batch: one by one, to tell which.
-        for (i, envelope) in envelopes.iter().enumerate() {
-            self.apply(&[envelope]).await.map_err(|e| (i, e))?;
-        }
-        Ok(())
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
+        self.apply(envelopes).await
     }
 }
 

@@ -835,11 +835,21 @@ impl EventHandler for Batcher {
         true
     }
 
-    async fn handle_all(&self, envelopes: &[&Envelope]) -> Result<(), (usize, anyhow::Error)> {
+    /// All or nothing, as in one transaction.
+    async fn handle_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        for (i, envelope) in envelopes.iter().enumerate() {
-            self.handle(envelope).await.map_err(|e| (i, e))?;
+        let mut seqs = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let probe: Probe = serde_json::from_value(envelope.data.clone())?;
+            if probe.seq == self.poison {
+                anyhow::bail!("poisoned event in the batch");
+            }
+            seqs.push(probe.seq);
         }
+        self.applied
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned lock"))?
+            .extend(seqs);
         Ok(())
     }
 }
@@ -919,4 +929,43 @@ async fn a_batching_consumer_takes_a_batch_at_once_and_a_poisoned_event_is_set_a
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, everything_but_7, "the other consumer, once each");
+}
+
+#[tokio::test]
+async fn delivered_events_leave_the_outbox_after_a_day_and_pending_ones_stay() {
+    let app = TestApp::spawn().await;
+    let pool = outbox_of_its_own(&app, "outbox_prune").await;
+    let bus = Arc::new(EventBus::default());
+    let outbox = Outbox::new(pool.clone(), "prune", bus.clone());
+    let mut tx = pool.begin().await.expect("tx");
+    let envelopes: Vec<Envelope> = (0..3u32)
+        .map(|seq| outbox.envelope(Some(1), None, &Probe { key: None, seq }))
+        .collect::<anyhow::Result<_>>()
+        .expect("envelopes");
+    outbox
+        .record_all(&mut tx, &envelopes)
+        .await
+        .expect("record");
+    tx.commit().await.expect("commit");
+    assert_eq!(outbox.relay_pending().await.expect("relay"), 3);
+    // The first was delivered two days ago, the second an hour ago; the third waits again.
+    for (n, state) in [
+        (0, "published_at = now() - interval '2 days'"),
+        (1, "published_at = now() - interval '1 hour'"),
+        (2, "published_at = NULL"),
+    ] {
+        sqlx::query(&format!(
+            "UPDATE zv_outbox SET {state} WHERE id = (SELECT id FROM zv_outbox ORDER BY id OFFSET {n} LIMIT 1)"
+        ))
+        .execute(&pool)
+        .await
+        .expect("age");
+    }
+    outbox.prune().await;
+    let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM zv_outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+    assert_eq!(left, [envelopes[1].id, envelopes[2].id]);
+    assert_eq!(outbox.pending().await.expect("pending"), 1);
 }
