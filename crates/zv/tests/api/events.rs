@@ -810,6 +810,21 @@ async fn an_idle_platform_runs_almost_no_sql() {
     assert!(idle <= 6, "{idle} statements in 5 idle seconds");
 }
 
+/// `count` unkeyed probes (seq 0, 1, …) written in one transaction with one statement.
+async fn unkeyed_probes(outbox: &Outbox, pool: &sqlx::PgPool, count: u32) -> Vec<Envelope> {
+    let mut tx = pool.begin().await.expect("tx");
+    let envelopes: Vec<Envelope> = (0..count)
+        .map(|seq| outbox.envelope(Some(1), None, &Probe { key: None, seq }))
+        .collect::<anyhow::Result<_>>()
+        .expect("envelopes");
+    outbox
+        .record_all(&mut tx, &envelopes)
+        .await
+        .expect("record");
+    tx.commit().await.expect("commit");
+    envelopes
+}
+
 /// Takes the relay's batches (one call per batch) and fails on one poisoned event every time.
 struct Batcher {
     calls: AtomicUsize,
@@ -868,17 +883,7 @@ async fn a_batching_consumer_takes_a_batch_at_once_and_a_poisoned_event_is_set_a
     bus.subscribe("batcher", &["probe.keyed"], batcher.clone());
     bus.subscribe("other", &["probe.keyed"], other.clone());
     let outbox = Outbox::new(pool.clone(), "batches", bus.clone());
-    // 20 events written in one transaction (one statement).
-    let mut tx = pool.begin().await.expect("tx");
-    let envelopes: Vec<Envelope> = (0..20u32)
-        .map(|seq| outbox.envelope(Some(1), None, &Probe { key: None, seq }))
-        .collect::<anyhow::Result<_>>()
-        .expect("envelopes");
-    outbox
-        .record_all(&mut tx, &envelopes)
-        .await
-        .expect("record");
-    tx.commit().await.expect("commit");
+    unkeyed_probes(&outbox, &pool, 20).await;
 
     // The batcher gets the whole batch in one call and stops at the poisoned event.
     assert!(
@@ -937,16 +942,7 @@ async fn delivered_events_leave_the_outbox_after_a_day_and_pending_ones_stay() {
     let pool = outbox_of_its_own(&app, "outbox_prune").await;
     let bus = Arc::new(EventBus::default());
     let outbox = Outbox::new(pool.clone(), "prune", bus.clone());
-    let mut tx = pool.begin().await.expect("tx");
-    let envelopes: Vec<Envelope> = (0..3u32)
-        .map(|seq| outbox.envelope(Some(1), None, &Probe { key: None, seq }))
-        .collect::<anyhow::Result<_>>()
-        .expect("envelopes");
-    outbox
-        .record_all(&mut tx, &envelopes)
-        .await
-        .expect("record");
-    tx.commit().await.expect("commit");
+    let envelopes = unkeyed_probes(&outbox, &pool, 3).await;
     assert_eq!(outbox.relay_pending().await.expect("relay"), 3);
     // The first was delivered two days ago, the second an hour ago; the third waits again.
     for (n, state) in [
