@@ -812,6 +812,31 @@ pub async fn first_time(
         == 1)
 }
 
+/// Writes the inbox rows of `envelopes` for `consumer` in one statement, in the caller's
+/// transaction: the ids of those the consumer had not applied before.
+pub async fn first_times(
+    tx: &mut PgConnection,
+    consumer: &str,
+    envelopes: &[&Envelope],
+) -> anyhow::Result<std::collections::HashSet<Uuid>> {
+    if envelopes.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
+    let types: Vec<&str> = envelopes.iter().map(|e| e.event_type.as_str()).collect();
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO zv_inbox (consumer, event_id, event_type) \
+         SELECT $1, e.id, e.type FROM unnest($2::uuid[], $3::text[]) AS e(id, type) \
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(consumer)
+    .bind(&ids)
+    .bind(&types)
+    .fetch_all(tx)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,7 @@
 
 use async_trait::async_trait;
 use integration::billing::{InvoiceCancelled, InvoiceCreated, InvoiceSent};
-use integration::order::OrderCreated;
 use kernel::auth::{ProjectScope, ReadScope};
-use kernel::events::{first_time, Envelope, EventHandler};
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::resource::{Bind, Field, FieldKind, Resource, Values};
 use kernel::service::ServiceContext;
@@ -15,6 +13,7 @@ use kernel::{ApiError, FieldErrors};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
+use std::collections::BTreeMap;
 
 use crate::ledger::{self, InvoiceRow, NewTransaction};
 use crate::GRANTS;
@@ -187,29 +186,55 @@ pub async fn show(ctx: &ServiceContext, scope: &ProjectScope, id: i64) -> Result
 /// The next gapless number of the project for this year, `INV-{YYYY}-{NNN}` (the counter row
 /// stays locked until the caller's transaction ends).
 async fn next_number(tx: &mut PgConnection, project_id: i64) -> Result<String, ApiError> {
-    let (year, n): (i32, i64) = sqlx::query_as(
+    take_numbers(tx, &BTreeMap::from([(project_id, 1)]))
+        .await?
+        .remove(&project_id)
+        .and_then(|numbers| numbers.into_iter().next())
+        .ok_or_else(|| ApiError::internal("no invoice number was taken"))
+}
+
+/// Takes the next `n` gapless numbers of each project (`project → n`) for this year in one
+/// statement, the counter rows locked in project order until the caller's transaction ends:
+/// each project's numbers, in order.
+pub(crate) async fn take_numbers(
+    tx: &mut PgConnection,
+    counts: &BTreeMap<i64, i64>,
+) -> Result<BTreeMap<i64, Vec<String>>, ApiError> {
+    let (projects, ns): (Vec<i64>, Vec<i64>) = counts.iter().map(|(p, n)| (*p, *n)).unzip();
+    let taken: Vec<(i64, i32, i64)> = sqlx::query_as(
         "INSERT INTO invoice_counters (project_id, year, last) \
-         VALUES ($1, extract(year FROM now())::int, 1) \
-         ON CONFLICT (project_id, year) DO UPDATE SET last = invoice_counters.last + 1 \
-         RETURNING year, last",
+         SELECT c.project, extract(year FROM now())::int, c.n \
+         FROM unnest($1::bigint[], $2::bigint[]) AS c(project, n) ORDER BY c.project \
+         ON CONFLICT (project_id, year) DO UPDATE SET last = invoice_counters.last + EXCLUDED.last \
+         RETURNING project_id, year, last",
     )
-    .bind(project_id)
-    .fetch_one(&mut *tx)
+    .bind(&projects)
+    .bind(&ns)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(format!("INV-{year}-{n:03}"))
+    Ok(taken
+        .into_iter()
+        .map(|(project, year, last)| {
+            let n = counts.get(&project).copied().unwrap_or(1);
+            let numbers = (last - n + 1..=last)
+                .map(|k| format!("INV-{year}-{k:03}"))
+                .collect();
+            (project, numbers)
+        })
+        .collect())
 }
 
 /// One line of an invoice, computed (§3.2).
-struct Line {
-    description: String,
-    product_id: Option<i64>,
-    variant_id: Option<i64>,
-    quantity: Decimal,
-    unit_price: Decimal,
-    discount: Decimal,
-    tax_rate: Decimal,
-    tax: Decimal,
-    total: Decimal,
+pub(crate) struct Line {
+    pub description: String,
+    pub product_id: Option<i64>,
+    pub variant_id: Option<i64>,
+    pub quantity: Decimal,
+    pub unit_price: Decimal,
+    pub discount: Decimal,
+    pub tax_rate: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
 }
 
 /// The header amounts an edit starts from.
@@ -423,25 +448,34 @@ async fn write_lines(tx: &mut PgConnection, invoice: i64, lines: &[Line]) -> Res
         .bind(invoice)
         .execute(&mut *tx)
         .await?;
-    insert_lines(tx, invoice, lines).await
+    insert_lines(tx, &[(invoice, lines)]).await
 }
 
-/// Writes an invoice's lines, in one statement, at positions 0, 1, … in the order given.
-async fn insert_lines(tx: &mut PgConnection, invoice: i64, lines: &[Line]) -> Result<(), ApiError> {
-    let decimals = |f: fn(&Line) -> Decimal| lines.iter().map(f).collect::<Vec<_>>();
-    let ids = |f: fn(&Line) -> Option<i64>| lines.iter().map(f).collect::<Vec<_>>();
-    let descriptions: Vec<&str> = lines.iter().map(|l| l.description.as_str()).collect();
+/// Writes the lines of invoices, in one statement, each invoice's at positions 0, 1, … in the
+/// order given.
+pub(crate) async fn insert_lines(
+    tx: &mut PgConnection,
+    invoices: &[(i64, &[Line])],
+) -> Result<(), ApiError> {
+    let all = || invoices.iter().flat_map(|(_, lines)| lines.iter());
+    let decimals = |f: fn(&Line) -> Decimal| all().map(f).collect::<Vec<_>>();
+    let ids = |f: fn(&Line) -> Option<i64>| all().map(f).collect::<Vec<_>>();
+    let descriptions: Vec<&str> = all().map(|l| l.description.as_str()).collect();
+    let (owners, positions): (Vec<i64>, Vec<i32>) = invoices
+        .iter()
+        .flat_map(|(id, lines)| (0..lines.len()).map(move |n| (*id, n as i32)))
+        .unzip();
     sqlx::query(
         "INSERT INTO invoice_items (invoice_id, description, product_id, variant_id, quantity, \
            unit_price, discount, tax_rate, tax_amount, total, position) \
-         SELECT $1, l.description, l.product_id, l.variant_id, l.quantity, l.unit_price, \
-           l.discount, l.tax_rate, l.tax, l.total, (l.n - 1)::int \
-         FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::numeric[], $6::numeric[], \
-           $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[]) WITH ORDINALITY \
-           AS l(description, product_id, variant_id, quantity, unit_price, discount, tax_rate, \
-             tax, total, n) ORDER BY l.n",
+         SELECT l.invoice, l.description, l.product_id, l.variant_id, l.quantity, l.unit_price, \
+           l.discount, l.tax_rate, l.tax, l.total, l.position \
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::numeric[], \
+           $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], \
+           $11::int[]) WITH ORDINALITY AS l(invoice, description, product_id, variant_id, \
+             quantity, unit_price, discount, tax_rate, tax, total, position, n) ORDER BY l.n",
     )
-    .bind(invoice)
+    .bind(&owners)
     .bind(&descriptions)
     .bind(ids(|l| l.product_id))
     .bind(ids(|l| l.variant_id))
@@ -451,6 +485,7 @@ async fn insert_lines(tx: &mut PgConnection, invoice: i64, lines: &[Line]) -> Re
     .bind(decimals(|l| l.tax_rate))
     .bind(decimals(|l| l.tax))
     .bind(decimals(|l| l.total))
+    .bind(&positions)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -692,123 +727,6 @@ const UNIQUE: &[kernel::db::ConstraintField] = &[kernel::db::ConstraintField {
     field: "invoice_number",
     message: "Invoice with this invoice number already exists.",
 }];
-
-/// Creates the invoice of a placed order, once (a redelivered event finds it). In-process it
-/// takes the relay's batches: the invoices of a batch in one transaction, so the project's
-/// invoice counter is locked once per batch instead of once per order.
-pub struct OrderInvoicer {
-    pub ctx: ServiceContext,
-}
-
-#[async_trait]
-impl EventHandler for OrderInvoicer {
-    async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
-        let mut tx = self.ctx.pool.begin().await?;
-        self.invoice(&mut tx, envelope).await?;
-        tx.commit().await?;
-        self.ctx.outbox.nudge();
-        Ok(())
-    }
-
-    fn batches(&self) -> bool {
-        true
-    }
-
-    async fn handle_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
-        let mut tx = self.ctx.pool.begin().await?;
-        for envelope in envelopes {
-            self.invoice(&mut tx, envelope).await?;
-        }
-        tx.commit().await?;
-        self.ctx.outbox.nudge();
-        Ok(())
-    }
-}
-
-impl OrderInvoicer {
-    /// The invoice of the order `envelope` placed, in `tx`, unless this service has already
-    /// applied the event or the order has its invoice.
-    async fn invoice(&self, tx: &mut PgConnection, envelope: &Envelope) -> anyhow::Result<()> {
-        let Some(event) = envelope.decode::<OrderCreated>() else {
-            return Ok(());
-        };
-        let event = event?;
-        let Some(project_id) = envelope.project_id else {
-            return Ok(());
-        };
-        if !first_time(tx, "billing", envelope).await? {
-            return Ok(());
-        }
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM invoices WHERE project_id = $1 AND source_type = 'order' \
-             AND source_id = $2)",
-        )
-        .bind(project_id)
-        .bind(event.order.order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !exists {
-            let number = next_number(tx, project_id)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
-            let dec = |s: &str| s.parse::<Decimal>().unwrap_or(Decimal::ZERO);
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO invoices (project_id, invoice_number, customer_id, customer_type, \
-                   customer, order_id, source_type, source_id, status, subtotal, discount_amount, \
-                   tax_amount, shipping_amount, total_amount, currency, sent_at, created_by, updated_by) \
-                 VALUES ($1, $2, $3, 'user', $4, $5, 'order', $5, 'sent', $6, $7, $8, $9, $10, $11, \
-                   now(), $3, $3) RETURNING id",
-            )
-            .bind(project_id)
-            .bind(&number)
-            .bind(event.customer_id)
-            .bind(json!({"id": event.customer_id, "email": event.customer_email}))
-            .bind(event.order.order_id)
-            .bind(dec(&event.subtotal))
-            .bind(dec(&event.discount_amount))
-            .bind(dec(&event.tax_amount))
-            .bind(dec(&event.shipping_cost))
-            .bind(dec(&event.total))
-            .bind(&event.currency)
-            .fetch_one(&mut *tx)
-            .await?;
-            let lines: Vec<Line> = event
-                .items
-                .iter()
-                .map(|line| Line {
-                    description: line
-                        .sku
-                        .clone()
-                        .unwrap_or_else(|| format!("Product {}", line.product_id)),
-                    product_id: Some(line.product_id),
-                    variant_id: line.variant_id,
-                    quantity: Decimal::from(line.quantity),
-                    unit_price: dec(&line.unit_price),
-                    discount: Decimal::ZERO,
-                    tax_rate: Decimal::ZERO,
-                    tax: Decimal::ZERO,
-                    total: dec(&line.total_price),
-                })
-                .collect();
-            insert_lines(tx, id, &lines)
-                .await
-                .map_err(|e| anyhow::anyhow!(e.detail().to_owned()))?;
-            let row = ledger::lock_invoice(tx, project_id, id).await?;
-            self.ctx
-                .outbox
-                .record(
-                    tx,
-                    Some(project_id),
-                    envelope.actor_id,
-                    &InvoiceCreated(row.event()),
-                )
-                .await?;
-            ledger::attach_source_payments(&self.ctx, tx, envelope.actor_id, project_id, id)
-                .await?;
-        }
-        Ok(())
-    }
-}
 
 /// `POST m/invoices/{id}/payments/` `{amount? (default: what is due), method, gateway?,
 /// token?, payment_method_id?, reference?, transaction_id?, transaction_date?, description?}`

@@ -147,8 +147,16 @@ impl InvoiceRow {
     }
 }
 
-pub const INVOICE_ROW: &str = "SELECT id, invoice_number, source_type, source_id, status, \
-    customer_id, total_amount, amount_paid, amount_refunded, currency FROM invoices";
+macro_rules! invoice_columns {
+    () => {
+        "id, invoice_number, source_type, source_id, status, customer_id, total_amount, \
+         amount_paid, amount_refunded, currency"
+    };
+}
+
+/// The columns of an [`InvoiceRow`] (for `RETURNING`).
+pub const INVOICE_COLUMNS: &str = invoice_columns!();
+pub const INVOICE_ROW: &str = concat!("SELECT ", invoice_columns!(), " FROM invoices");
 
 /// A live invoice of the project, locked until the caller's transaction ends.
 pub async fn lock_invoice(

@@ -11,6 +11,7 @@ pub mod gateways;
 pub mod graphql;
 pub mod invoices;
 pub mod ledger;
+pub mod order_invoices;
 pub mod order_money;
 pub mod order_updates;
 pub mod payment_methods;
@@ -273,7 +274,7 @@ pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     platform.events().subscribe(
         "billing",
         &["order.created"],
-        std::sync::Arc::new(invoices::OrderInvoicer { ctx: ctx.clone() }),
+        std::sync::Arc::new(order_invoices::OrderInvoicer { ctx: ctx.clone() }),
     );
     platform.events().subscribe(
         "billing",

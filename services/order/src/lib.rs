@@ -6,6 +6,7 @@ pub mod carts;
 pub mod customers;
 pub mod extras;
 pub mod graphql;
+pub mod invoice_links;
 pub mod items;
 pub mod orders;
 pub mod payments;

@@ -11,13 +11,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use integration::billing::SharedBilling;
+use integration::billing::{InvoiceCreated, SharedBilling};
 use integration::inventory::SharedStock;
 use integration::order::{
     OrderCancelled, OrderCreated, OrderFulfilled, OrderLine, OrderRef, OrderStatusChanged,
 };
 use integration::product::SharedPricing;
 use kernel::auth::ProjectScope;
+use kernel::events::IntegrationEvent;
 use kernel::list::{Field as Col, Kind, ListSpec};
 use kernel::rbac::Grants;
 use kernel::resource::{Field, FieldKind, Hooks, Resource, Values};
@@ -2069,7 +2070,8 @@ impl kernel::events::EventHandler for ExpiryFollower {
     }
 }
 
-/// Billing's events about an order's invoice: `invoice.created` (→ `invoice_id`) and
+/// Billing's events about an order's invoice: `invoice.created` (→ `invoice_id`, see
+/// [`crate::invoice_links`]) and
 /// `payment.success` / `payment.refunded` (→ amounts and the derived `payment_status`). An
 /// order that becomes paid while pending is confirmed (order.md §3.2 `auto_confirm_paid_orders`).
 pub struct BillingFollower {
@@ -2094,10 +2096,28 @@ fn payment_status(total: Decimal, paid: Decimal, refunded: Decimal) -> &'static 
 
 #[async_trait]
 impl kernel::events::EventHandler for BillingFollower {
+    fn batches(&self) -> bool {
+        true
+    }
+
+    /// The invoices of a batch are recorded on their orders at once, then the other events
+    /// are followed in turn (an invoice's id is not something they read).
+    async fn handle_all(&self, envelopes: &[&kernel::events::Envelope]) -> anyhow::Result<()> {
+        let (created, others): (Vec<_>, Vec<_>) = envelopes
+            .iter()
+            .partition(|e| e.event_type == <InvoiceCreated as IntegrationEvent>::TYPE);
+        crate::invoice_links::link(&self.ctx.pool, &created).await?;
+        for envelope in others {
+            self.handle(envelope).await?;
+        }
+        Ok(())
+    }
+
     async fn handle(&self, envelope: &kernel::events::Envelope) -> anyhow::Result<()> {
-        use integration::billing::{
-            InvoiceCreated, PaymentFailed, PaymentRefunded, PaymentSucceeded,
-        };
+        use integration::billing::{PaymentFailed, PaymentRefunded, PaymentSucceeded};
+        if envelope.event_type == <InvoiceCreated as IntegrationEvent>::TYPE {
+            return crate::invoice_links::link(&self.ctx.pool, &[envelope]).await;
+        }
         let Some(project_id) = envelope.project_id else {
             return Ok(());
         };
@@ -2112,13 +2132,8 @@ impl kernel::events::EventHandler for BillingFollower {
             (_, _, Some(p)) => (Some(p?.0), Some(false)),
             _ => (None, None),
         };
-        let created = envelope
-            .decode::<InvoiceCreated>()
-            .transpose()?
-            .map(|e| e.0);
-        let source = match (&payment, &created) {
-            (Some(p), _) if p.source_type == "order" => p.source_id,
-            (_, Some(i)) if i.source_type == "order" => i.source_id,
+        let source = match &payment {
+            Some(p) if p.source_type == "order" => p.source_id,
             _ => None,
         };
         let Some(order_id) = source else {
@@ -2129,14 +2144,6 @@ impl kernel::events::EventHandler for BillingFollower {
             return Ok(());
         };
         let mut confirm = false;
-        if let Some(invoice) = &created {
-            sqlx::query("UPDATE orders SET invoice_id = $3 WHERE id = $1 AND project_id = $2")
-                .bind(order_id)
-                .bind(project_id)
-                .bind(invoice.invoice_id)
-                .execute(&mut *tx)
-                .await?;
-        }
         if let (Some(p), Some(succeeded)) = (&payment, outcome) {
             crate::payments::follow(&mut tx, project_id, order_id, p, succeeded)
                 .await

@@ -9,12 +9,11 @@ use integration::product::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-use kernel::events::{Envelope, EventHandler};
+use kernel::events::{first_times, Envelope, EventHandler};
 use kernel::resource::public_cache;
 use kernel::service::ServiceContext;
 use serde_json::Value;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Applies `inventory.stock_changed` once per event: the row's level is kept when its version
 /// is newer than the one known, and the product's (and variant's) `stock_quantity` becomes the
@@ -54,18 +53,9 @@ impl StockFollower {
         if changes.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = changes.iter().map(|c| c.0.id).collect();
-        let types: Vec<&str> = changes.iter().map(|c| c.0.event_type.as_str()).collect();
         let mut tx = self.ctx.pool.begin().await?;
-        let fresh: Vec<Uuid> = sqlx::query_scalar(
-            "INSERT INTO zv_inbox (consumer, event_id, event_type) \
-             SELECT 'product', e.id, e.type FROM unnest($1::uuid[], $2::text[]) AS e(id, type) \
-             ON CONFLICT DO NOTHING RETURNING event_id",
-        )
-        .bind(&ids)
-        .bind(&types)
-        .fetch_all(&mut *tx)
-        .await?;
+        let events: Vec<&Envelope> = changes.iter().map(|c| *c.0).collect();
+        let fresh = first_times(&mut tx, "product", &events).await?;
         // The newest level of each row among the events not applied before.
         let mut newest: BTreeMap<i64, (i64, &StockChanged)> = BTreeMap::new();
         for (envelope, project_id, event) in &changes {

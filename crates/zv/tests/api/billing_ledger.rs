@@ -1433,3 +1433,160 @@ async fn transactions_do_not_cross_tenants() {
         (json!("5.00"), json!("partially_paid"))
     );
 }
+
+/// `order.created` for an order of `project` with one line per price (quantity 1).
+fn placed(project: i64, order_id: i64, total: &str, prices: &[&str]) -> Envelope {
+    let event = integration::order::OrderCreated {
+        order: order_ref(order_id),
+        customer_id: None,
+        customer_email: format!("buyer{order_id}@example.com"),
+        currency: "USD".into(),
+        subtotal: total.into(),
+        discount_amount: "0.00".into(),
+        shipping_cost: "0.00".into(),
+        tax_amount: "0.00".into(),
+        total: total.into(),
+        items: prices
+            .iter()
+            .enumerate()
+            .map(|(n, price)| integration::order::OrderLine {
+                order_item_id: n as i64 + 1,
+                product_id: 900 + n as i64,
+                variant_id: None,
+                sku: Some(format!("SKU-{n}")),
+                quantity: 1,
+                unit_price: (*price).into(),
+                total_price: (*price).into(),
+            })
+            .collect(),
+        source: "web".into(),
+        reservation_id: None,
+    };
+    Envelope::new("order", Some(project), None, &event).expect("an envelope")
+}
+
+#[tokio::test]
+async fn a_batch_of_placed_orders_is_invoiced_at_once_and_only_once() {
+    use kernel::events::EventHandler;
+    let app = TestApp::spawn().await;
+    let a = owner_with_project(&app, "amal", "Amal Atelier").await;
+    let b = owner_with_project(&app, "bilal", "Bilal Bikes").await;
+    let billing = app
+        .platform
+        .lookup::<integration::billing::SharedBilling>()
+        .expect("billing is provided");
+    // Before the batch: a manual invoice in A (number 1), an order of A already invoiced
+    // (number 2) and a payment made at checkout for order 5003 of A, before its invoice.
+    invoice(&app, &a, "5.00", json!({})).await;
+    invoice(
+        &app,
+        &a,
+        "9.00",
+        json!({"source_type": "order", "source_id": 5002}),
+    )
+    .await;
+    let paid = billing.start_payment(&scope_of(&a), &json!({"source_type": "order", "source_id": 5003, "amount": "30.00", "token": "tok_ok", "idempotency_key": "order-5003-pay"})).await.expect("paid");
+    assert_eq!(paid["status"], "completed");
+
+    let (pa, pb) = (a.project_id(), b.project_id());
+    let first = placed(pa, 5001, "12.50", &["10.00", "2.50"]);
+    let twice = placed(pb, 6001, "4.00", &["4.00"]);
+    let batch = [
+        first.clone(),
+        twice.clone(),
+        placed(pa, 5002, "9.00", &["9.00"]), // already invoiced
+        placed(pa, 5003, "30.00", &["10.00", "20.00"]), // paid before
+        placed(pb, 6002, "3.00", &["1.00", "1.00", "1.00"]),
+        twice.clone(),                       // the same event again
+        placed(pb, 6001, "4.00", &["4.00"]), // another event for the same order
+        placed(pa, 5004, "7.00", &["7.00"]),
+    ];
+    let invoicer = zv_billing::order_invoices::OrderInvoicer {
+        ctx: crate::harness::service_context(&app, "billing").await,
+    };
+    let refs: Vec<&Envelope> = batch.iter().collect();
+    invoicer.handle_all(&refs).await.expect("invoiced");
+    invoicer
+        .handle_all(&refs)
+        .await
+        .expect("a redelivered batch is harmless");
+    invoicer
+        .handle(&first)
+        .await
+        .expect("a redelivered event too");
+
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let row = |n: u32, source: Option<i64>, total: &str, lines: usize, paid: &str| {
+        (
+            format!("INV-{year}-{n:03}"),
+            source,
+            total.to_owned(),
+            lines,
+            paid.to_owned(),
+        )
+    };
+    assert_eq!(
+        invoice_rows(&app, &a).await,
+        vec![
+            row(1, None, "5.00", 1, "PENDING"),
+            row(2, Some(5002), "9.00", 1, "PENDING"),
+            row(3, Some(5001), "12.50", 2, "PENDING"),
+            row(4, Some(5003), "30.00", 2, "PAID"),
+            row(5, Some(5004), "7.00", 1, "PENDING"),
+        ],
+        "gapless in each project, one invoice per order, the early payment attached"
+    );
+    assert_eq!(
+        invoice_rows(&app, &b).await,
+        vec![
+            row(1, Some(6001), "4.00", 1, "PENDING"),
+            row(2, Some(6002), "3.00", 3, "PENDING"),
+        ]
+    );
+    let created: Vec<(i64, String)> = events(&app, "invoice.created")
+        .await
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["sourceId"].as_i64()?,
+                e["invoiceNumber"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let announced = |n: u32, source: i64| (source, format!("INV-{year}-{n:03}"));
+    assert_eq!(
+        created,
+        vec![
+            announced(2, 5002),
+            announced(3, 5001),
+            announced(1, 6001),
+            announced(4, 5003),
+            announced(2, 6002),
+            announced(5, 5004),
+        ],
+        "one invoice.created per invoice, in the batch's order"
+    );
+}
+
+/// (number, source id, total, lines, payment status) of each invoice of the owner's project,
+/// by number.
+async fn invoice_rows(
+    app: &TestApp,
+    owner: &Owner,
+) -> Vec<(String, Option<i64>, String, usize, String)> {
+    let list = get(app, owner, "invoices/?ordering=invoice_number&page_size=50").await;
+    list["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["invoice_number"].as_str().unwrap_or_default().to_owned(),
+                i["source_id"].as_i64(),
+                i["total_amount"].as_str().unwrap_or_default().to_owned(),
+                i["items"].as_array().map_or(0, Vec::len),
+                i["payment_status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
