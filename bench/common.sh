@@ -11,6 +11,9 @@ cargo build --release -q -p zv ${ZV_FEATURES:+--features "$ZV_FEATURES"}
 BIN=target/release/zv
 
 RUN_ID=$(date +%s)$$
+# Every client on the transport zv uses for a server on this machine (no TLS): pgbench and
+# libpq clients would otherwise negotiate TLS with a server that offers it.
+export PGSSLMODE=${PGSSLMODE:-disable}
 export ZV_DATABASE_PREFIX="bench${RUN_ID}_"
 export ZV_DATA_DIR=$(mktemp -d)
 export ZV_LOG_LEVEL=${ZV_LOG_LEVEL:-warn}

@@ -22,6 +22,9 @@ PRODUCTS=${PRODUCTS:-2000}
 ADDR=127.0.0.1:18010
 REF_ADDR=127.0.0.1:18011
 DB_URL=${ZV_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+# Every client on the transport zv uses for a server on this machine (no TLS): pgbench and
+# libpq clients would otherwise negotiate TLS with a server that offers it.
+export PGSSLMODE=${PGSSLMODE:-disable}
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-contrib >/dev/null; }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::config::Config;
@@ -12,26 +12,43 @@ use crate::error::{ApiError, FieldErrors};
 
 /// Connect options for `database` on the configured server.
 pub fn connect_options(config: &Config, database: &str) -> anyhow::Result<PgConnectOptions> {
-    let options: PgConnectOptions = config
-        .database_url
-        .expose()
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid ZV_DATABASE_URL: {e}"))?;
-    Ok(options
+    Ok(server_options(config)?
         .database(database)
         .application_name("zonevast")
         .log_statements(tracing::log::LevelFilter::Debug)
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
 }
 
-/// Creates `database` on the server if it does not exist yet (safe when raced).
-pub async fn ensure_database(config: &Config, database: &str) -> anyhow::Result<()> {
-    let server: PgConnectOptions = config
-        .database_url
-        .expose()
+/// The configured server. One on this machine (a loopback address or a socket directory) is
+/// reached without TLS unless the URL or `PGSSLMODE` asks for it: encryption that never leaves
+/// the machine protects nothing and costs both sides CPU on every round trip.
+fn server_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    let url = config.database_url.expose();
+    let options: PgConnectOptions = url
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid ZV_DATABASE_URL: {e}"))?;
-    let mut conn = PgConnection::connect_with(&server)
+    let chosen =
+        url.to_ascii_lowercase().contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some();
+    Ok(if !chosen && on_this_machine(options.get_host()) {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    })
+}
+
+/// Whether `host` is this machine: a loopback address, `localhost` or a Unix socket directory.
+fn on_this_machine(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.starts_with('/')
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Creates `database` on the server if it does not exist yet (safe when raced).
+pub async fn ensure_database(config: &Config, database: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect_with(&server_options(config)?)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL: {e}"))?;
     let exists: bool =
@@ -160,6 +177,35 @@ where
                 ))
             }
             other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_machine;
+
+    #[test]
+    fn loopback_hosts_and_sockets_are_this_machine() {
+        for host in [
+            "127.0.0.1",
+            "127.3.2.1",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LocalHost",
+            "/var/run/postgresql",
+        ] {
+            assert!(on_this_machine(host), "{host}");
+        }
+        for host in [
+            "10.0.0.5",
+            "db.example.com",
+            "192.168.1.2",
+            "2001:db8::1",
+            "",
+        ] {
+            assert!(!on_this_machine(host), "{host}");
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod invoice_links;
 pub mod items;
 pub mod orders;
 pub mod payments;
+pub(crate) mod placing;
 pub mod returns;
 pub mod settings;
 

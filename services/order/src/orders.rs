@@ -974,45 +974,25 @@ pub(crate) async fn place_parsed(
 
     // 1. The order as `placing`, hidden, with its number, lines and totals.
     let mut totals = Totals::of(&line_totals, discount, shipping, settings.tax_rate);
-    let mut tx = ctx.pool.begin().await?;
-    let placed: Result<(i64, String, String), sqlx::Error> = sqlx::query_as(
-        "WITH n AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
-         INSERT INTO orders (id, project_id, order_number, customer_id, customer_email, \
-           customer_phone, customer_name, shipping_address, billing_address, currency, \
-           shipping_method, payment_method, notes, reference, source, coupon_code, cart_id, \
-           created_by, updated_by, subtotal, discount_amount, shipping_cost, tax_amount, total) \
-         SELECT n.id, $1, order_number(n.id), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-           $14, $15, $16, $16, $17, $18, $19, $20, $21 FROM n \
-         RETURNING id, order_number, payment_status",
+    let placed = crate::placing::insert_placing(
+        &ctx.pool,
+        scope.project_id(),
+        scope.user_id(),
+        &placement,
+        &currency,
+        &priced,
+        &totals,
     )
-    .bind(scope.project_id())
-    .bind(placement.customer_id)
-    .bind(&placement.customer_email)
-    .bind(&placement.customer_phone)
-    .bind(&placement.customer_name)
-    .bind(&placement.shipping_address)
-    .bind(&placement.billing_address)
-    .bind(&currency)
-    .bind(&placement.shipping_method)
-    .bind(&placement.payment_method)
-    .bind(&placement.notes)
-    .bind(&placement.reference)
-    .bind(&placement.source)
-    .bind(placement.coupon_code.clone().unwrap_or_default())
-    .bind(&placement.cart_id)
-    .bind(scope.user_id())
-    .bind(totals.subtotal)
-    .bind(totals.discount)
-    .bind(totals.shipping)
-    .bind(totals.tax)
-    .bind(totals.total)
-    .fetch_one(&mut *tx)
     .await;
-    let (id, number, payment_status) = match placed {
-        Ok(row) => row,
+    let crate::placing::Placing {
+        id,
+        number,
+        payment_status,
+        lines,
+    } = match placed {
+        Ok(placing) => placing,
         // The same reference placed concurrently: that order is the answer.
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("orders_reference") => {
-            drop(tx);
             let reference = placement.reference.as_deref().unwrap_or_default();
             return match existing_reference(ctx, scope.project_id(), reference).await? {
                 Some(id) => Ok((false, id)),
@@ -1025,16 +1005,6 @@ pub(crate) async fn place_parsed(
         }
         Err(e) => return Err(e.into()),
     };
-    let lines = insert_lines(
-        &mut tx,
-        scope.project_id(),
-        id,
-        &priced,
-        &totals,
-        scope.user_id(),
-    )
-    .await?;
-    tx.commit().await?;
 
     // 2. The stock, held under the order number (a retry finds the same reservation): for the
     // payment window while an online payment is awaited, else for the reservation TTL.
@@ -1116,17 +1086,22 @@ pub(crate) async fn place_parsed(
                 store_totals(&mut tx, id, &ids, &totals).await?;
             }
         }
-        sqlx::query(
-            "UPDATE orders SET status = $3, reservation_id = $2, coupon_redemption_id = $4, \
-               updated_at = now() WHERE id = $1 AND status = 'placing'",
+        let redeemed = redemption.as_ref().and_then(|r| r["id"].as_i64());
+        let placed = crate::placing::mark_placed(
+            &mut tx,
+            id,
+            status,
+            reservation.as_deref(),
+            redeemed,
+            scope.user_id(),
         )
-        .bind(id)
-        .bind(&reservation)
-        .bind(status)
-        .bind(redemption.as_ref().and_then(|r| r["id"].as_i64()))
-        .execute(&mut *tx)
         .await?;
-        history(&mut tx, id, "placed", status, "", Some(scope.user_id())).await?;
+        if !placed {
+            return Err(ApiError::conflict(
+                "placement_interrupted",
+                "This placement took too long and was undone; nothing was placed.",
+            ));
+        }
         let event = OrderCreated {
             order: OrderRef {
                 order_id: id,
@@ -1207,78 +1182,6 @@ pub(crate) async fn insert_line(
     .bind(by)
     .fetch_one(&mut *tx)
     .await?)
-}
-
-/// Writes the priced lines of a new order with their share of `totals`, in one statement →
-/// the lines as events carry them, in the order given.
-async fn insert_lines(
-    tx: &mut PgConnection,
-    project_id: i64,
-    order_id: i64,
-    priced: &[Priced],
-    totals: &Totals,
-    by: i64,
-) -> Result<Vec<OrderLine>, ApiError> {
-    let column = |f: fn(&Priced) -> Option<i64>| priced.iter().map(f).collect::<Vec<_>>();
-    let texts = |f: fn(&Priced) -> Option<String>| priced.iter().map(f).collect::<Vec<_>>();
-    let quantities: Vec<i32> = priced.iter().map(|p| p.wanted.quantity as i32).collect();
-    let prices: Vec<Decimal> = priced.iter().map(|p| p.unit_price).collect();
-    let line_totals: Vec<Decimal> = priced.iter().map(Priced::line_total).collect();
-    let overridden: Vec<bool> = priced.iter().map(|p| p.overridden).collect();
-    let tracked: Vec<bool> = priced
-        .iter()
-        .map(|p| p.quote.track_inventory.unwrap_or(true))
-        .collect();
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "WITH l AS (SELECT nextval(pg_get_serial_sequence('order_items', 'id')) AS id, l.* \
-           FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::int[], $11::numeric[], $12::text[], $13::bool[], \
-             $14::numeric[], $15::bool[], $16::numeric[], $17::numeric[]) WITH ORDINALITY \
-             AS l(product_id, variant_id, inventory_id, name, variant_name, sku, image_url, \
-               quantity, unit_price, list_price, overridden, total_price, tracked, discount, \
-               tax, n)), \
-         written AS (INSERT INTO order_items (id, project_id, order_id, product_id, variant_id, \
-             inventory_id, product_name, variant_name, sku, image_url, quantity, unit_price, \
-             list_price, price_overridden, total_price, tracked, discount, tax_amount, \
-             created_by, updated_by) \
-           SELECT id, $1, $2, product_id, variant_id, inventory_id, COALESCE(name, ''), \
-             variant_name, sku, image_url, quantity, unit_price, list_price::numeric, \
-             overridden, total_price, tracked, discount, tax, $18, $18 FROM l ORDER BY n) \
-         SELECT id FROM l ORDER BY n",
-    )
-    .bind(project_id)
-    .bind(order_id)
-    .bind(column(|p| Some(p.wanted.product_id)))
-    .bind(column(|p| p.wanted.variant_id))
-    .bind(column(|p| p.wanted.inventory_id))
-    .bind(texts(|p| p.quote.name.clone()))
-    .bind(texts(|p| p.quote.variant_name.clone()))
-    .bind(texts(|p| p.quote.sku.clone()))
-    .bind(texts(|p| p.quote.image_url.clone()))
-    .bind(&quantities)
-    .bind(&prices)
-    .bind(texts(|p| p.quote.list_price.clone()))
-    .bind(&overridden)
-    .bind(&line_totals)
-    .bind(&tracked)
-    .bind(&totals.discounts)
-    .bind(&totals.taxes)
-    .bind(by)
-    .fetch_all(&mut *tx)
-    .await?;
-    Ok(ids
-        .into_iter()
-        .zip(priced.iter().zip(line_totals))
-        .map(|(order_item_id, (p, total))| OrderLine {
-            order_item_id,
-            product_id: p.wanted.product_id,
-            variant_id: p.wanted.variant_id,
-            sku: p.quote.sku.clone(),
-            quantity: p.wanted.quantity,
-            unit_price: money(p.unit_price),
-            total_price: money(total),
-        })
-        .collect())
 }
 
 /// Records the event of the main status an order entered (order.md §14), if it has one.

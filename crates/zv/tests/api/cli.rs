@@ -290,3 +290,28 @@ fn events_replay_needs_a_broker_and_moves_dead_letters() {
         "{output:?}"
     );
 }
+
+#[tokio::test]
+async fn a_database_on_this_machine_is_reached_without_tls_unless_asked() {
+    let app = TestApp::spawn().await;
+    let ssl = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, bool>("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_ssl")
+    };
+    let config = app.platform.config();
+    let pool = crate::harness::service_pool(config, "order").await;
+    assert!(!ssl(pool).await, "a loopback server, no sslmode: plain");
+    // Asked for in the URL: the server's TLS is used (the test server offers it).
+    let mut asked = config.clone();
+    asked.database_url = kernel::config::Secret::new(format!("{}?sslmode=require", server_url()));
+    let offered: bool = sqlx::query_scalar("SELECT current_setting('ssl') = 'on'")
+        .fetch_one(&crate::harness::service_pool(config, "order").await)
+        .await
+        .expect("ssl setting");
+    if offered {
+        let pool = crate::harness::service_pool(&asked, "order").await;
+        assert!(ssl(pool).await, "sslmode=require in the URL is honoured");
+    }
+}
