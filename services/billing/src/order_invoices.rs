@@ -190,10 +190,9 @@ async fn invoiced_orders(
 ) -> anyhow::Result<HashSet<(i64, i64)>> {
     pairs_among(
         tx,
-        "SELECT i.project_id, i.source_id FROM invoices i \
-         JOIN unnest($1::bigint[], $2::bigint[]) AS k(project, source) \
-           ON i.project_id = k.project AND i.source_id = k.source \
-         WHERE i.source_type = 'order' AND i.source_id IS NOT NULL",
+        "SELECT k.project, k.source FROM unnest($1::bigint[], $2::bigint[]) AS k(project, source) \
+         CROSS JOIN LATERAL (SELECT 1 FROM invoices i WHERE i.project_id = k.project \
+           AND i.source_type = 'order' AND i.source_id = k.source LIMIT 1) AS found",
         keys,
     )
     .await
@@ -206,18 +205,20 @@ async fn paid_before_invoiced(
 ) -> anyhow::Result<HashSet<(i64, i64)>> {
     pairs_among(
         tx,
-        "SELECT DISTINCT t.project_id, t.source_id FROM transactions t \
-         JOIN unnest($1::bigint[], $2::bigint[]) AS k(project, source) \
-           ON t.project_id = k.project AND t.source_id = k.source \
-         WHERE t.source_type = 'order' AND t.invoice_id IS NULL AND t.status = 'completed' \
-           AND t.transaction_type = 'payment' AND t.deleted_at IS NULL",
+        "SELECT k.project, k.source FROM unnest($1::bigint[], $2::bigint[]) AS k(project, source) \
+         CROSS JOIN LATERAL (SELECT 1 FROM transactions t WHERE t.project_id = k.project \
+           AND t.source_type = 'order' AND t.source_id = k.source AND t.invoice_id IS NULL \
+           AND t.status = 'completed' AND t.transaction_type = 'payment' \
+           AND t.deleted_at IS NULL LIMIT 1) AS found",
         keys,
     )
     .await
 }
 
 /// The (project, source) pairs `sql` selects among `keys` (bound as `$1` projects, `$2`
-/// sources).
+/// sources). Each pair is looked up on its own (`LATERAL … LIMIT 1`), so the plan is an index
+/// probe per pair whatever the table's statistics say: a join planned on the statistics of a
+/// table that was small scanned every invoice once per batch as it grew.
 async fn pairs_among(
     tx: &mut PgConnection,
     sql: &'static str,
