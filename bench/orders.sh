@@ -125,6 +125,7 @@ for round in $(seq "$ROUNDS"); do
   pgbench_row reservation_sql "$INVENTORY_DB" bench/sql/reservation.sql "$FIRST_ROW" "$STOCK_EVENT"
   wrk_row reservation "$WORK/reservations.lua" "$RESERVATIONS"
   settle
+  psql -At "$ORDER_DB" -c "SELECT COALESCE(max(id), 0) FROM orders" >> "$WORK/round_starts"
   wrk_row placement "$WORK/orders.lua" "$ORDERS"
   settle
 done
@@ -138,9 +139,26 @@ DIFF=$(psql -At "$INVENTORY_DB" -c "
     FROM reservation_allocations a JOIN reservation_items i ON i.id = a.item_id
     JOIN reservations r ON r.id = i.reservation_id WHERE a.inventory_id = s.id AND r.status = 'active'), 0)")
 
-python3 - "$WORK/rows" "$WORK/placed" "$WORK/invoiced" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$DUPES" "$DIFF" <<'PY'
+# What the server warned about during the run (failed deliveries wait for their retry and hold
+# the events after them): how many, and the five most frequent.
+python3 - "$WORK/zv.log" <<'PY'
+import collections, json, sys
+seen = collections.Counter()
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    if entry.get("level") in ("WARN", "ERROR"):
+        fields = entry.get("fields", {})
+        seen[f"{entry['level']} {fields.get('message', '')} {str(fields.get('error', ''))[:100]}"] += 1
+print(f"server warnings and errors during the run: {sum(seen.values())}")
+for text, count in seen.most_common(5):
+    print(f"  {count} × {text}")
+PY
+python3 - "$WORK/rows" "$WORK/placed" "$WORK/invoiced" "$CONNECTIONS" "$DURATION" "$ROUNDS" "$DUPES" "$DIFF" "$WORK/round_starts" <<'PY'
 import sys
-rows_path, placed_path, invoiced_path, conns, dur, rounds, dupes, diff = sys.argv[1:]
+rows_path, placed_path, invoiced_path, conns, dur, rounds, dupes, diff, starts_path = sys.argv[1:]
 by = {}
 for line in open(rows_path):
     name, rps, p50, p99, err = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
@@ -174,6 +192,14 @@ row("reservation, REST (3 lines)", "reservation", reservation_sql)
 row("**placement, REST (3 lines)**", "placement", limit, 0.5)
 lag_ok = "✓" if q(0.99) < 1000 else "✗"
 print(f"\nplacement → invoice over all {len(lags)} placements: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms ({lag_ok} < 1 s), max {lags[-1] if lags else float('nan'):.1f} ms")
+starts = [int(l) for l in open(starts_path) if l.strip()] + [float("inf")]
+per_round = []
+for n, (lo, hi) in enumerate(zip(starts, starts[1:]), 1):
+    mine = sorted((float(invoiced[k]) - float(v)) * 1000 for k, v in placed.items()
+                  if k in invoiced and lo < int(k) <= hi)
+    if mine:
+        per_round.append(f"round {n}: p50 {mine[len(mine) // 2]:.0f} ms, p99 {mine[min(len(mine) - 1, int(0.99 * len(mine)))]:.0f} ms")
+print("  by round: " + "; ".join(per_round))
 print(f"non-2xx answers: {errors}; orders without an invoice: {missing}; duplicate invoices: {dupes}; "
       f"rows whose held units disagree with the active reservations: {diff}")
 if errors or missing or int(dupes) or int(diff) or failed_sql:

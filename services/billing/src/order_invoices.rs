@@ -18,6 +18,9 @@ use sqlx::PgConnection;
 use crate::invoices::{insert_lines, take_numbers, Line};
 use crate::ledger::{self, InvoiceRow, INVOICE_COLUMNS};
 
+/// Writes of a batch before it gives up (each finding more orders invoiced meanwhile).
+const ATTEMPTS: usize = 3;
+
 pub struct OrderInvoicer {
     pub ctx: ServiceContext,
 }
@@ -60,7 +63,9 @@ struct Written {
 
 impl OrderInvoicer {
     /// Invoices the orders placed by `envelopes` that this service has not seen before and
-    /// that have no invoice yet, in one transaction.
+    /// that have no invoice yet, in one transaction. An order that already has one (made
+    /// another way) is found by the insert itself; the batch is then written again without it,
+    /// so the numbers it took are not lost.
     async fn invoice_all(&self, envelopes: &[&Envelope]) -> anyhow::Result<()> {
         let mut placed = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
@@ -77,25 +82,42 @@ impl OrderInvoicer {
         if placed.is_empty() {
             return Ok(());
         }
-        let mut tx = self.ctx.pool.begin().await?;
         let events: Vec<&Envelope> = placed.iter().map(|p| p.envelope).collect();
-        let fresh = first_times(&mut tx, "billing", &events).await?;
-        placed.retain(|p| fresh.contains(&p.envelope.id));
-        let keys: Vec<(i64, i64)> = placed.iter().map(Placed::key).collect();
-        let invoiced = invoiced_orders(&mut tx, &keys).await?;
-        let mut seen = HashSet::new();
-        placed.retain(|p| !invoiced.contains(&p.key()) && seen.insert(p.key()));
-        if !placed.is_empty() {
-            self.write(&mut tx, &placed).await?;
+        let mut invoiced = HashSet::new();
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.ctx.pool.begin().await?;
+            let fresh = first_times(&mut tx, "billing", &events).await?;
+            let mut seen = HashSet::new();
+            let todo: Vec<&Placed> = placed
+                .iter()
+                .filter(|p| fresh.contains(&p.envelope.id))
+                .filter(|p| !invoiced.contains(&p.key()) && seen.insert(p.key()))
+                .collect();
+            let already = if todo.is_empty() {
+                Vec::new()
+            } else {
+                self.write(&mut tx, &todo).await?
+            };
+            if already.is_empty() {
+                tx.commit().await?;
+                self.ctx.outbox.nudge();
+                return Ok(());
+            }
+            // Rolled back (with the numbers it took): again, without those orders.
+            drop(tx);
+            invoiced.extend(already);
         }
-        tx.commit().await?;
-        self.ctx.outbox.nudge();
-        Ok(())
+        anyhow::bail!("orders kept gaining invoices while this batch was invoiced")
     }
 
-    /// The invoices of `placed` (orders without one), their lines and their events; payments
-    /// recorded before an invoice existed are attached to it.
-    async fn write(&self, tx: &mut PgConnection, placed: &[Placed<'_>]) -> anyhow::Result<()> {
+    /// The invoices of `placed`, their lines and their events; payments recorded before an
+    /// invoice existed are attached to it. Returns the orders among `placed` that already had
+    /// an invoice, and writes nothing else then (the caller rolls back).
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        placed: &[&Placed<'_>],
+    ) -> anyhow::Result<Vec<(i64, i64)>> {
         let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
         for p in placed {
             *counts.entry(p.project_id).or_default() += 1;
@@ -113,9 +135,21 @@ impl OrderInvoicer {
         };
         let mut numbered = Vec::with_capacity(placed.len());
         for p in placed {
-            numbered.push((p, next(p.project_id)?));
+            numbered.push((*p, next(p.project_id)?));
         }
         let written = insert_invoices(tx, &numbered).await?;
+        if written.len() < placed.len() {
+            let new: HashSet<(i64, Option<i64>)> = written
+                .iter()
+                .map(|w| (w.project_id, w.row.source_id))
+                .collect();
+            let key = |p: &&&Placed| (p.project_id, Some(p.event.order.order_id));
+            return Ok(placed
+                .iter()
+                .filter(|p| !new.contains(&key(p)))
+                .map(|p| p.key())
+                .collect());
+        }
         let by_key: HashMap<(i64, Option<i64>), &InvoiceRow> = written
             .iter()
             .map(|w| ((w.project_id, w.row.source_id), &w.row))
@@ -149,12 +183,12 @@ impl OrderInvoicer {
             let actor = p.envelope.actor_id;
             ledger::attach_source_payments(&self.ctx, tx, actor, p.project_id, invoice).await?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
-fn keys_of(placed: &[Placed<'_>]) -> Vec<(i64, i64)> {
-    placed.iter().map(Placed::key).collect()
+fn keys_of(placed: &[&Placed<'_>]) -> Vec<(i64, i64)> {
+    placed.iter().map(|p| p.key()).collect()
 }
 
 fn money(s: &str) -> Decimal {
@@ -181,21 +215,6 @@ fn lines_of(event: &OrderCreated) -> Vec<Line> {
             total: money(&line.total_price),
         })
         .collect()
-}
-
-/// Those of the (project, order) pairs that have an invoice.
-async fn invoiced_orders(
-    tx: &mut PgConnection,
-    keys: &[(i64, i64)],
-) -> anyhow::Result<HashSet<(i64, i64)>> {
-    pairs_among(
-        tx,
-        "SELECT k.project, k.source FROM unnest($1::bigint[], $2::bigint[]) AS k(project, source) \
-         CROSS JOIN LATERAL (SELECT 1 FROM invoices i WHERE i.project_id = k.project \
-           AND i.source_type = 'order' AND i.source_id = k.source LIMIT 1) AS found",
-        keys,
-    )
-    .await
 }
 
 /// Those of the (project, order) pairs with a completed payment that no invoice holds yet.
@@ -233,7 +252,8 @@ async fn pairs_among(
     Ok(found.into_iter().collect())
 }
 
-/// Writes the `sent` invoices of placed orders under their numbers, in one statement.
+/// Writes the `sent` invoices of placed orders under their numbers, in one statement, but
+/// none for an order that already has one (one invoice per source).
 async fn insert_invoices(
     tx: &mut PgConnection,
     numbered: &[(&Placed<'_>, String)],
@@ -259,6 +279,8 @@ async fn insert_invoices(
            $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], \
            $11::text[]) WITH ORDINALITY AS i(project, number, customer, who, source, subtotal, \
              discount, tax, shipping, total, currency, n) ORDER BY i.n \
+         ON CONFLICT (project_id, source_type, source_id) \
+           WHERE source_type <> 'manual' AND source_id IS NOT NULL DO NOTHING \
          RETURNING project_id, {INVOICE_COLUMNS}"
     ))
     .bind(
