@@ -704,12 +704,8 @@ async fn attempt_create(
     let project_id = actor.project_id;
     let mut tx = ctx.pool.begin().await?;
     ledger::lock_timeout(&mut tx).await?;
-    if let Some(order_id) = &request.head.order_id {
-        if let Some(held) = existing_for_order(&mut tx, project_id, order_id, &request.key).await? {
-            return Ok(held);
-        }
-    }
-    // The header first: a concurrent create for the same order waits here and then finds it.
+    // The header first: an order's active reservation (made before, or concurrently: this
+    // waits for it) keeps it from being written, and is then the answer.
     let inserted: Option<(i64, String)> = sqlx::query_as(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id) \
          INSERT INTO reservations (id, project_id, reservation_number, order_id, reference, \
