@@ -607,19 +607,41 @@ async fn retries_with_one_key_place_one_order() {
     assert_eq!(stock_of(&app, &owner, wool).await, (100, 3));
 }
 
-/// An inventory that holds the stock and then stops answering.
-struct Unreachable(integration::inventory::SharedStock);
+/// The inventory, and what goes wrong once it has held the stock of a placement.
+struct Meddled(integration::inventory::SharedStock, Meddling);
+
+enum Meddling {
+    /// It stops answering.
+    Hangs,
+    /// Meanwhile the reconciler undoes the placement (as if it had taken minutes): the stock
+    /// is released and the order marked failed (the order database's pool).
+    Undone(sqlx::PgPool),
+}
 
 #[async_trait::async_trait]
-impl integration::inventory::Stock for Unreachable {
+impl integration::inventory::Stock for Meddled {
     async fn reserve(
         &self,
         scope: &kernel::auth::ProjectScope,
         body: &Value,
     ) -> Result<integration::inventory::Held, kernel::ApiError> {
-        self.0.reserve(scope, body).await?;
-        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-        Err(kernel::ApiError::gateway_timeout())
+        let held = self.0.reserve(scope, body).await?;
+        match &self.1 {
+            Meddling::Hangs => {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                Err(kernel::ApiError::gateway_timeout())
+            }
+            Meddling::Undone(pool) => {
+                let number = body["order_id"].as_str().unwrap_or_default();
+                self.0.release_by_order(scope, number).await?;
+                sqlx::query("UPDATE orders SET status = 'failed' WHERE order_number = $1")
+                    .bind(number)
+                    .execute(pool)
+                    .await
+                    .map_err(kernel::ApiError::from)?;
+                Ok(held)
+            }
+        }
     }
 
     async fn release_by_order(
@@ -666,6 +688,49 @@ impl integration::inventory::Stock for Unreachable {
 }
 
 #[tokio::test]
+async fn a_placement_the_reconciler_undid_meanwhile_is_refused_not_announced() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "rami", "Rami Rugs").await;
+    let rug = stocked(&app, &owner, "Rug", "90.00", 10).await;
+    let real = app
+        .platform
+        .lookup::<integration::inventory::SharedStock>()
+        .expect("inventory");
+    let pool = service_pool(app.platform.config(), "order").await;
+    app.platform
+        .provide::<integration::inventory::SharedStock>(Arc::new(Meddled(
+            real.clone(),
+            Meddling::Undone(pool.clone()),
+        )));
+    let (status, body) = post(
+        &app,
+        &owner,
+        "orders/",
+        json!({"items": [{"product_id": rug, "quantity": 4}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::CONFLICT, json!("placement_interrupted")),
+        "{body}"
+    );
+    let (statuses, announced): (Vec<String>, i64) = (
+        sqlx::query_scalar("SELECT status FROM orders")
+            .fetch_all(&pool)
+            .await
+            .expect("orders"),
+        sqlx::query_scalar("SELECT count(*) FROM zv_outbox WHERE event_type = 'order.created'")
+            .fetch_one(&pool)
+            .await
+            .expect("outbox"),
+    );
+    assert_eq!((statuses, announced), (vec!["failed".to_owned()], 0));
+    assert_eq!(stock_of(&app, &owner, rug).await, (10, 0), "nothing held");
+    let (_, list, _) = app.get(&format!("{API}orders/"), Some(&owner.access)).await;
+    assert_eq!(list["count"], 0, "a failed placement is hidden");
+}
+
+#[tokio::test]
 async fn an_inventory_that_does_not_answer_leaves_nothing_reserved() {
     let app = TestApp::spawn().await;
     let owner = owner_with_project(&app, "nour", "Nour Nuts").await;
@@ -675,7 +740,10 @@ async fn an_inventory_that_does_not_answer_leaves_nothing_reserved() {
         .lookup::<integration::inventory::SharedStock>()
         .expect("inventory");
     app.platform
-        .provide::<integration::inventory::SharedStock>(Arc::new(Unreachable(real.clone())));
+        .provide::<integration::inventory::SharedStock>(Arc::new(Meddled(
+            real.clone(),
+            Meddling::Hangs,
+        )));
     let started = std::time::Instant::now();
     let (status, body) = post(
         &app,
