@@ -138,31 +138,24 @@ impl OrderInvoicer {
             numbered.push((*p, next(p.project_id)?));
         }
         let written = insert_invoices(tx, &numbered).await?;
-        if written.len() < placed.len() {
-            let new: HashSet<(i64, Option<i64>)> = written
-                .iter()
-                .map(|w| (w.project_id, w.row.source_id))
-                .collect();
-            let key = |p: &&&Placed| (p.project_id, Some(p.event.order.order_id));
-            return Ok(placed
-                .iter()
-                .filter(|p| !new.contains(&key(p)))
-                .map(|p| p.key())
-                .collect());
-        }
-        let by_key: HashMap<(i64, Option<i64>), &InvoiceRow> = written
+        let by_key: HashMap<(i64, i64), &InvoiceRow> = written
             .iter()
-            .map(|w| ((w.project_id, w.row.source_id), &w.row))
+            .filter_map(|w| Some(((w.project_id, w.row.source_id?), &w.row)))
             .collect();
+        let already: Vec<(i64, i64)> = placed
+            .iter()
+            .map(|p| p.key())
+            .filter(|key| !by_key.contains_key(key))
+            .collect();
+        if !already.is_empty() {
+            return Ok(already);
+        }
         let mut lines = Vec::with_capacity(placed.len());
         let mut events = Vec::with_capacity(placed.len());
         let mut invoices = Vec::with_capacity(placed.len());
         for p in placed {
-            let Some(row) = by_key.get(&(p.project_id, Some(p.event.order.order_id))) else {
-                anyhow::bail!(
-                    "the invoice of order {} was not written",
-                    p.event.order.order_id
-                );
+            let Some(row) = by_key.get(&p.key()) else {
+                continue;
             };
             lines.push((row.id, lines_of(&p.event)));
             events.push(self.ctx.outbox.envelope(
@@ -175,7 +168,8 @@ impl OrderInvoicer {
         let lines: Vec<(i64, &[Line])> = lines.iter().map(|(id, l)| (*id, l.as_slice())).collect();
         insert_lines(tx, &lines).await?;
         self.ctx.outbox.record_all(tx, &events).await?;
-        let early = paid_before_invoiced(tx, &keys_of(placed)).await?;
+        let keys: Vec<(i64, i64)> = placed.iter().map(|p| p.key()).collect();
+        let early = paid_before_invoiced(tx, &keys).await?;
         for (p, invoice) in invoices
             .into_iter()
             .filter(|(p, _)| early.contains(&p.key()))
@@ -185,10 +179,6 @@ impl OrderInvoicer {
         }
         Ok(Vec::new())
     }
-}
-
-fn keys_of(placed: &[&Placed<'_>]) -> Vec<(i64, i64)> {
-    placed.iter().map(|p| p.key()).collect()
 }
 
 fn money(s: &str) -> Decimal {
@@ -217,38 +207,24 @@ fn lines_of(event: &OrderCreated) -> Vec<Line> {
         .collect()
 }
 
-/// Those of the (project, order) pairs with a completed payment that no invoice holds yet.
+/// Those of the (project, order) pairs with a completed payment that no invoice holds yet,
+/// each pair looked up on its own (`LATERAL … LIMIT 1`: an index probe per pair).
 async fn paid_before_invoiced(
     tx: &mut PgConnection,
     keys: &[(i64, i64)],
 ) -> anyhow::Result<HashSet<(i64, i64)>> {
-    pairs_among(
-        tx,
+    let (projects, sources): (Vec<i64>, Vec<i64>) = keys.iter().copied().unzip();
+    let found: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT k.project, k.source FROM unnest($1::bigint[], $2::bigint[]) AS k(project, source) \
          CROSS JOIN LATERAL (SELECT 1 FROM transactions t WHERE t.project_id = k.project \
            AND t.source_type = 'order' AND t.source_id = k.source AND t.invoice_id IS NULL \
            AND t.status = 'completed' AND t.transaction_type = 'payment' \
            AND t.deleted_at IS NULL LIMIT 1) AS found",
-        keys,
     )
-    .await
-}
-
-/// The (project, source) pairs `sql` selects among `keys` (bound as `$1` projects, `$2`
-/// sources). Each pair is looked up on its own (`LATERAL … LIMIT 1`), so the plan is an index
-/// probe per pair whatever the table's statistics say: a join planned on the statistics of a
-/// table that was small scanned every invoice once per batch as it grew.
-async fn pairs_among(
-    tx: &mut PgConnection,
-    sql: &'static str,
-    keys: &[(i64, i64)],
-) -> anyhow::Result<HashSet<(i64, i64)>> {
-    let (projects, sources): (Vec<i64>, Vec<i64>) = keys.iter().copied().unzip();
-    let found: Vec<(i64, i64)> = sqlx::query_as(sql)
-        .bind(&projects)
-        .bind(&sources)
-        .fetch_all(tx)
-        .await?;
+    .bind(&projects)
+    .bind(&sources)
+    .fetch_all(tx)
+    .await?;
     Ok(found.into_iter().collect())
 }
 
