@@ -380,6 +380,56 @@ struct Outcome {
     result: anyhow::Result<()>,
 }
 
+/// Events as the four array parameters of an outbox `INSERT`, for a statement that writes
+/// them together with the change they announce (one round trip; they exist if and only if
+/// the change does). [`Outbox::record_all`] is the statement on its own.
+pub struct OutboxRows {
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    projects: Vec<Option<i64>>,
+    bodies: Vec<Value>,
+}
+
+impl OutboxRows {
+    pub fn of(envelopes: &[Envelope]) -> anyhow::Result<Self> {
+        Ok(Self {
+            ids: envelopes.iter().map(|e| e.id).collect(),
+            types: envelopes.iter().map(|e| e.event_type.clone()).collect(),
+            projects: envelopes.iter().map(|e| e.project_id).collect(),
+            bodies: envelopes
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The `INSERT` of these rows, in their order, from parameters `$first` to `$first + 3`
+    /// (bound by [`bind`](Self::bind) after the statement's own `first - 1` parameters);
+    /// with `only_if`, a condition of the statement, only when it holds.
+    pub fn insert(first: usize, only_if: Option<&str>) -> String {
+        let [a, b, c, d] = [first, first + 1, first + 2, first + 3];
+        let only_if = only_if.map(|c| format!("WHERE {c} ")).unwrap_or_default();
+        format!(
+            "INSERT INTO zv_outbox (event_id, event_type, project_id, envelope) \
+             SELECT e.id, e.type, e.project, e.body \
+             FROM unnest(${a}::uuid[], ${b}::text[], ${c}::bigint[], ${d}::jsonb[]) \
+               WITH ORDINALITY AS e(id, type, project, body, n) {only_if}ORDER BY n"
+        )
+    }
+
+    /// Binds the four arrays, in the order of [`insert`](Self::insert)'s parameters.
+    pub fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.projects)
+            .bind(&self.bodies)
+    }
+}
+
 /// How long delivered events stay in the outbox (for inspection), and how often a relay
 /// deletes those past it.
 pub const KEEP_PUBLISHED: Duration = Duration::from_secs(24 * 3600);
@@ -458,25 +508,9 @@ impl Outbox {
         if envelopes.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = envelopes.iter().map(|e| e.id).collect();
-        let types: Vec<&str> = envelopes.iter().map(|e| e.event_type.as_str()).collect();
-        let projects: Vec<Option<i64>> = envelopes.iter().map(|e| e.project_id).collect();
-        let bodies = envelopes
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<Value>, _>>()?;
-        sqlx::query(
-            "INSERT INTO zv_outbox (event_id, event_type, project_id, envelope) \
-             SELECT e.id, e.type, e.project, e.body \
-             FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::jsonb[]) \
-               WITH ORDINALITY AS e(id, type, project, body, n) ORDER BY n",
-        )
-        .bind(&ids)
-        .bind(&types)
-        .bind(&projects)
-        .bind(&bodies)
-        .execute(tx)
-        .await?;
+        let rows = OutboxRows::of(envelopes)?;
+        let insert = OutboxRows::insert(1, None);
+        rows.bind(sqlx::query(&insert)).execute(tx).await?;
         Ok(())
     }
 

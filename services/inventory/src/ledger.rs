@@ -13,7 +13,7 @@ use kernel::auth::ProjectScope;
 use kernel::service::ServiceContext;
 use kernel::ApiError;
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 /// Who changes stock: a member's request, or the platform (`created_by` null, `"system"`).
 #[derive(Clone, Debug)]
@@ -162,42 +162,27 @@ pub async fn change(
     Ok(Outcome::Done { levels, movement })
 }
 
-/// Adds `reserved` units (signed) to each `(row, reserved)` of locked rows, in one statement,
-/// and writes their events in another; the caller writes `also` (its own events) with them.
-/// All or nothing: a row the change cannot cover fails the whole (`insufficient_stock`).
+/// Holds `units` more (or, negative, fewer) of each locked row, given as its levels now:
+/// the held units, the rows' `inventory.stock_changed` events (and threshold crossings), and
+/// `also`, in one statement. A row whose version moved since (or that cannot cover its units)
+/// makes it a transient conflict, and the caller's transaction is rolled back with its events.
 pub async fn reserve_many(
     ctx: &ServiceContext,
     tx: &mut PgConnection,
     actor: &Actor,
-    changes: &[(i64, i64)],
+    changes: &[(Levels, i64)],
     also: Vec<kernel::events::Envelope>,
 ) -> Result<(), ApiError> {
-    let rows: Vec<i64> = changes.iter().map(|c| c.0).collect();
+    let rows: Vec<i64> = changes.iter().map(|c| c.0.id).collect();
     let units: Vec<i64> = changes.iter().map(|c| c.1).collect();
-    let changed: Vec<Levels> = sqlx::query_as(
-        "UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
-           version = s.version + 1, updated_at = now(), updated_by = $3 \
-         FROM unnest($1::bigint[], $2::bigint[]) AS c(id, units) \
-         WHERE s.id = c.id AND s.reserved_quantity + c.units >= 0 \
-           AND s.reserved_quantity + c.units <= s.quantity \
-         RETURNING s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, \
-           s.reserved_quantity, s.available_quantity, s.low_stock_threshold, s.version",
-    )
-    .bind(&rows)
-    .bind(&units)
-    .bind(actor.user_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    if changed.len() != changes.len() {
-        // The rows were locked and planned: another writer broke the plan.
-        return Err(ApiError::conflict("conflict", "Stock changed meanwhile.").transient());
-    }
-    let mut all = Vec::with_capacity(changed.len() + also.len());
-    for (levels, (_, units)) in changed.iter().zip(changes) {
+    let versions: Vec<i64> = changes.iter().map(|c| c.0.version).collect();
+    let mut all = Vec::with_capacity(changes.len() + also.len());
+    for (now, units) in changes {
+        let after = held(now, *units);
         all.extend(events(
             ctx,
             actor,
-            levels,
+            &after,
             0,
             *units,
             &Entry::default(),
@@ -205,8 +190,39 @@ pub async fn reserve_many(
         )?);
     }
     all.extend(also);
-    ctx.outbox.record_all(tx, &all).await?;
+    let outbox = kernel::events::OutboxRows::of(&all)?;
+    let statement = format!(
+        "WITH u AS (UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
+           version = s.version + 1, updated_at = now(), updated_by = $3 \
+         FROM unnest($1::bigint[], $2::bigint[], $4::bigint[]) AS c(id, units, version) \
+         WHERE s.id = c.id AND s.version = c.version AND s.reserved_quantity + c.units >= 0 \
+           AND s.reserved_quantity + c.units <= s.quantity RETURNING s.id), \
+         o AS ({}) \
+         SELECT count(*) FROM u",
+        kernel::events::OutboxRows::insert(5, None)
+    );
+    let query = sqlx::query(&statement)
+        .bind(&rows)
+        .bind(&units)
+        .bind(actor.user_id)
+        .bind(&versions);
+    let changed: i64 = outbox.bind(query).fetch_one(&mut *tx).await?.try_get(0)?;
+    if changed != changes.len() as i64 {
+        // The rows were locked and planned: another writer broke the plan.
+        return Err(ApiError::conflict("conflict", "Stock changed meanwhile.").transient());
+    }
     Ok(())
+}
+
+/// A row's levels once `units` more are held.
+fn held(now: &Levels, units: i64) -> Levels {
+    let reserved = now.reserved_quantity + units as i32;
+    Levels {
+        reserved_quantity: reserved,
+        available_quantity: now.quantity - reserved,
+        version: now.version + 1,
+        ..now.clone()
+    }
 }
 
 /// The events of one row's change: `inventory.stock_changed` and the threshold crossings.
@@ -293,11 +309,15 @@ pub fn insufficient_lines(lines: Vec<Value>) -> ApiError {
 
 /// Limits the wait for row locks of one transaction (contract: ≤ 5 s, then 503).
 pub async fn lock_timeout(tx: &mut PgConnection) -> Result<(), ApiError> {
-    sqlx::query("SET LOCAL lock_timeout = '5s'")
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(LOCK_TIMEOUT)
         .execute(tx)
         .await?;
     Ok(())
 }
+
+/// The limit [`lock_timeout`] sets, for a statement that sets it itself (one round trip less).
+pub const LOCK_TIMEOUT: &str = "5s";
 
 /// Locks the given stock rows in ascending id, in one statement: every multi-row operation takes
 /// its row locks in this order, so two of them never wait on each other in a cycle.

@@ -321,10 +321,30 @@ struct Candidate {
     product_id: i64,
     variant_id: Option<i64>,
     warehouse: i64,
+    quantity: i32,
+    reserved_quantity: i32,
     available_quantity: i32,
+    low_stock_threshold: i32,
+    version: i64,
     is_default: bool,
     priority: i32,
     expiry_date: Option<chrono::NaiveDate>,
+}
+
+impl Candidate {
+    fn levels(&self) -> ledger::Levels {
+        ledger::Levels {
+            id: self.id,
+            product_id: self.product_id,
+            variant_id: self.variant_id,
+            warehouse: self.warehouse,
+            quantity: self.quantity,
+            reserved_quantity: self.reserved_quantity,
+            available_quantity: self.available_quantity,
+            low_stock_threshold: self.low_stock_threshold,
+            version: self.version,
+        }
+    }
 }
 
 /// Locks, in one statement and ascending id, every allocatable row of the wanted
@@ -338,7 +358,8 @@ async fn lock_rows(
     let products: Vec<i64> = wanted.iter().map(|w| w.0).collect();
     let variants: Vec<Option<i64>> = wanted.iter().map(|w| w.1).collect();
     Ok(sqlx::query_as(
-        "SELECT s.id, s.product_id, s.variant_id, s.warehouse, s.available_quantity, \
+        "SELECT s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, s.reserved_quantity, \
+           s.available_quantity, s.low_stock_threshold, s.version, \
            w.is_default, w.priority, b.expiry_date \
          FROM stock_items s JOIN warehouses w ON w.id = s.warehouse \
            LEFT JOIN batches b ON b.id = s.batch \
@@ -703,11 +724,12 @@ async fn attempt_create(
 ) -> Result<Held, ApiError> {
     let project_id = actor.project_id;
     let mut tx = ctx.pool.begin().await?;
-    ledger::lock_timeout(&mut tx).await?;
-    // The header first: an order's active reservation (made before, or concurrently: this
-    // waits for it) keeps it from being written, and is then the answer.
+    // The header first, with the transaction's lock timeout: an order's active reservation
+    // (made before, or concurrently: this waits for it) keeps it from being written, and is
+    // then the answer.
     let inserted: Option<(i64, String)> = sqlx::query_as(
-        "WITH n AS (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id) \
+        "WITH n AS (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id, \
+           set_config('lock_timeout', $8, true) AS lock_timeout) \
          INSERT INTO reservations (id, project_id, reservation_number, order_id, reference, \
            expires_at, lines_key, created_by, updated_by, performed_by) \
          SELECT n.id, $1, document_number('RES', n.id), \
@@ -722,6 +744,7 @@ async fn attempt_create(
     .bind(&request.key)
     .bind(actor.user_id)
     .bind(&actor.username)
+    .bind(ledger::LOCK_TIMEOUT)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((id, number)) = inserted else {
@@ -769,7 +792,8 @@ async fn attempt_create(
     let created = ctx
         .outbox
         .envelope(Some(project_id), actor.user_id, &created)?;
-    ledger::reserve_many(ctx, &mut tx, actor, &units_by_row(&plans), vec![created]).await?;
+    let held = units_by_row(&rows, &plans);
+    ledger::reserve_many(ctx, &mut tx, actor, &held, vec![created]).await?;
     tx.commit().await?;
     Ok(Held {
         id,
@@ -778,13 +802,45 @@ async fn attempt_create(
     })
 }
 
-/// The units each row holds for `plans`: `(row, units)`, by row.
-fn units_by_row(plans: &[Vec<Allocation>]) -> Vec<(i64, i64)> {
+/// The units each locked row holds for `plans`: `(its levels now, units)`, by row.
+fn units_by_row(rows: &[Candidate], plans: &[Vec<Allocation>]) -> Vec<(ledger::Levels, i64)> {
     let mut held: BTreeMap<i64, i64> = BTreeMap::new();
     for (row, _, units) in plans.iter().flatten() {
         *held.entry(*row).or_default() += units;
     }
-    held.into_iter().collect()
+    rows.iter()
+        .filter_map(|r| held.get(&r.id).map(|units| (r.levels(), *units)))
+        .collect()
+}
+
+/// Locked rows with their levels read again (after this transaction changed them).
+async fn refreshed(
+    tx: &mut PgConnection,
+    rows: Vec<Candidate>,
+) -> Result<Vec<Candidate>, ApiError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let now: Vec<ledger::Levels> = sqlx::query_as(
+        "SELECT id, product_id, variant_id, warehouse, quantity, reserved_quantity, \
+           available_quantity, low_stock_threshold, version FROM stock_items WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let now: BTreeMap<i64, ledger::Levels> = now.into_iter().map(|l| (l.id, l)).collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let l = now.get(&r.id)?;
+            Some(Candidate {
+                quantity: l.quantity,
+                reserved_quantity: l.reserved_quantity,
+                available_quantity: l.available_quantity,
+                low_stock_threshold: l.low_stock_threshold,
+                version: l.version,
+                ..r
+            })
+        })
+        .collect())
 }
 
 /// Writes the lines of a new reservation and the allocations of its tracked ones (`plans`,
@@ -1280,24 +1336,13 @@ async fn attempt_adjust(
             });
         }
     }
-    // Availability after the decreases (the rows are locked).
-    let rows: Vec<Candidate> = {
-        let mut fresh = Vec::with_capacity(rows.len());
-        for mut r in rows {
-            let available: i32 =
-                sqlx::query_scalar("SELECT available_quantity FROM stock_items WHERE id = $1")
-                    .bind(r.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            r.available_quantity = available;
-            fresh.push(r);
-        }
-        fresh
-    };
+    // Levels after the decreases (the rows are locked).
+    let rows = refreshed(&mut tx, rows).await?;
     let tracked: Vec<&Checked> = extra.iter().filter(|c| c.tracked).collect();
     let plans = plan(&tracked, &rows).map_err(ledger::insufficient_lines)?;
     write_lines(&mut tx, header.id, &extra, &plans).await?;
-    ledger::reserve_many(ctx, &mut tx, actor, &units_by_row(&plans), Vec::new()).await?;
+    let held = units_by_row(&rows, &plans);
+    ledger::reserve_many(ctx, &mut tx, actor, &held, Vec::new()).await?;
     // A repeated create for the order compares against the lines it holds now.
     let now: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
         "SELECT product_id, variant_id, sum(quantity)::bigint FROM reservation_items \

@@ -1075,32 +1075,14 @@ pub(crate) async fn place_parsed(
         "pending"
     };
     let committed: Result<(), ApiError> = async {
-        let mut tx = ctx.pool.begin().await?;
-        if let Some(r) = &redemption {
-            // Billing's word is final (the coupon may have changed since the check).
-            let granted = dec_of(&r["discount_amount"]);
-            let wanted = placement.discount.unwrap_or(Decimal::ZERO) + granted;
-            if wanted.min(subtotal) != discount {
-                totals = Totals::of(&line_totals, wanted, shipping, settings.tax_rate);
-                let ids: Vec<i64> = lines.iter().map(|l| l.order_item_id).collect();
-                store_totals(&mut tx, id, &ids, &totals).await?;
-            }
-        }
         let redeemed = redemption.as_ref().and_then(|r| r["id"].as_i64());
-        let placed = crate::placing::mark_placed(
-            &mut tx,
-            id,
-            status,
-            reservation.as_deref(),
-            redeemed,
-            scope.user_id(),
-        )
-        .await?;
-        if !placed {
-            return Err(ApiError::conflict(
-                "placement_interrupted",
-                "This placement took too long and was undone; nothing was placed.",
-            ));
+        // Billing's word is final (the coupon may have changed since the check).
+        let granted = redemption.as_ref().map(|r| dec_of(&r["discount_amount"]));
+        let repriced = granted
+            .map(|g| (placement.discount.unwrap_or(Decimal::ZERO) + g).min(subtotal))
+            .filter(|wanted| *wanted != discount);
+        if let Some(wanted) = repriced {
+            totals = Totals::of(&line_totals, wanted, shipping, settings.tax_rate);
         }
         let event = OrderCreated {
             order: OrderRef {
@@ -1118,19 +1100,41 @@ pub(crate) async fn place_parsed(
             shipping_cost: money(totals.shipping),
             tax_amount: money(totals.tax),
             total: money(totals.total),
-            items: lines,
+            items: lines.clone(),
             source: placement.source.clone(),
             reservation_id: reservation.clone(),
         };
-        ctx.outbox
-            .record(
-                &mut tx,
-                Some(scope.project_id()),
-                Some(scope.user_id()),
-                &event,
-            )
-            .await?;
-        tx.commit().await?;
+        let envelope =
+            ctx.outbox
+                .envelope(Some(scope.project_id()), Some(scope.user_id()), &event)?;
+        let event = kernel::events::OutboxRows::of(std::slice::from_ref(&envelope))?;
+        let placed = crate::placing::Placed {
+            id,
+            status,
+            reservation: reservation.as_deref(),
+            redemption: redeemed,
+            by: scope.user_id(),
+        };
+        // One statement, unless the totals change with it.
+        let marked = if repriced.is_some() {
+            let mut tx = ctx.pool.begin().await?;
+            let ids: Vec<i64> = lines.iter().map(|l| l.order_item_id).collect();
+            store_totals(&mut tx, id, &ids, &totals).await?;
+            let marked = crate::placing::mark_placed(&mut tx, &placed, &event).await?;
+            if marked {
+                tx.commit().await?;
+            }
+            marked
+        } else {
+            let mut conn = ctx.pool.acquire().await?;
+            crate::placing::mark_placed(&mut conn, &placed, &event).await?
+        };
+        if !marked {
+            return Err(ApiError::conflict(
+                "placement_interrupted",
+                "This placement took too long and was undone; nothing was placed.",
+            ));
+        }
         Ok(())
     }
     .await;

@@ -4,7 +4,7 @@
 
 use integration::order::OrderLine;
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::orders::{money, Placement, Priced, Totals};
 
@@ -124,29 +124,38 @@ pub(crate) async fn insert_placing(
 }
 
 /// Moves a `placing` order to `status` with its reservation and coupon use, and writes its
-/// `placed` history row, in one statement: `false` when the order is no longer `placing`
-/// (the reconciler undid it), and nothing is written then.
+/// `placed` history row and its event, in one statement: `false` when the order is no longer
+/// `placing` (the reconciler undid it), and nothing is written then.
 pub(crate) async fn mark_placed(
-    tx: &mut PgConnection,
-    id: i64,
-    status: &str,
-    reservation: Option<&str>,
-    redemption: Option<i64>,
-    by: i64,
+    conn: &mut PgConnection,
+    placed: &Placed<'_>,
+    event: &kernel::events::OutboxRows,
 ) -> Result<bool, sqlx::Error> {
-    let written = sqlx::query(
+    let statement = format!(
         "WITH u AS (UPDATE orders SET status = $2, reservation_id = $3, \
              coupon_redemption_id = $4, updated_at = now() \
-           WHERE id = $1 AND status = 'placing' RETURNING id, status) \
-         INSERT INTO order_history (order_id, event, status, notes, performed_by) \
-         SELECT id, 'placed', status, '', $5 FROM u",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(reservation)
-    .bind(redemption)
-    .bind(by)
-    .execute(tx)
-    .await?;
-    Ok(written.rows_affected() == 1)
+           WHERE id = $1 AND status = 'placing' RETURNING id, status), \
+         h AS (INSERT INTO order_history (order_id, event, status, notes, performed_by) \
+           SELECT id, 'placed', status, '', $5 FROM u), \
+         e AS ({}) \
+         SELECT count(*) FROM u",
+        kernel::events::OutboxRows::insert(6, Some("EXISTS (SELECT 1 FROM u)"))
+    );
+    let query = sqlx::query(&statement)
+        .bind(placed.id)
+        .bind(placed.status)
+        .bind(placed.reservation)
+        .bind(placed.redemption)
+        .bind(placed.by);
+    let written: i64 = event.bind(query).fetch_one(conn).await?.try_get(0)?;
+    Ok(written == 1)
+}
+
+/// What a placement's last step writes.
+pub(crate) struct Placed<'a> {
+    pub id: i64,
+    pub status: &'a str,
+    pub reservation: Option<&'a str>,
+    pub redemption: Option<i64>,
+    pub by: i64,
 }
