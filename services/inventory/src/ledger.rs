@@ -195,7 +195,8 @@ pub async fn reserve_many(
         "WITH u AS (UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
            version = s.version + 1, updated_at = now(), updated_by = $3 \
          FROM unnest($1::bigint[], $2::bigint[], $4::bigint[]) AS c(id, units, version) \
-         WHERE s.id = c.id AND s.version = c.version AND s.reserved_quantity + c.units >= 0 \
+         WHERE s.id = ANY($1) AND s.id = c.id AND s.version = c.version \
+           AND s.reserved_quantity + c.units >= 0 \
            AND s.reserved_quantity + c.units <= s.quantity RETURNING s.id), \
          o AS ({}) \
          SELECT count(*) FROM u",

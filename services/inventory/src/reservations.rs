@@ -724,12 +724,15 @@ async fn attempt_create(
 ) -> Result<Held, ApiError> {
     let project_id = actor.project_id;
     let mut tx = ctx.pool.begin().await?;
-    // The header first, with the transaction's lock timeout: an order's active reservation
-    // (made before, or concurrently: this waits for it) keeps it from being written, and is
-    // then the answer.
+    // The header first, with the transaction's settings: an order's active reservation (made
+    // before, or concurrently: this waits for it) keeps it from being written, and is then the
+    // answer. The statements after it run on their generic plans: PostgreSQL would plan those
+    // with array parameters again at every execution (a custom plan, knowing the arrays'
+    // lengths, always looks cheaper), and each of them is index-driven whatever the lengths.
     let inserted: Option<(i64, String)> = sqlx::query_as(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id, \
-           set_config('lock_timeout', $8, true) AS lock_timeout) \
+           set_config('lock_timeout', $8, true) AS lock_timeout, \
+           set_config('plan_cache_mode', 'force_generic_plan', true) AS plans) \
          INSERT INTO reservations (id, project_id, reservation_number, order_id, reference, \
            expires_at, lines_key, created_by, updated_by, performed_by) \
          SELECT n.id, $1, document_number('RES', n.id), \
@@ -879,8 +882,9 @@ async fn write_lines(
              tracked FROM l ORDER BY n) \
          INSERT INTO reservation_allocations (item_id, inventory_id, warehouse_id, quantity) \
          SELECT l.id, a.row, a.warehouse, a.units \
-         FROM unnest($9::bigint[], $10::bigint[], $11::bigint[], $12::int[]) AS a(n, row, warehouse, units) \
-         JOIN l ON l.n = a.n",
+         FROM unnest($9::bigint[], $10::bigint[], $11::bigint[], $12::int[]) WITH ORDINALITY \
+           AS a(n, row, warehouse, units, k) \
+         JOIN l ON l.n = a.n ORDER BY a.k",
     )
     .bind(reservation_id)
     .bind(column(|c| Some(c.line.product_id)))

@@ -33,7 +33,7 @@ pub async fn link(pool: &PgPool, envelopes: &[&Envelope]) -> anyhow::Result<()> 
     sqlx::query(
         "UPDATE orders o SET invoice_id = l.invoice \
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS l(id, project, invoice) \
-         WHERE o.id = l.id AND o.project_id = l.project",
+         WHERE o.id = ANY($1) AND o.id = l.id AND o.project_id = l.project",
     )
     .bind(links.iter().map(|l| l.1).collect::<Vec<_>>())
     .bind(links.iter().map(|l| l.2).collect::<Vec<_>>())

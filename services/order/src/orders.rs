@@ -893,7 +893,7 @@ async fn store_totals(
     sqlx::query(
         "UPDATE order_items i SET discount = a.discount, tax_amount = a.tax \
          FROM unnest($1::bigint[], $2::numeric[], $3::numeric[]) AS a(id, discount, tax) \
-         WHERE i.id = a.id",
+         WHERE i.id = ANY($1) AND i.id = a.id",
     )
     .bind(ids)
     .bind(&totals.discounts)

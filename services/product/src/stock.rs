@@ -106,7 +106,7 @@ impl StockFollower {
                 "UPDATE {table} t SET stock_quantity = (SELECT COALESCE(sum(available), 0) \
                    FROM stock_levels l WHERE l.{key} = t.id) \
                  FROM unnest($1::bigint[], $2::bigint[]) AS c(id, project) \
-                 WHERE t.id = c.id AND t.project_id = c.project"
+                 WHERE t.id = ANY($1) AND t.id = c.id AND t.project_id = c.project"
             ))
             .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
