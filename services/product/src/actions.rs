@@ -217,7 +217,7 @@ pub async fn quote(
     products: &[i64],
     variants: &[Option<i64>],
 ) -> Result<(String, Vec<Value>), ApiError> {
-    let rows: Vec<Value> = sqlx::query_scalar(&format!(
+    let rows: Vec<(Value, Option<String>)> = sqlx::query_as(&format!(
         "SELECT jsonb_build_object( \
            'product_id', i.product_id, 'variant_id', i.variant_id, \
            'name', COALESCE(NULLIF(CASE $4 WHEN 'ar' THEN p.name_ar WHEN 'fr' THEN p.name_fr ELSE p.name_en END, ''), \
@@ -237,7 +237,8 @@ pub async fn quote(
            'image_url', (SELECT im.url FROM product_images im \
               WHERE im.product = p.id AND im.deleted_at IS NULL \
               ORDER BY (v.id IS NOT NULL AND im.variant = v.id) DESC, im.is_primary DESC, \
-                       im.position, im.id LIMIT 1)) \
+                       im.position, im.id LIMIT 1)), \
+           (SELECT currency FROM catalogue_settings WHERE project_id = $3) \
          FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS i(product_id, variant_id, n) \
          LEFT JOIN products p ON p.id = i.product_id AND p.project_id = $3 AND p.deleted_at IS NULL {} \
          LEFT JOIN variants v ON v.id = i.variant_id AND v.product = p.id AND v.deleted_at IS NULL \
@@ -254,8 +255,14 @@ pub async fn quote(
     .bind(lang)
     .fetch_all(pool)
     .await?;
-    let currency = crate::settings::currency(pool, project_id).await?;
-    Ok((currency, rows))
+    // The project's currency comes with the lines (one round trip), or alone without lines.
+    let currency = match rows.first() {
+        Some((_, currency)) => currency
+            .clone()
+            .unwrap_or_else(|| crate::settings::DEFAULT_CURRENCY.into()),
+        None => crate::settings::currency(pool, project_id).await?,
+    };
+    Ok((currency, rows.into_iter().map(|(row, _)| row).collect()))
 }
 
 /// `{updates: [{id, …fields}]}`: each item in its own transaction.

@@ -13,8 +13,11 @@ pub async fn currency(db: impl sqlx::PgExecutor<'_>, project_id: i64) -> sqlx::R
             .bind(project_id)
             .fetch_optional(db)
             .await?;
-    Ok(found.unwrap_or_else(|| "USD".into()))
+    Ok(found.unwrap_or_else(|| DEFAULT_CURRENCY.into()))
 }
+
+/// A project's currency until its settings give one.
+pub const DEFAULT_CURRENCY: &str = "USD";
 
 /// Applies `project.settings_changed` for `currency` once per event; an event older than the
 /// one applied last changes nothing.
@@ -38,7 +41,7 @@ impl EventHandler for SettingsFollower {
         let currency = match &event.value {
             Value::String(code) if code.len() == 3 => code.to_ascii_uppercase(),
             // Deleting the setting resets it.
-            _ => "USD".to_owned(),
+            _ => DEFAULT_CURRENCY.to_owned(),
         };
         sqlx::query(
             "INSERT INTO catalogue_settings (project_id, currency, changed_at) VALUES ($1, $2, $3) \
