@@ -317,34 +317,11 @@ async fn check_lines(
 /// A stock row a line may take from, locked.
 #[derive(Debug, sqlx::FromRow)]
 struct Candidate {
-    id: i64,
-    product_id: i64,
-    variant_id: Option<i64>,
-    warehouse: i64,
-    quantity: i32,
-    reserved_quantity: i32,
-    available_quantity: i32,
-    low_stock_threshold: i32,
-    version: i64,
+    #[sqlx(flatten)]
+    levels: ledger::Levels,
     is_default: bool,
     priority: i32,
     expiry_date: Option<chrono::NaiveDate>,
-}
-
-impl Candidate {
-    fn levels(&self) -> ledger::Levels {
-        ledger::Levels {
-            id: self.id,
-            product_id: self.product_id,
-            variant_id: self.variant_id,
-            warehouse: self.warehouse,
-            quantity: self.quantity,
-            reserved_quantity: self.reserved_quantity,
-            available_quantity: self.available_quantity,
-            low_stock_threshold: self.low_stock_threshold,
-            version: self.version,
-        }
-    }
 }
 
 /// Locks, in one statement and ascending id, every allocatable row of the wanted
@@ -388,7 +365,7 @@ type Allocation = (i64, i64, i64);
 fn plan(lines: &[&Checked], rows: &[Candidate]) -> Result<Vec<Vec<Allocation>>, Vec<Value>> {
     let mut left: BTreeMap<i64, i64> = rows
         .iter()
-        .map(|r| (r.id, i64::from(r.available_quantity.max(0))))
+        .map(|r| (r.levels.id, i64::from(r.levels.available_quantity.max(0))))
         .collect();
     let mut plans = Vec::with_capacity(lines.len());
     let mut short = Vec::new();
@@ -397,10 +374,10 @@ fn plan(lines: &[&Checked], rows: &[Candidate]) -> Result<Vec<Vec<Allocation>>, 
         let mut candidates: Vec<&Candidate> = rows
             .iter()
             .filter(|r| {
-                r.product_id == line.product_id
-                    && r.variant_id == line.variant_id
-                    && line.inventory_id.is_none_or(|id| id == r.id)
-                    && line.warehouse_id.is_none_or(|w| w == r.warehouse)
+                r.levels.product_id == line.product_id
+                    && r.levels.variant_id == line.variant_id
+                    && line.inventory_id.is_none_or(|id| id == r.levels.id)
+                    && line.warehouse_id.is_none_or(|w| w == r.levels.warehouse)
                     && r.expiry_date.is_none_or(|d| d >= Utc::now().date_naive())
             })
             .collect();
@@ -408,10 +385,10 @@ fn plan(lines: &[&Checked], rows: &[Candidate]) -> Result<Vec<Vec<Allocation>>, 
             (
                 !r.is_default,
                 r.priority,
-                r.warehouse,
+                r.levels.warehouse,
                 r.expiry_date.is_none(),
                 r.expiry_date,
-                r.id,
+                r.levels.id,
             )
         });
         let mut need = line.quantity;
@@ -420,11 +397,11 @@ fn plan(lines: &[&Checked], rows: &[Candidate]) -> Result<Vec<Vec<Allocation>>, 
             if need == 0 {
                 break;
             }
-            let free = left.get(&r.id).copied().unwrap_or(0);
+            let free = left.get(&r.levels.id).copied().unwrap_or(0);
             let take = free.min(need);
             if take > 0 {
-                left.insert(r.id, free - take);
-                taken.push((r.id, r.warehouse, take));
+                left.insert(r.levels.id, free - take);
+                taken.push((r.levels.id, r.levels.warehouse, take));
                 need -= take;
             }
         }
@@ -768,7 +745,7 @@ async fn attempt_create(
     let mut rows = lock_rows(&mut tx, project_id, &wanted, &[]).await?;
     let mut planned = plan(&tracked, &rows);
     if planned.is_err() {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.levels.id).collect();
         if expire_overdue_on(ctx, &mut tx, project_id, &ids).await? > 0 {
             rows = lock_rows(&mut tx, project_id, &wanted, &[]).await?;
             planned = plan(&tracked, &rows);
@@ -812,7 +789,10 @@ fn units_by_row(rows: &[Candidate], plans: &[Vec<Allocation>]) -> Vec<(ledger::L
         *held.entry(*row).or_default() += units;
     }
     rows.iter()
-        .filter_map(|r| held.get(&r.id).map(|units| (r.levels(), *units)))
+        .filter_map(|r| {
+            held.get(&r.levels.id)
+                .map(|units| (r.levels.clone(), *units))
+        })
         .collect()
 }
 
@@ -821,7 +801,7 @@ async fn refreshed(
     tx: &mut PgConnection,
     rows: Vec<Candidate>,
 ) -> Result<Vec<Candidate>, ApiError> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.levels.id).collect();
     let now: Vec<ledger::Levels> = sqlx::query_as(
         "SELECT id, product_id, variant_id, warehouse, quantity, reserved_quantity, \
            available_quantity, low_stock_threshold, version FROM stock_items WHERE id = ANY($1)",
@@ -829,19 +809,12 @@ async fn refreshed(
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let now: BTreeMap<i64, ledger::Levels> = now.into_iter().map(|l| (l.id, l)).collect();
+    let mut now: BTreeMap<i64, ledger::Levels> = now.into_iter().map(|l| (l.id, l)).collect();
     Ok(rows
         .into_iter()
         .filter_map(|r| {
-            let l = now.get(&r.id)?;
-            Some(Candidate {
-                quantity: l.quantity,
-                reserved_quantity: l.reserved_quantity,
-                available_quantity: l.available_quantity,
-                low_stock_threshold: l.low_stock_threshold,
-                version: l.version,
-                ..r
-            })
+            let levels = now.remove(&r.levels.id)?;
+            Some(Candidate { levels, ..r })
         })
         .collect())
 }
