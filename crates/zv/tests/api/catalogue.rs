@@ -703,6 +703,32 @@ async fn products_price_tag_and_publish() {
             "{query}: {found}"
         );
     }
+    // The search vector follows the text it is made of (written by a trigger since migration
+    // 0010), and an update of other columns (the stock sum) keeps it.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &item,
+            json!({"description": "Waterproof hiking boots"}),
+            &owner.access,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sqlx::query("UPDATE products SET stock_quantity = stock_quantity + 1 WHERE id = $1")
+        .bind(id.as_i64())
+        .execute(&pool)
+        .await
+        .expect("stock sum");
+    for (query, expect) in [("?search=waterproof", 1), ("?search=hikes", 1)] {
+        let (status, found, _) = app
+            .get(&format!("{PRODUCTS}{query}"), Some(&owner.access))
+            .await;
+        assert_eq!(
+            (status, found["count"].clone()),
+            (StatusCode::OK, json!(expect)),
+            "{query}: {found}"
+        );
+    }
     for query in ["?min_price=cheap", "?ids=1,x", "?color=red"] {
         let (status, _, _) = app
             .get(&format!("{PRODUCTS}{query}"), Some(&owner.access))

@@ -315,3 +315,27 @@ async fn a_database_on_this_machine_is_reached_without_tls_unless_asked() {
         assert!(ssl(pool).await, "sslmode=require in the URL is honoured");
     }
 }
+
+/// Pooled connections are not checked with a round trip before each use: one the server
+/// dropped while it sat in the pool is replaced when next taken, and the statement runs.
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_replaced() {
+    let app = TestApp::spawn().await;
+    let config = app.platform.config();
+    let pool = crate::harness::service_pool(config, "order").await;
+    let other = crate::harness::service_pool(config, "order").await;
+    let backend = || async {
+        sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+    };
+    let first = backend().await.expect("first statement");
+    let dropped: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(first)
+        .fetch_one(&other)
+        .await
+        .expect("terminate");
+    assert!(dropped, "the backend is gone");
+    let second = backend().await.expect("a live connection");
+    assert_ne!(first, second);
+}
