@@ -675,34 +675,6 @@ async fn products_price_tag_and_publish() {
     let (_, stock, _) = app.get(&item, Some(&owner.access)).await;
     assert_eq!(stock["stock_quantity"], 5);
 
-    // Filters, ordering, search.
-    create(
-        &app,
-        &owner,
-        PRODUCTS,
-        json!({"name": "Cheap Case", "price": "5", "tags": ["accessory"], "sku": "CASE-1"}),
-    )
-    .await;
-    for (query, expect) in [
-        ("?min_price=10", 1),
-        ("?max_price=10&status=created", 1),
-        ("?tags=SALE", 1),
-        ("?tags=accessory,sale", 2),
-        (&format!("?category={}", category["id"]) as &str, 1),
-        ("?search=case-1", 1),
-        ("?search=phone", 1),
-        (&format!("?ids={id}") as &str, 1),
-        ("?price__gte=5&ordering=price", 2),
-    ] {
-        let (status, found, _) = app
-            .get(&format!("{PRODUCTS}{query}"), Some(&owner.access))
-            .await;
-        assert_eq!(
-            (status, found["count"].clone()),
-            (StatusCode::OK, json!(expect)),
-            "{query}: {found}"
-        );
-    }
     // The search vector follows the text it is made of (written by a trigger since migration
     // 0010), and an update of other columns (the stock sum) keeps it.
     let (status, _) = app
@@ -719,7 +691,28 @@ async fn products_price_tag_and_publish() {
         .execute(&pool)
         .await
         .expect("stock sum");
-    for (query, expect) in [("?search=waterproof", 1), ("?search=hikes", 1)] {
+
+    // Filters, ordering, search.
+    create(
+        &app,
+        &owner,
+        PRODUCTS,
+        json!({"name": "Cheap Case", "price": "5", "tags": ["accessory"], "sku": "CASE-1"}),
+    )
+    .await;
+    for (query, expect) in [
+        ("?min_price=10", 1),
+        ("?max_price=10&status=created", 1),
+        ("?tags=SALE", 1),
+        ("?tags=accessory,sale", 2),
+        (&format!("?category={}", category["id"]) as &str, 1),
+        ("?search=case-1", 1),
+        ("?search=phone", 1),
+        ("?search=waterproof", 1),
+        ("?search=hikes", 1),
+        (&format!("?ids={id}") as &str, 1),
+        ("?price__gte=5&ordering=price", 2),
+    ] {
         let (status, found, _) = app
             .get(&format!("{PRODUCTS}{query}"), Some(&owner.access))
             .await;
