@@ -316,8 +316,9 @@ async fn a_database_on_this_machine_is_reached_without_tls_unless_asked() {
     }
 }
 
-/// Pooled connections are not checked with a round trip before each use: one the server
-/// dropped while it sat in the pool is replaced when next taken, and the statement runs.
+/// Pooled connections are not checked with a round trip before each use (only after sitting
+/// unused for `kernel::db::CHECK_IDLE_AFTER`): one the server dropped moments after its last
+/// use is still replaced when next taken, and the statement runs.
 #[tokio::test]
 async fn a_pooled_connection_the_server_dropped_is_replaced() {
     let app = TestApp::spawn().await;
