@@ -11,6 +11,11 @@
 //! - Connections are re-established with backoff. An event published but not yet confirmed is
 //!   still pending in the outbox, so a broken connection loses nothing; a redelivery after a
 //!   crash is absorbed by the consumer's inbox.
+//! - Every call that waits on the broker is bounded by [`BROKER_TIMEOUT`]: the client library
+//!   can leave an acknowledgement or a confirm waiting forever on a connection that broke
+//!   under it, which would stop a consumer (or a relay) for good. A call that times out, or
+//!   finds its connection already broken, counts as a broken connection: the consumer
+//!   reconnects and the broker redelivers what was not acknowledged.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +36,35 @@ use crate::events::{Envelope, EventBus};
 
 /// Deliveries of one event to one consumer before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The longest any call waits on the broker (connecting, declaring, a publish's confirm, an
+/// acknowledgement) before its connection is treated as broken.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs one call to the broker on `connection`: refused at once when the connection is
+/// already broken, and given up after [`BROKER_TIMEOUT`].
+async fn bounded<T>(
+    connection: &Connection,
+    what: &str,
+    call: impl std::future::Future<Output = lapin::Result<T>>,
+) -> anyhow::Result<T> {
+    anyhow::ensure!(
+        connection.status().connected(),
+        "the connection to the broker is broken ({what})"
+    );
+    within(what, call).await
+}
+
+/// Waits for `call` at most [`BROKER_TIMEOUT`].
+async fn within<T>(
+    what: &str,
+    call: impl std::future::Future<Output = lapin::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(BROKER_TIMEOUT, call).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(_) => anyhow::bail!("the broker did not answer within {BROKER_TIMEOUT:?} ({what})"),
+    }
+}
 
 /// A connection to the broker for one process: the publishing channel, and the consumers.
 pub struct Broker {
@@ -66,20 +100,21 @@ impl Broker {
         format!("{}.{consumer}.dead", self.namespace)
     }
 
+    /// A new connection with one channel, and the events exchange declared.
     async fn open(&self) -> anyhow::Result<(Connection, Channel)> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default()).await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                self.exchange().as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let connect = Connection::connect(&self.url, ConnectionProperties::default());
+        let connection = within("connect", connect).await?;
+        let channel = bounded(&connection, "channel", connection.create_channel()).await?;
+        let declare = channel.exchange_declare(
+            self.exchange().as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        );
+        bounded(&connection, "exchange", declare).await?;
         Ok((connection, channel))
     }
 
@@ -118,9 +153,8 @@ impl Broker {
             let mut slot = self.publisher.lock().await;
             if slot.as_ref().is_none_or(|(c, _)| !c.status().connected()) {
                 let (connection, channel) = self.open().await?;
-                channel
-                    .confirm_select(ConfirmSelectOptions::default())
-                    .await?;
+                let confirms = channel.confirm_select(ConfirmSelectOptions::default());
+                bounded(&connection, "confirms", confirms).await?;
                 *slot = Some((Arc::new(connection), channel));
             }
             let Some((connection, channel)) = slot.as_ref() else {
@@ -134,8 +168,8 @@ impl Broker {
             .with_content_type("application/json".into())
             .with_message_id(envelope.id.to_string().as_str().into())
             .with_type(envelope.event_type.as_str().into());
-        let outcome: anyhow::Result<()> = async {
-            let confirm = channel
+        let confirmed = async {
+            channel
                 .basic_publish(
                     self.exchange().as_str().into(),
                     envelope.event_type.as_str().into(),
@@ -144,11 +178,13 @@ impl Broker {
                     properties,
                 )
                 .await?
-                .await?;
-            anyhow::ensure!(confirm.is_ack(), "the broker refused the event");
-            Ok(())
-        }
-        .await;
+                .await
+        };
+        let outcome = match bounded(&connection, "publish", confirmed).await {
+            Ok(confirm) if confirm.is_ack() => Ok(()),
+            Ok(_) => Err(anyhow::anyhow!("the broker refused the event")),
+            Err(e) => Err(e),
+        };
         if outcome.is_err() {
             // Drop the connection this publish used (not a newer one another publish opened).
             let mut slot = self.publisher.lock().await;
@@ -232,19 +268,20 @@ impl Broker {
         consumer: &'static str,
         patterns: &[String],
     ) -> anyhow::Result<()> {
-        let (_connection, channel) = self.open().await?;
-        self.declare_queue(&channel, consumer, patterns).await?;
-        channel.basic_qos(1, BasicQosOptions::default()).await?;
-        let mut deliveries = channel
-            .basic_consume(
-                self.queue(consumer).as_str().into(),
-                format!("{consumer}-{}", Uuid::now_v7().simple())
-                    .as_str()
-                    .into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let (connection, channel) = self.open().await?;
+        let declared = self.declare_queue(&channel, consumer, patterns);
+        bounded(&connection, "queue", async { Ok(declared.await) }).await??;
+        let qos = channel.basic_qos(1, BasicQosOptions::default());
+        bounded(&connection, "qos", qos).await?;
+        let consume = channel.basic_consume(
+            self.queue(consumer).as_str().into(),
+            format!("{consumer}-{}", Uuid::now_v7().simple())
+                .as_str()
+                .into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
+        let mut deliveries = bounded(&connection, "consume", consume).await?;
         tracing::info!(consumer, queue = %self.queue(consumer), "consuming events");
         // Failed deliveries per event (this process's count; a restart starts again).
         let mut failures: HashMap<Uuid, u32> = HashMap::new();
@@ -254,19 +291,19 @@ impl Broker {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(consumer, error = %e, "unreadable event dead-lettered");
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: false,
-                            ..BasicNackOptions::default()
-                        })
-                        .await?;
+                    let nack = delivery.nack(BasicNackOptions {
+                        requeue: false,
+                        ..BasicNackOptions::default()
+                    });
+                    bounded(&connection, "nack", nack).await?;
                     continue;
                 }
             };
             match bus.dispatch(&envelope, Some(consumer)).await {
                 Ok(()) => {
                     failures.remove(&envelope.id);
-                    delivery.ack(BasicAckOptions::default()).await?;
+                    let ack = delivery.ack(BasicAckOptions::default());
+                    bounded(&connection, "ack", ack).await?;
                 }
                 Err(e) => {
                     let attempts = failures.entry(envelope.id).or_default();
@@ -278,12 +315,11 @@ impl Broker {
                     } else {
                         tokio::time::sleep(retry_pause(*attempts)).await;
                     }
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: !dead,
-                            ..BasicNackOptions::default()
-                        })
-                        .await?;
+                    let nack = delivery.nack(BasicNackOptions {
+                        requeue: !dead,
+                        ..BasicNackOptions::default()
+                    });
+                    bounded(&connection, "nack", nack).await?;
                 }
             }
         }
@@ -368,4 +404,23 @@ impl Broker {
 /// 100 ms, 200 ms, 400 ms… between attempts of a failing handler.
 fn retry_pause(attempts: u32) -> Duration {
     Duration::from_millis(100 * 2u64.pow(attempts.min(8)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An acknowledgement or confirm the client library never resolves (its connection broke
+    /// under it) gives up after the timeout instead of holding its consumer forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_the_broker_never_answers_gives_up() {
+        let started = tokio::time::Instant::now();
+        let outcome = within("ack", std::future::pending::<lapin::Result<()>>()).await;
+        let error = outcome.expect_err("gave up");
+        assert!(error.to_string().contains("did not answer"), "{error}");
+        assert_eq!(started.elapsed(), BROKER_TIMEOUT);
+        assert!(within("ack", async { lapin::Result::Ok(7) })
+            .await
+            .is_ok_and(|n| n == 7));
+    }
 }
