@@ -68,7 +68,9 @@ impl TestApp {
     /// With extra services mounted next to the platform's (gateway failure tests).
     pub async fn spawn_with_services(extra: fn(&Platform, PgPool) -> Vec<MountedService>) -> Self {
         let mut config = test_config();
-        config.upstream_timeout_secs = 1;
+        // Short enough for the slow-service test, long enough for a login (its password hash)
+        // on a loaded machine.
+        config.upstream_timeout_secs = 5;
         let mailer = Arc::new(MemoryMailer::default());
         let platform = Platform::new(
             config,
