@@ -173,46 +173,98 @@ pub async fn reserve_many(
     changes: &[(Levels, i64)],
     also: Vec<kernel::events::Envelope>,
 ) -> Result<(), ApiError> {
-    let rows: Vec<i64> = changes.iter().map(|c| c.0.id).collect();
-    let units: Vec<i64> = changes.iter().map(|c| c.1).collect();
-    let versions: Vec<i64> = changes.iter().map(|c| c.0.version).collect();
-    let mut all = Vec::with_capacity(changes.len() + also.len());
-    for (now, units) in changes {
-        let after = held(now, *units);
-        all.extend(events(
-            ctx,
-            actor,
-            &after,
-            0,
-            *units,
-            &Entry::default(),
-            &None,
-        )?);
-    }
-    all.extend(also);
-    let outbox = kernel::events::OutboxRows::of(&all)?;
+    let holds = Holds::of(ctx, actor, changes, also)?;
     let statement = format!(
-        "WITH u AS (UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
-           version = s.version + 1, updated_at = now(), updated_by = $3 \
-         FROM unnest($1::bigint[], $2::bigint[], $4::bigint[]) AS c(id, units, version) \
-         WHERE s.id = ANY($1) AND s.id = c.id AND s.version = c.version \
-           AND s.reserved_quantity + c.units >= 0 \
-           AND s.reserved_quantity + c.units <= s.quantity RETURNING s.id), \
-         o AS ({}) \
-         SELECT count(*) FROM u",
+        "WITH u AS ({}), o AS ({}) SELECT count(*) FROM u",
+        Holds::update(1, 4, None),
         kernel::events::OutboxRows::insert(5, None)
     );
-    let query = sqlx::query(&statement)
-        .bind(&rows)
-        .bind(&units)
-        .bind(actor.user_id)
-        .bind(&versions);
-    let changed: i64 = outbox.bind(query).fetch_one(&mut *tx).await?.try_get(0)?;
-    if changed != changes.len() as i64 {
+    let query = holds.bind(sqlx::query(&statement)).bind(actor.user_id);
+    let changed: i64 = holds
+        .outbox
+        .bind(query)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+    if changed != holds.count() {
         // The rows were locked and planned: another writer broke the plan.
         return Err(ApiError::conflict("conflict", "Stock changed meanwhile.").transient());
     }
     Ok(())
+}
+
+/// More units held on rows as they were read (`(levels, units)` by row), with the events of
+/// every row's change followed by `also`: what [`Holds::update`] writes.
+pub struct Holds {
+    rows: Vec<i64>,
+    units: Vec<i64>,
+    versions: Vec<i64>,
+    pub outbox: kernel::events::OutboxRows,
+}
+
+impl Holds {
+    pub fn of(
+        ctx: &ServiceContext,
+        actor: &Actor,
+        changes: &[(Levels, i64)],
+        also: Vec<kernel::events::Envelope>,
+    ) -> Result<Self, ApiError> {
+        let mut all = Vec::with_capacity(changes.len() + also.len());
+        for (now, units) in changes {
+            let after = held(now, *units);
+            all.extend(events(
+                ctx,
+                actor,
+                &after,
+                0,
+                *units,
+                &Entry::default(),
+                &None,
+            )?);
+        }
+        all.extend(also);
+        Ok(Self {
+            rows: changes.iter().map(|c| c.0.id).collect(),
+            units: changes.iter().map(|c| c.1).collect(),
+            versions: changes.iter().map(|c| c.0.version).collect(),
+            outbox: kernel::events::OutboxRows::of(&all)?,
+        })
+    }
+
+    /// How many rows the update must change.
+    pub fn count(&self) -> i64 {
+        self.rows.len() as i64
+    }
+
+    /// The `UPDATE` (returning the ids it changed) that raises the held units of each row
+    /// still at the version read and able to hold them, from parameters `$first` to
+    /// `$first + 2` (bound by [`bind`](Self::bind)), by user `$user`; with `only_if`, only
+    /// when that condition of the statement holds.
+    pub fn update(first: usize, user: usize, only_if: Option<&str>) -> String {
+        let [rows, units, versions] = [first, first + 1, first + 2];
+        let only_if = only_if.map(|c| format!("AND {c} ")).unwrap_or_default();
+        format!(
+            "UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
+               version = s.version + 1, updated_at = now(), updated_by = ${user} \
+             FROM unnest(${rows}::bigint[], ${units}::bigint[], ${versions}::bigint[]) \
+               AS c(id, units, version) \
+             WHERE s.id = ANY(${rows}) AND s.id = c.id AND s.version = c.version \
+               AND s.reserved_quantity + c.units >= 0 \
+               AND s.reserved_quantity + c.units <= s.quantity {only_if}RETURNING s.id"
+        )
+    }
+
+    /// Binds the rows, units and versions, in the order of [`update`](Self::update)'s
+    /// parameters.
+    pub fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.rows)
+            .bind(&self.units)
+            .bind(&self.versions)
+    }
 }
 
 /// A row's levels once `units` more are held.

@@ -23,12 +23,14 @@ use kernel::resource::{Bind, Field, FieldKind, Hooks, Resource, Values};
 use kernel::service::ServiceContext;
 use kernel::{ApiError, FieldErrors};
 use serde_json::{json, Value};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 use crate::catalog;
 use crate::ledger::{self, Actor, Entry, Outcome};
 use crate::reference::STOCK_GRANTS;
 use crate::stock::{int, items, text, MAX_QUANTITY};
+
+mod at_once;
 
 const ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
     'product_id', i.product_id, 'variant_id', i.variant_id, 'product_name', i.product_name, \
@@ -324,6 +326,25 @@ struct Candidate {
     expiry_date: Option<chrono::NaiveDate>,
 }
 
+/// Every allocatable row of the wanted products/variants ($2, $3 pairwise) in project $1, and
+/// every row in $4 (rows the operation releases from); callers add the order and any lock.
+const ROWS: &str = "SELECT s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, \
+       s.reserved_quantity, s.available_quantity, s.low_stock_threshold, s.version, \
+       w.is_default, w.priority, b.expiry_date \
+     FROM stock_items s JOIN warehouses w ON w.id = s.warehouse \
+       LEFT JOIN batches b ON b.id = s.batch \
+     WHERE s.project_id = $1 AND s.deleted_at IS NULL AND ( \
+       s.id = ANY($4) OR ( \
+         s.product_id = ANY($2) AND w.deleted_at IS NULL AND w.is_active \
+         AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date) \
+         AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS want(p, v) \
+                     WHERE s.product_id = want.p AND s.variant_id IS NOT DISTINCT FROM want.v)))";
+
+/// The (products, variants) columns of `wanted`, as [`ROWS`] takes them.
+fn wanted_columns(wanted: &[(i64, Option<i64>)]) -> (Vec<i64>, Vec<Option<i64>>) {
+    wanted.iter().copied().unzip()
+}
+
 /// Locks, in one statement and ascending id, every allocatable row of the wanted
 /// products/variants and every row in `also` (rows the operation releases from).
 async fn lock_rows(
@@ -332,28 +353,16 @@ async fn lock_rows(
     wanted: &[(i64, Option<i64>)],
     also: &[i64],
 ) -> Result<Vec<Candidate>, ApiError> {
-    let products: Vec<i64> = wanted.iter().map(|w| w.0).collect();
-    let variants: Vec<Option<i64>> = wanted.iter().map(|w| w.1).collect();
-    Ok(sqlx::query_as(
-        "SELECT s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, s.reserved_quantity, \
-           s.available_quantity, s.low_stock_threshold, s.version, \
-           w.is_default, w.priority, b.expiry_date \
-         FROM stock_items s JOIN warehouses w ON w.id = s.warehouse \
-           LEFT JOIN batches b ON b.id = s.batch \
-         WHERE s.project_id = $1 AND s.deleted_at IS NULL AND ( \
-           s.id = ANY($4) OR ( \
-             s.product_id = ANY($2) AND w.deleted_at IS NULL AND w.is_active \
-             AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date) \
-             AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS want(p, v) \
-                         WHERE s.product_id = want.p AND s.variant_id IS NOT DISTINCT FROM want.v))) \
-         ORDER BY s.id FOR UPDATE OF s",
+    let (products, variants) = wanted_columns(wanted);
+    Ok(
+        sqlx::query_as(&format!("{ROWS} ORDER BY s.id FOR UPDATE OF s"))
+            .bind(project_id)
+            .bind(&products)
+            .bind(&variants)
+            .bind(also)
+            .fetch_all(&mut *tx)
+            .await?,
     )
-    .bind(project_id)
-    .bind(&products)
-    .bind(&variants)
-    .bind(also)
-    .fetch_all(&mut *tx)
-    .await?)
 }
 
 /// (row, warehouse, units) of one line.
@@ -590,6 +599,24 @@ struct Request {
     key: String,
 }
 
+impl Request {
+    /// Binds, in this order, what a new reservation's header takes from the request and its
+    /// author: order id, reference, expiry, lines key, user id, username.
+    fn bind_header<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        actor: &'q Actor,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.head.order_id)
+            .bind(&self.head.reference)
+            .bind(self.head.expires_at)
+            .bind(&self.key)
+            .bind(actor.user_id)
+            .bind(&actor.username)
+    }
+}
+
 fn parse_request(body: &Value) -> Result<(Head, Vec<Line>), ApiError> {
     let mut errors = FieldErrors::new();
     let order_id = Some(text(body, "order_id", 100, &mut errors)).filter(|s| !s.is_empty());
@@ -660,7 +687,12 @@ pub async fn create_held(
     let lines = check_lines(ctx, scope.project_id(), lines).await?;
     let request = Request { head, lines, key };
     let actor = Actor::member(scope, username);
-    let held = kernel::db::retry_transient(|| attempt_create(ctx, &actor, &request)).await?;
+    // Written at once when the rows read can cover the lines and stay unchanged until the
+    // write; else under row locks.
+    let held = match at_once::create(ctx, &actor, &request).await? {
+        Some(held) => held,
+        None => kernel::db::retry_transient(|| attempt_create(ctx, &actor, &request)).await?,
+    };
     ctx.outbox.nudge();
     Ok(held)
 }
@@ -706,7 +738,7 @@ async fn attempt_create(
     // answer. The statements after it run on their generic plans: PostgreSQL would plan those
     // with array parameters again at every execution (a custom plan, knowing the arrays'
     // lengths, always looks cheaper), and each of them is index-driven whatever the lengths.
-    let inserted: Option<(i64, String)> = sqlx::query_as(
+    let query = sqlx::query(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id, \
            set_config('lock_timeout', $8, true) AS lock_timeout, \
            set_config('plan_cache_mode', 'force_generic_plan', true) AS plans) \
@@ -717,16 +749,14 @@ async fn attempt_create(
          ON CONFLICT (project_id, order_id) WHERE status = 'active' AND order_id IS NOT NULL \
          DO NOTHING RETURNING id, reservation_number",
     )
-    .bind(project_id)
-    .bind(&request.head.order_id)
-    .bind(&request.head.reference)
-    .bind(request.head.expires_at)
-    .bind(&request.key)
-    .bind(actor.user_id)
-    .bind(&actor.username)
-    .bind(ledger::LOCK_TIMEOUT)
-    .fetch_optional(&mut *tx)
-    .await?;
+    .bind(project_id);
+    let inserted: Option<(i64, String)> = request
+        .bind_header(query, actor)
+        .bind(ledger::LOCK_TIMEOUT)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()?;
     let Some((id, number)) = inserted else {
         drop(tx);
         let mut tx = ctx.pool.begin().await?;
@@ -753,9 +783,28 @@ async fn attempt_create(
     }
     let plans = planned.map_err(ledger::insufficient_lines)?;
     write_lines(&mut tx, id, &request.lines, &plans).await?;
+    let created = created_event(ctx, actor, request, id, &number)?;
+    let held = units_by_row(&rows, &plans);
+    ledger::reserve_many(ctx, &mut tx, actor, &held, vec![created]).await?;
+    tx.commit().await?;
+    Ok(Held {
+        id,
+        reservation_number: number,
+        created: true,
+    })
+}
+
+/// The `inventory.reservation_created` event of reservation `id`, `number`.
+fn created_event(
+    ctx: &ServiceContext,
+    actor: &Actor,
+    request: &Request,
+    id: i64,
+    number: &str,
+) -> Result<kernel::events::Envelope, ApiError> {
     let created = ReservationCreated(ReservationEvent {
         reservation_id: id,
-        reservation_number: number.clone(),
+        reservation_number: number.to_owned(),
         order_id: request.head.order_id.clone(),
         reference: request.head.reference.clone(),
         items: request
@@ -769,17 +818,9 @@ async fn attempt_create(
             .collect(),
         reason: None,
     });
-    let created = ctx
+    Ok(ctx
         .outbox
-        .envelope(Some(project_id), actor.user_id, &created)?;
-    let held = units_by_row(&rows, &plans);
-    ledger::reserve_many(ctx, &mut tx, actor, &held, vec![created]).await?;
-    tx.commit().await?;
-    Ok(Held {
-        id,
-        reservation_number: number,
-        created: true,
-    })
+        .envelope(Some(actor.project_id), actor.user_id, &created)?)
 }
 
 /// The units each locked row holds for `plans`: `(its levels now, units)`, by row.
@@ -819,6 +860,102 @@ async fn refreshed(
         .collect())
 }
 
+/// The lines of a new reservation and the allocations of its tracked ones, as the columns
+/// [`LineColumns::sql`] inserts.
+struct LineColumns<'a> {
+    products: Vec<Option<i64>>,
+    variants: Vec<Option<i64>>,
+    names: Vec<&'a str>,
+    quantities: Vec<i32>,
+    warehouses: Vec<Option<i64>>,
+    rows: Vec<Option<i64>>,
+    tracked: Vec<bool>,
+    /// Per allocation: its line's position (from 1), row, warehouse and units.
+    at: Vec<i64>,
+    from_rows: Vec<i64>,
+    from_warehouses: Vec<i64>,
+    units: Vec<i32>,
+}
+
+impl<'a> LineColumns<'a> {
+    /// `plans` are in the order of the tracked lines.
+    fn of(lines: &'a [Checked], plans: &[Vec<Allocation>]) -> Self {
+        let mut plans = plans.iter();
+        let (mut at, mut from_rows, mut from_warehouses, mut units) =
+            (vec![], vec![], vec![], vec![]);
+        for (n, checked) in lines.iter().enumerate() {
+            if !checked.tracked {
+                continue;
+            }
+            for (row, warehouse, quantity) in plans.next().into_iter().flatten() {
+                at.push(n as i64 + 1);
+                from_rows.push(*row);
+                from_warehouses.push(*warehouse);
+                units.push(*quantity as i32);
+            }
+        }
+        let column = |f: fn(&Checked) -> Option<i64>| lines.iter().map(f).collect::<Vec<_>>();
+        Self {
+            products: column(|c| Some(c.line.product_id)),
+            variants: column(|c| c.line.variant_id),
+            names: lines.iter().map(|c| c.name.as_str()).collect(),
+            quantities: lines.iter().map(|c| c.line.quantity as i32).collect(),
+            warehouses: column(|c| c.line.warehouse_id),
+            rows: column(|c| c.line.inventory_id),
+            tracked: lines.iter().map(|c| c.tracked).collect(),
+            at,
+            from_rows,
+            from_warehouses,
+            units,
+        }
+    }
+
+    /// The CTEs `l`, `items` and `allocations` that write the lines of reservation
+    /// `reservation` (an expression) from parameters `$first` to `$first + 10`, bound by
+    /// [`bind`](Self::bind); with `only_if`, only when that condition holds.
+    fn sql(reservation: &str, first: usize, only_if: Option<&str>) -> String {
+        let p: Vec<String> = (first..first + 11).map(|n| format!("${n}")).collect();
+        let only_if = only_if.map(|c| format!("WHERE {c}")).unwrap_or_default();
+        format!(
+            "l AS (SELECT nextval(pg_get_serial_sequence('reservation_items', 'id')) AS id, l.* \
+               FROM unnest({}::bigint[], {}::bigint[], {}::text[], {}::int[], {}::bigint[], \
+                 {}::bigint[], {}::bool[]) WITH ORDINALITY \
+                 AS l(product_id, variant_id, name, quantity, warehouse_id, inventory_id, \
+                   tracked, n) {only_if}), \
+             items AS (INSERT INTO reservation_items (id, reservation_id, product_id, \
+                 variant_id, product_name, quantity, warehouse_id, inventory_id, tracked) \
+               SELECT id, {reservation}, product_id, variant_id, name, quantity, warehouse_id, \
+                 inventory_id, tracked FROM l ORDER BY n), \
+             allocations AS (INSERT INTO reservation_allocations (item_id, inventory_id, \
+                 warehouse_id, quantity) \
+               SELECT l.id, a.row, a.warehouse, a.units \
+               FROM unnest({}::bigint[], {}::bigint[], {}::bigint[], {}::int[]) WITH ORDINALITY \
+                 AS a(n, row, warehouse, units, k) \
+               JOIN l ON l.n = a.n ORDER BY a.k)",
+            p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
+        )
+    }
+
+    /// Binds the eleven columns, in the order of [`sql`](Self::sql)'s parameters.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.products)
+            .bind(&self.variants)
+            .bind(&self.names)
+            .bind(&self.quantities)
+            .bind(&self.warehouses)
+            .bind(&self.rows)
+            .bind(&self.tracked)
+            .bind(&self.at)
+            .bind(&self.from_rows)
+            .bind(&self.from_warehouses)
+            .bind(&self.units)
+    }
+}
+
 /// Writes the lines of a new reservation and the allocations of its tracked ones (`plans`,
 /// in the order of the tracked lines) in one statement.
 async fn write_lines(
@@ -827,52 +964,12 @@ async fn write_lines(
     lines: &[Checked],
     plans: &[Vec<Allocation>],
 ) -> Result<(), ApiError> {
-    let mut plans = plans.iter();
-    let (mut at, mut rows, mut warehouses, mut units) = (vec![], vec![], vec![], vec![]);
-    for (n, checked) in lines.iter().enumerate() {
-        if !checked.tracked {
-            continue;
-        }
-        for (row, warehouse, quantity) in plans.next().into_iter().flatten() {
-            at.push(n as i64 + 1);
-            rows.push(*row);
-            warehouses.push(*warehouse);
-            units.push(*quantity as i32);
-        }
-    }
-    let column = |f: fn(&Checked) -> Option<i64>| lines.iter().map(f).collect::<Vec<_>>();
-    let names: Vec<&str> = lines.iter().map(|c| c.name.as_str()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|c| c.line.quantity as i32).collect();
-    let tracked: Vec<bool> = lines.iter().map(|c| c.tracked).collect();
-    sqlx::query(
-        "WITH l AS (SELECT nextval(pg_get_serial_sequence('reservation_items', 'id')) AS id, l.* \
-           FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], \
-             $7::bigint[], $8::bool[]) WITH ORDINALITY \
-             AS l(product_id, variant_id, name, quantity, warehouse_id, inventory_id, tracked, n)), \
-         items AS (INSERT INTO reservation_items (id, reservation_id, product_id, variant_id, \
-             product_name, quantity, warehouse_id, inventory_id, tracked) \
-           SELECT id, $1, product_id, variant_id, name, quantity, warehouse_id, inventory_id, \
-             tracked FROM l ORDER BY n) \
-         INSERT INTO reservation_allocations (item_id, inventory_id, warehouse_id, quantity) \
-         SELECT l.id, a.row, a.warehouse, a.units \
-         FROM unnest($9::bigint[], $10::bigint[], $11::bigint[], $12::int[]) WITH ORDINALITY \
-           AS a(n, row, warehouse, units, k) \
-         JOIN l ON l.n = a.n ORDER BY a.k",
-    )
-    .bind(reservation_id)
-    .bind(column(|c| Some(c.line.product_id)))
-    .bind(column(|c| c.line.variant_id))
-    .bind(&names)
-    .bind(&quantities)
-    .bind(column(|c| c.line.warehouse_id))
-    .bind(column(|c| c.line.inventory_id))
-    .bind(&tracked)
-    .bind(&at)
-    .bind(&rows)
-    .bind(&warehouses)
-    .bind(&units)
-    .execute(&mut *tx)
-    .await?;
+    let columns = LineColumns::of(lines, plans);
+    let statement = format!("WITH {} SELECT 1", LineColumns::sql("$1", 2, None));
+    columns
+        .bind(sqlx::query(&statement).bind(reservation_id))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

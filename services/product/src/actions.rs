@@ -209,6 +209,7 @@ const KEPT_FINAL_PRICE: &str = "(v.id IS NULL AND p.final_price IS NOT NULL \
 
 /// Unit prices of `products`/`variants` (pairwise) in the project now, in the order asked, and
 /// the project's currency. Non-members see products on sale only.
+/// The lines come from `quote_lines` (migration 0011), so the statement keeps one plan.
 pub async fn quote(
     pool: &sqlx::PgPool,
     project_id: i64,
@@ -239,7 +240,7 @@ pub async fn quote(
               ORDER BY (v.id IS NOT NULL AND im.variant = v.id) DESC, im.is_primary DESC, \
                        im.position, im.id LIMIT 1)), \
            (SELECT currency FROM catalogue_settings WHERE project_id = $3) \
-         FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS i(product_id, variant_id, n) \
+         FROM quote_lines($1, $2) WITH ORDINALITY AS i(product_id, variant_id, n) \
          LEFT JOIN products p ON p.id = i.product_id AND p.project_id = $3 AND p.deleted_at IS NULL {} \
          LEFT JOIN variants v ON v.id = i.variant_id AND v.product = p.id AND v.deleted_at IS NULL \
          LEFT JOIN LATERAL (SELECT * FROM product_best_discount(p.id, COALESCE(v.selling_price, p.price)) \

@@ -1131,11 +1131,11 @@ async fn a_three_line_placement_stays_within_its_statement_budget() {
     );
 }
 
-/// Statements a three-line placement causes today (46, with the stock events, the invoice and
+/// Statements a three-line placement causes today (43, with the stock events, the invoice and
 /// the relays), plus room (see the test above).
 const PLACEMENT_STATEMENTS: usize = 75;
-/// Of them, those run before the answer: 11 today (pricing with the currency 1, settings 1,
-/// the `placing` order with its lines 1, the reservation 6 with its catalogue check and
-/// `COMMIT`, the placed order with its history row and event 1, the answer 1). The budget
-/// is 25.
+/// Of them, those run before the answer: 8 today (pricing with the currency 1, settings 1,
+/// the `placing` order with its lines 1, the reservation 3: its catalogue check, its rows
+/// read, then its header, lines, allocations, held units and events in one statement; the
+/// placed order with its history row and event 1, the answer 1). The budget is 25.
 const PLACEMENT_REQUEST_STATEMENTS: usize = 25;

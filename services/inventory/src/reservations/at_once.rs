@@ -1,0 +1,127 @@
+//! A new reservation in two statements and no transaction: the rows read without locks, the
+//! allocation planned from them, then the header, lines, allocations, held units and events
+//! written by one statement that holds a row only at the version read. When a row changed in
+//! between, or the read rows cannot cover the lines, nothing is written and the caller takes
+//! the locked path ([`super::attempt_create`]), which waits for the rows and expires overdue
+//! holds before it answers.
+
+use kernel::events::OutboxRows;
+use kernel::service::ServiceContext;
+use kernel::ApiError;
+use sqlx::Row;
+
+use super::{
+    created_event, existing_for_order, plan, units_by_row, wanted_columns, Candidate, Checked,
+    Held, LineColumns, Request,
+};
+use crate::ledger::{Actor, Holds};
+
+/// Every allocatable row of the wanted products/variants ($2, $3 pairwise) in project $1, as
+/// [`super::ROWS`] reads them, each with the id and number the new reservation will have. The
+/// pairs come from `wanted_lines` (migration 0005), so the statement keeps one plan.
+const READ: &str = "WITH n AS MATERIALIZED \
+       (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id) \
+     SELECT n.id AS next_id, document_number('RES', n.id) AS next_number, \
+       s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, s.reserved_quantity, \
+       s.available_quantity, s.low_stock_threshold, s.version, \
+       w.is_default, w.priority, b.expiry_date \
+     FROM n, (SELECT DISTINCT * FROM wanted_lines($2, $3)) want \
+       JOIN stock_items s ON s.project_id = $1 AND s.product_id = want.product_id \
+         AND s.variant_id IS NOT DISTINCT FROM want.variant_id AND s.deleted_at IS NULL \
+       JOIN warehouses w ON w.id = s.warehouse LEFT JOIN batches b ON b.id = s.batch \
+     WHERE w.deleted_at IS NULL AND w.is_active \
+       AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date) \
+     ORDER BY s.id";
+
+/// A row a line may take from, with the id and number the new reservation will have.
+#[derive(sqlx::FromRow)]
+struct Read {
+    next_id: i64,
+    next_number: String,
+    #[sqlx(flatten)]
+    row: Candidate,
+}
+
+/// The reservation written at once, or `None` when the locked path must decide.
+pub(super) async fn create(
+    ctx: &ServiceContext,
+    actor: &Actor,
+    request: &Request,
+) -> Result<Option<Held>, ApiError> {
+    let tracked: Vec<&Checked> = request.lines.iter().filter(|l| l.tracked).collect();
+    let wanted: Vec<(i64, Option<i64>)> = tracked
+        .iter()
+        .map(|l| (l.line.product_id, l.line.variant_id))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let (products, variants) = wanted_columns(&wanted);
+    let read: Vec<Read> = sqlx::query_as(READ)
+        .bind(actor.project_id)
+        .bind(&products)
+        .bind(&variants)
+        .fetch_all(&ctx.pool)
+        .await?;
+    let Some((id, number)) = read.first().map(|r| (r.next_id, r.next_number.clone())) else {
+        return Ok(None);
+    };
+    let rows: Vec<Candidate> = read.into_iter().map(|r| r.row).collect();
+    let Ok(plans) = plan(&tracked, &rows) else {
+        return Ok(None);
+    };
+    let event = created_event(ctx, actor, request, id, &number)?;
+    let holds = Holds::of(ctx, actor, &units_by_row(&rows, &plans), vec![event])?;
+    let columns = LineColumns::of(&request.lines, &plans);
+    match write(ctx, actor, request, (id, &number), &columns, &holds).await {
+        Ok(true) => Ok(Some(Held {
+            id,
+            reservation_number: number,
+            created: true,
+        })),
+        // The order has an active reservation (or is getting one): that one is the answer.
+        Ok(false) => {
+            let mut conn = ctx.pool.acquire().await?;
+            let order_id = request.head.order_id.as_deref().unwrap_or_default();
+            existing_for_order(&mut conn, actor.project_id, order_id, &request.key).await
+        }
+        Err(e) if e.is_transient() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The one statement: `false` when the order already had an active reservation (nothing is
+/// written), a transient error when a row changed since it was read (nothing is written).
+async fn write(
+    ctx: &ServiceContext,
+    actor: &Actor,
+    request: &Request,
+    (id, number): (i64, &str),
+    columns: &LineColumns<'_>,
+    holds: &Holds,
+) -> Result<bool, ApiError> {
+    const WRITTEN: &str = "EXISTS (SELECT 1 FROM h)";
+    let statement = format!(
+        "WITH h AS (INSERT INTO reservations (id, project_id, reservation_number, order_id, \
+             reference, expires_at, lines_key, created_by, updated_by, performed_by) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
+           ON CONFLICT (project_id, order_id) WHERE status = 'active' AND order_id IS NOT NULL \
+           DO NOTHING RETURNING id), \
+         {lines}, \
+         u AS ({update}), \
+         o AS ({events}) \
+         SELECT {WRITTEN} AS written, \
+           zv_require(NOT {WRITTEN} OR (SELECT count(*) FROM u) = $24) AS checked",
+        lines = LineColumns::sql("$1", 10, Some(WRITTEN)),
+        update = Holds::update(21, 8, Some(WRITTEN)),
+        events = OutboxRows::insert(25, Some(WRITTEN)),
+    );
+    let query = sqlx::query(&statement)
+        .bind(id)
+        .bind(actor.project_id)
+        .bind(number);
+    let query = request.bind_header(query, actor);
+    let query = holds.bind(columns.bind(query)).bind(holds.count());
+    let row = holds.outbox.bind(query).fetch_one(&ctx.pool).await?;
+    Ok(row.try_get("written")?)
+}
