@@ -1542,3 +1542,110 @@ async fn graphql_inventory_reads_and_works_the_stock() {
     assert!(denied["errors"].is_array(), "{denied}");
     assert_eq!(reconciliation(&app).await, (0, 0, 0));
 }
+
+/// A reservation is written at once from rows read without locks. When a row changes between
+/// that read and the write, the whole statement is undone (its reservation id is spent,
+/// nothing else remains) and the locked path writes the reservation from the row as it is
+/// now: the held units and the event's version follow the change, nothing is held twice.
+#[tokio::test]
+async fn a_row_changed_between_read_and_write_is_held_under_locks_from_its_new_version() {
+    let app = TestApp::spawn().await;
+    let owner = owner_with_project(&app, "rhea", "Rhea Rugs").await;
+    let rug = product(&app, &owner, "Rug").await;
+    let stock = create(
+        &app,
+        &owner,
+        "stock/",
+        json!({"product_id": rug, "quantity": 10}),
+    )
+    .await;
+    let row = stock["id"].as_i64().expect("row id");
+    let pool = service_pool(app.platform.config(), "inventory").await;
+    let spent = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT last_value - CASE WHEN is_called THEN 0 ELSE 1 END \
+             FROM reservations_id_seq",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("sequence")
+    };
+    let (ids_before, version_before): (i64, i64) = (
+        spent(pool.clone()).await,
+        sqlx::query_scalar("SELECT version FROM stock_items WHERE id = $1")
+            .bind(row)
+            .fetch_one(&pool)
+            .await
+            .expect("version"),
+    );
+
+    // Another writer changes the row and holds it until the reservation waits for it.
+    let mut writer = pool.begin().await.expect("begin");
+    sqlx::query("UPDATE stock_items SET version = version + 1 WHERE id = $1")
+        .bind(row)
+        .execute(&mut *writer)
+        .await
+        .expect("change");
+    let body = json!({"order_id": "ORD-RACE", "items": [{"product_id": rug, "quantity": 4}]});
+    let path = format!("{API}reservations/");
+    let reserving = app.call(Method::POST, &path, body, &owner.access);
+    let unblocking = async {
+        crate::harness::eventually_true("the reservation waits for the row", || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' \
+                       AND query LIKE 'WITH h AS (INSERT INTO reservations%')",
+                )
+                .fetch_one(&pool)
+                .await
+                .expect("activity")
+            }
+        })
+        .await;
+        writer.commit().await.expect("commit");
+    };
+    let ((status, body), ()) = tokio::join!(reserving, unblocking);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (quantity, reserved) = levels(&app, &owner, &stock["id"]).await;
+    assert_eq!((quantity, reserved), (10, 4));
+    let version: i64 = sqlx::query_scalar("SELECT version FROM stock_items WHERE id = $1")
+        .bind(row)
+        .fetch_one(&pool)
+        .await
+        .expect("version");
+    assert_eq!(version, version_before + 2, "the change, then the hold");
+    // The undone statement's id is spent; one reservation, one line, one allocation remain.
+    assert_eq!(spent(pool.clone()).await, ids_before + 2);
+    let (reservations, lines, allocations): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM reservations WHERE order_id = 'ORD-RACE'), \
+           (SELECT count(*) FROM reservation_items i JOIN reservations r \
+              ON r.id = i.reservation_id WHERE r.order_id = 'ORD-RACE'), \
+           (SELECT count(*) FROM reservation_allocations WHERE inventory_id = $1)",
+    )
+    .bind(row)
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!((reservations, lines, allocations), (1, 1, 1));
+    // The stock event announces what was written, not the row first read: the product
+    // service's copy of the row ends at its version and available units.
+    let product = service_pool(app.platform.config(), "product").await;
+    crate::harness::eventually_true("the product service has the row's last change", || {
+        let product = product.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i32)>(
+                "SELECT version, available FROM stock_levels WHERE inventory_id = $1",
+            )
+            .bind(row)
+            .fetch_optional(&product)
+            .await
+            .expect("levels")
+                == Some((version_before + 2, 6))
+        }
+    })
+    .await;
+    assert_eq!(reconciliation(&app).await, (0, 0, 0));
+}
