@@ -5,8 +5,9 @@
 #   single line, spread   1 unit of one of 1000 SKUs
 #   5 lines, hot          the same 5 SKUs in every request, in shuffled order (lock ordering)
 #   5 lines, spread       5 distinct SKUs of 1000
-# Each reservation is a full transaction: the header, a locked read of the candidate rows,
-# the held units, the allocations and the outbox events (relayed in the background).
+# Each reservation reads its candidate rows without locks, then writes the header, lines,
+# allocations, held units and outbox events (relayed in the background) in one statement; when
+# a row changed in between, it is made again in one transaction under row locks.
 # Needs PostgreSQL (ZV_DATABASE_URL) and wrk (installed from Debian if missing).
 #   bash bench/inventory.sh           DURATION=10s ROUNDS=5 CONNECTIONS=32 bash bench/inventory.sh
 set -euo pipefail
