@@ -176,8 +176,8 @@ pub async fn reserve_many(
     let holds = Holds::of(ctx, actor, changes, also)?;
     let statement = format!(
         "WITH u AS ({}), o AS ({}) SELECT count(*) FROM u",
-        Holds::update(1, 4, None),
-        kernel::events::OutboxRows::insert(5, None)
+        Holds::update(1, 5, None),
+        kernel::events::OutboxRows::insert(6, None)
     );
     let query = holds.bind(sqlx::query(&statement)).bind(actor.user_id);
     let changed: i64 = holds
@@ -199,6 +199,9 @@ pub struct Holds {
     rows: Vec<i64>,
     units: Vec<i64>,
     versions: Vec<i64>,
+    /// The thresholds the events' crossings were computed with (a threshold's change does not
+    /// move the version).
+    thresholds: Vec<i32>,
     pub outbox: kernel::events::OutboxRows,
 }
 
@@ -227,6 +230,7 @@ impl Holds {
             rows: changes.iter().map(|c| c.0.id).collect(),
             units: changes.iter().map(|c| c.1).collect(),
             versions: changes.iter().map(|c| c.0.version).collect(),
+            thresholds: changes.iter().map(|c| c.0.low_stock_threshold).collect(),
             outbox: kernel::events::OutboxRows::of(&all)?,
         })
     }
@@ -237,25 +241,26 @@ impl Holds {
     }
 
     /// The `UPDATE` (returning the ids it changed) that raises the held units of each row
-    /// still at the version read and able to hold them, from parameters `$first` to
-    /// `$first + 2` (bound by [`bind`](Self::bind)), by user `$user`; with `only_if`, only
-    /// when that condition of the statement holds.
+    /// still at the version and threshold read and able to hold them, from parameters
+    /// `$first` to `$first + 3` (bound by [`bind`](Self::bind)), by user `$user`; with
+    /// `only_if`, only when that condition of the statement holds.
     pub fn update(first: usize, user: usize, only_if: Option<&str>) -> String {
-        let [rows, units, versions] = [first, first + 1, first + 2];
+        let [rows, units, versions, thresholds] = [first, first + 1, first + 2, first + 3];
         let only_if = only_if.map(|c| format!("AND {c} ")).unwrap_or_default();
         format!(
             "UPDATE stock_items s SET reserved_quantity = s.reserved_quantity + c.units, \
                version = s.version + 1, updated_at = now(), updated_by = ${user} \
-             FROM unnest(${rows}::bigint[], ${units}::bigint[], ${versions}::bigint[]) \
-               AS c(id, units, version) \
+             FROM unnest(${rows}::bigint[], ${units}::bigint[], ${versions}::bigint[], \
+               ${thresholds}::int[]) AS c(id, units, version, threshold) \
              WHERE s.id = ANY(${rows}) AND s.id = c.id AND s.version = c.version \
+               AND s.low_stock_threshold = c.threshold \
                AND s.reserved_quantity + c.units >= 0 \
                AND s.reserved_quantity + c.units <= s.quantity {only_if}RETURNING s.id"
         )
     }
 
-    /// Binds the rows, units and versions, in the order of [`update`](Self::update)'s
-    /// parameters.
+    /// Binds the rows, units, versions and thresholds, in the order of
+    /// [`update`](Self::update)'s parameters.
     pub fn bind<'q>(
         &'q self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -264,6 +269,7 @@ impl Holds {
             .bind(&self.rows)
             .bind(&self.units)
             .bind(&self.versions)
+            .bind(&self.thresholds)
     }
 }
 

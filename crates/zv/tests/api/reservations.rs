@@ -1595,7 +1595,7 @@ async fn a_row_changed_between_read_and_write_is_held_under_locks_from_its_new_v
             async move {
                 sqlx::query_scalar::<_, bool>(
                     "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-                     WHERE wait_event_type = 'Lock' \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock' \
                        AND query LIKE 'WITH h AS (INSERT INTO reservations%')",
                 )
                 .fetch_one(&pool)

@@ -91,7 +91,9 @@ pub(super) async fn create(
 }
 
 /// The one statement: `false` when the order already had an active reservation (nothing is
-/// written), a transient error when a row changed since it was read (nothing is written).
+/// written), a transient error when a row changed since it was read (nothing is written). Its
+/// header's insert sets the lock timeout first (for the rest of the statement), so a wait for
+/// the order's other reservation or for a row ends as the locked path's would (503).
 async fn write(
     ctx: &ServiceContext,
     actor: &Actor,
@@ -104,17 +106,18 @@ async fn write(
     let statement = format!(
         "WITH h AS (INSERT INTO reservations (id, project_id, reservation_number, order_id, \
              reference, expires_at, lines_key, created_by, updated_by, performed_by) \
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, $9 \
+           FROM (SELECT set_config('lock_timeout', $30, true)) AS settings \
            ON CONFLICT (project_id, order_id) WHERE status = 'active' AND order_id IS NOT NULL \
            DO NOTHING RETURNING id), \
          {lines}, \
          u AS ({update}), \
          o AS ({events}) \
          SELECT {WRITTEN} AS written, \
-           zv_require(NOT {WRITTEN} OR (SELECT count(*) FROM u) = $24) AS checked",
+           zv_require(NOT {WRITTEN} OR (SELECT count(*) FROM u) = $25) AS checked",
         lines = LineColumns::sql("$1", 10, Some(WRITTEN)),
         update = Holds::update(21, 8, Some(WRITTEN)),
-        events = OutboxRows::insert(25, Some(WRITTEN)),
+        events = OutboxRows::insert(26, Some(WRITTEN)),
     );
     let query = sqlx::query(&statement)
         .bind(id)
@@ -122,6 +125,7 @@ async fn write(
         .bind(number);
     let query = request.bind_header(query, actor);
     let query = holds.bind(columns.bind(query)).bind(holds.count());
-    let row = holds.outbox.bind(query).fetch_one(&ctx.pool).await?;
+    let query = holds.outbox.bind(query).bind(crate::ledger::LOCK_TIMEOUT);
+    let row = query.fetch_one(&ctx.pool).await?;
     Ok(row.try_get("written")?)
 }
