@@ -30,6 +30,23 @@ use crate::ledger::{self, Actor, Entry, Outcome};
 use crate::reference::STOCK_GRANTS;
 use crate::stock::{int, items, text, MAX_QUANTITY};
 
+/// The columns of a [`Candidate`] row (`s` stock, `w` warehouse, `b` batch).
+macro_rules! candidate_columns {
+    () => {
+        "s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, s.reserved_quantity, \
+         s.available_quantity, s.low_stock_threshold, s.version, \
+         w.is_default, w.priority, b.expiry_date"
+    };
+}
+
+/// A candidate row's warehouse and batch can be allocated from.
+macro_rules! allocatable {
+    () => {
+        "w.deleted_at IS NULL AND w.is_active \
+         AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date)"
+    };
+}
+
 mod at_once;
 
 const ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
@@ -328,17 +345,17 @@ struct Candidate {
 
 /// Every allocatable row of the wanted products/variants ($2, $3 pairwise) in project $1, and
 /// every row in $4 (rows the operation releases from); callers add the order and any lock.
-const ROWS: &str = "SELECT s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, \
-       s.reserved_quantity, s.available_quantity, s.low_stock_threshold, s.version, \
-       w.is_default, w.priority, b.expiry_date \
-     FROM stock_items s JOIN warehouses w ON w.id = s.warehouse \
+const ROWS: &str = concat!(
+    "SELECT ",
+    candidate_columns!(),
+    " FROM stock_items s JOIN warehouses w ON w.id = s.warehouse \
        LEFT JOIN batches b ON b.id = s.batch \
      WHERE s.project_id = $1 AND s.deleted_at IS NULL AND ( \
-       s.id = ANY($4) OR ( \
-         s.product_id = ANY($2) AND w.deleted_at IS NULL AND w.is_active \
-         AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date) \
-         AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS want(p, v) \
-                     WHERE s.product_id = want.p AND s.variant_id IS NOT DISTINCT FROM want.v)))";
+       s.id = ANY($4) OR (s.product_id = ANY($2) AND ",
+    allocatable!(),
+    " AND EXISTS (SELECT 1 FROM unnest($2::bigint[], $3::bigint[]) AS want(p, v) \
+         WHERE s.product_id = want.p AND s.variant_id IS NOT DISTINCT FROM want.v)))"
+);
 
 /// The (products, variants) columns of `wanted`, as [`ROWS`] takes them.
 fn wanted_columns(wanted: &[(i64, Option<i64>)]) -> (Vec<i64>, Vec<Option<i64>>) {

@@ -1561,23 +1561,18 @@ async fn a_row_changed_between_read_and_write_is_held_under_locks_from_its_new_v
     .await;
     let row = stock["id"].as_i64().expect("row id");
     let pool = service_pool(app.platform.config(), "inventory").await;
-    let spent = |pool: sqlx::PgPool| async move {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT last_value - CASE WHEN is_called THEN 0 ELSE 1 END \
-             FROM reservations_id_seq",
+    // (reservation ids spent, the row's version).
+    let now = |pool: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT last_value - CASE WHEN is_called THEN 0 ELSE 1 END \
+               FROM reservations_id_seq), (SELECT version FROM stock_items WHERE id = $1)",
         )
+        .bind(row)
         .fetch_one(&pool)
         .await
-        .expect("sequence")
+        .expect("sequence and version")
     };
-    let (ids_before, version_before): (i64, i64) = (
-        spent(pool.clone()).await,
-        sqlx::query_scalar("SELECT version FROM stock_items WHERE id = $1")
-            .bind(row)
-            .fetch_one(&pool)
-            .await
-            .expect("version"),
-    );
+    let (ids_before, version_before) = now(pool.clone()).await;
 
     // Another writer changes the row and holds it until the reservation waits for it.
     let mut writer = pool.begin().await.expect("begin");
@@ -1611,14 +1606,10 @@ async fn a_row_changed_between_read_and_write_is_held_under_locks_from_its_new_v
 
     let (quantity, reserved) = levels(&app, &owner, &stock["id"]).await;
     assert_eq!((quantity, reserved), (10, 4));
-    let version: i64 = sqlx::query_scalar("SELECT version FROM stock_items WHERE id = $1")
-        .bind(row)
-        .fetch_one(&pool)
-        .await
-        .expect("version");
+    let (ids_after, version) = now(pool.clone()).await;
     assert_eq!(version, version_before + 2, "the change, then the hold");
     // The undone statement's id is spent; one reservation, one line, one allocation remain.
-    assert_eq!(spent(pool.clone()).await, ids_before + 2);
+    assert_eq!(ids_after, ids_before + 2);
     let (reservations, lines, allocations): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM reservations WHERE order_id = 'ORD-RACE'), \
            (SELECT count(*) FROM reservation_items i JOIN reservations r \

@@ -19,19 +19,19 @@ use crate::ledger::{Actor, Holds};
 /// Every allocatable row of the wanted products/variants ($2, $3 pairwise) in project $1, as
 /// [`super::ROWS`] reads them, each with the id and number the new reservation will have. The
 /// pairs come from `wanted_lines` (migration 0005), so the statement keeps one plan.
-const READ: &str = "WITH n AS MATERIALIZED \
+const READ: &str = concat!(
+    "WITH n AS MATERIALIZED \
        (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id) \
-     SELECT n.id AS next_id, document_number('RES', n.id) AS next_number, \
-       s.id, s.product_id, s.variant_id, s.warehouse, s.quantity, s.reserved_quantity, \
-       s.available_quantity, s.low_stock_threshold, s.version, \
-       w.is_default, w.priority, b.expiry_date \
-     FROM n, (SELECT DISTINCT * FROM wanted_lines($2, $3)) want \
+     SELECT n.id AS next_id, document_number('RES', n.id) AS next_number, ",
+    candidate_columns!(),
+    " FROM n, (SELECT DISTINCT * FROM wanted_lines($2, $3)) want \
        JOIN stock_items s ON s.project_id = $1 AND s.product_id = want.product_id \
          AND s.variant_id IS NOT DISTINCT FROM want.variant_id AND s.deleted_at IS NULL \
        JOIN warehouses w ON w.id = s.warehouse LEFT JOIN batches b ON b.id = s.batch \
-     WHERE w.deleted_at IS NULL AND w.is_active \
-       AND (b.id IS NULL OR b.expiry_date IS NULL OR b.expiry_date >= current_date) \
-     ORDER BY s.id";
+     WHERE ",
+    allocatable!(),
+    " ORDER BY s.id"
+);
 
 /// A row a line may take from, with the id and number the new reservation will have.
 #[derive(sqlx::FromRow)]
