@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Order placement against its limit, side by side in one run (rounds alternating, medians):
 #   placement      POST /api/v1/order/orders/ through the gateway, 3 lines of 1000 SKUs: prices
-#                  the lines (product), writes the order `placing`, reserves the stock
-#                  (inventory: rows read, then held with allocations and stock events in one
-#                  statement, or under row locks when a row changed meanwhile), then commits the order
-#                  `pending` with its `order.created` event; billing turns the event into the
-#                  invoice (in-process bus, as `zv up` runs).
+#                  the lines (product), takes the order's id and number with the settings,
+#                  reserves the stock (inventory: rows read, then held with allocations and stock
+#                  events in one statement, or under row locks when a row changed meanwhile),
+#                  then writes the order `pending` with its lines, history and `order.created` in
+#                  one statement; billing turns the event into the invoice (in-process bus, as
+#                  `zv up` runs).
 #   reservation    POST /api/v1/inventory/reservations/, 3 lines of 1000 SKUs (its REST answer).
 #   least SQL      pgbench (prepared) on the hand-written minimal transactions of the same work:
 #                  bench/sql/order_placement.sql (order, lines, history, event) on the order

@@ -89,6 +89,22 @@ impl IntegrationEvent for PaymentFailed {
     }
 }
 
+/// A coupon use taken for an order (`source_type` order) and not released.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderCouponUse {
+    pub project_id: i64,
+    pub redemption_id: i64,
+    pub order_id: i64,
+}
+
+/// A page of coupon uses in id order, every one older than asked, with the live uses for
+/// orders among them; the next page starts after `last_id`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrderCouponUses {
+    pub last_id: i64,
+    pub uses: Vec<OrderCouponUse>,
+}
+
 /// Billing as the order and pos services call it synchronously (billing.md §6, §4.3). Bodies
 /// and answers are the REST ones; the scope is the caller's, acting as a service
 /// (`ProjectScope::as_service`). Refusals are the REST errors (422 with the coupon `code`).
@@ -118,6 +134,16 @@ pub trait Billing: Send + Sync {
         scope: &kernel::auth::ProjectScope,
         redemption_id: i64,
     ) -> Result<(), kernel::ApiError>;
+
+    /// Across projects, for the order service's reconciler: the coupon uses after `after_id`
+    /// (0: from the oldest live one), in id order, up to `limit`, stopping at the first one
+    /// younger than `older_than`, with the live uses for orders among them.
+    async fn order_coupon_uses(
+        &self,
+        after_id: i64,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<OrderCouponUses, kernel::ApiError>;
 
     /// Starts an online payment for a source that may not have its invoice yet (checkout):
     /// `{source_type, source_id, amount, currency, method, gateway? (default "test"),

@@ -142,6 +142,21 @@ pub struct Held {
     pub created: bool,
 }
 
+/// An active reservation the order service made for an order (by its number).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderHold {
+    pub project_id: i64,
+    pub order_number: String,
+}
+
+/// A page of reservations in id order, every one older than asked, with the order holds
+/// among them; the next page starts after `last_id`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrderHolds {
+    pub last_id: i64,
+    pub holds: Vec<OrderHold>,
+}
+
 /// The inventory service's reservations as the order service calls them (inventory.md §6.4).
 /// Bodies and answers are the REST ones; the scope is the caller's, acting as a service.
 #[async_trait::async_trait]
@@ -160,6 +175,16 @@ pub trait Stock: Send + Sync {
         scope: &kernel::auth::ProjectScope,
         order_id: &str,
     ) -> Result<(), kernel::ApiError>;
+
+    /// Across projects, for the order service's reconciler: the reservations after `after_id`
+    /// (0: from the oldest active one), in id order, up to `limit`, stopping at the first one
+    /// younger than `older_than`, with the order service's active holds among them.
+    async fn order_holds(
+        &self,
+        after_id: i64,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<OrderHolds, kernel::ApiError>;
 
     /// `POST reservations/{id}/confirm/` (stock OUT `sale`, referenced by `reference`).
     async fn confirm(

@@ -86,6 +86,15 @@ impl integration::billing::Billing for BillingFacade {
             .map(|_| ())
     }
 
+    async fn order_coupon_uses(
+        &self,
+        after_id: i64,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> Result<integration::billing::OrderCouponUses, ApiError> {
+        crate::order_coupon_uses::page(&self.0, after_id, older_than, limit).await
+    }
+
     async fn start_payment(&self, scope: &ProjectScope, body: &Value) -> Result<Value, ApiError> {
         start_payment(&self.0, &scope.as_service(), body).await
     }

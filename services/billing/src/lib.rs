@@ -11,6 +11,7 @@ pub mod gateways;
 pub mod graphql;
 pub mod invoices;
 pub mod ledger;
+pub mod order_coupon_uses;
 pub mod order_invoices;
 pub mod order_money;
 pub mod order_updates;

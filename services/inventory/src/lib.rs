@@ -310,6 +310,15 @@ impl integration::inventory::Stock for Reservations {
         Ok(())
     }
 
+    async fn order_holds(
+        &self,
+        after_id: i64,
+        older_than: Duration,
+        limit: i64,
+    ) -> Result<integration::inventory::OrderHolds, ApiError> {
+        reservations::order_holds::page(&self.0, CALLER, after_id, older_than, limit).await
+    }
+
     async fn confirm(
         &self,
         scope: &ProjectScope,

@@ -48,6 +48,7 @@ macro_rules! allocatable {
 }
 
 mod at_once;
+pub(crate) mod order_holds;
 
 const ITEMS: &str = "COALESCE((SELECT jsonb_agg(jsonb_build_object('id', i.id, \
     'product_id', i.product_id, 'variant_id', i.variant_id, 'product_name', i.product_name, \

@@ -10,6 +10,7 @@ pub mod invoice_links;
 pub mod items;
 pub mod orders;
 pub mod payments;
+pub mod placement_reconciler;
 pub(crate) mod placing;
 pub mod returns;
 pub mod settings;
@@ -221,7 +222,7 @@ fn routes(pool: sqlx::PgPool) -> Routes<ServiceContext> {
 pub async fn build(platform: &Platform) -> anyhow::Result<MountedService> {
     let ctx = ServiceContext::open(platform, &SPEC, &MIGRATOR).await?;
     let pool = ctx.pool.clone();
-    orders::spawn_reconciler(ctx.clone(), Duration::from_secs(60));
+    placement_reconciler::spawn(ctx.clone(), Duration::from_secs(60));
     platform.events().subscribe(
         "order",
         &["inventory.reservation_expired"],

@@ -1,12 +1,12 @@
 //! Orders (contract order.md §2–§7): placement as a saga over the inventory service, the status
 //! machine, cancellation and fulfilment.
 //!
-//! Placement: prices come from the product service (never from the client); the order is
-//! written as `placing` (hidden), its stock is reserved in the inventory service under the order
-//! number (a retry finds the same reservation), and only then does it become `pending` with its
-//! `order.created` event, in one transaction. Any failure after reserving releases the
-//! reservation; the order becomes `failed` (hidden). An inventory that does not answer in 3 s is
-//! 503 with nothing left reserved.
+//! Placement: prices come from the product service (never from the client); the order's id and
+//! number are taken, its stock is reserved in the inventory service under the order number (a
+//! retry finds the same reservation), and only then is the order written, `pending` with its
+//! lines and `order.created`, in one statement. Any failure after reserving releases the
+//! reservation; a process that dies in between leaves it to [`crate::placement_reconciler`]. An
+//! inventory that does not answer in 3 s is 503 with nothing left reserved.
 
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ use kernel::{ApiError, FieldErrors};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
+
+use crate::placing::Written;
 
 /// Members read orders; editors ("staff") place, move and fulfil them; owners and admins also
 /// override prices and delete.
@@ -747,24 +749,13 @@ pub(crate) async fn history(
     Ok(())
 }
 
-/// Marks a placement failed (hidden) after its reservation was released or never made.
-async fn fail(ctx: &ServiceContext, id: i64, why: &str) {
-    let done = sqlx::query(
-        "UPDATE orders SET status = 'failed', cancellation_reason = $2, updated_at = now() \
-         WHERE id = $1 AND status = 'placing'",
-    )
-    .bind(id)
-    .bind(why)
-    .execute(&ctx.pool)
-    .await;
-    if let Err(e) = done {
-        tracing::error!(order_id = id, error = %e, "failed placement not marked; the reconciler will");
-    }
-}
-
 /// Releases whatever the inventory holds for `order_number`, retrying a few times (the
 /// reconciler takes over if it still cannot).
-async fn release(ctx: &ServiceContext, scope: &ProjectScope, order_number: &str) -> bool {
+pub(crate) async fn release(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    order_number: &str,
+) -> bool {
     let Some(stock) = ctx.platform.lookup::<SharedStock>() else {
         return false;
     };
@@ -930,9 +921,11 @@ async fn existing_reference(
 }
 
 /// The placement saga (order.md §4) for a validated request → (created, order id):
-/// price → coupon check → the order `placing` → stock reserved → coupon redeemed → `pending`
-/// (or `pending_payment`) with `order.created`. Any failure after the reservation releases it,
-/// and the order is left `failed` (hidden).
+/// price → the order's id, number and settings → coupon check → stock reserved under the
+/// number → coupon redeemed → the order `pending` (or `pending_payment`) with its lines,
+/// history and `order.created`, in one statement. Nothing of the order exists before that
+/// statement; any failure before or in it gives back what was held (and the reconciler does,
+/// should the process die in between: [`crate::placement_reconciler`]).
 pub(crate) async fn place_parsed(
     ctx: &ServiceContext,
     scope: &ProjectScope,
@@ -945,7 +938,8 @@ pub(crate) async fn place_parsed(
         }
     }
     let (currency, priced) = price(ctx, scope, lang, &placement.lines).await?;
-    let settings = crate::settings::load(&ctx.pool, scope.project_id()).await?;
+    let allocated = crate::placing::allocate(&ctx.pool, scope.project_id(), priced.len()).await?;
+    let settings = &allocated.settings;
     let line_totals: Vec<Decimal> = priced.iter().map(Priced::line_total).collect();
     let subtotal: Decimal = line_totals.iter().sum();
     let shipping = match (placement.shipping, placement.shipping_method.as_str()) {
@@ -971,43 +965,10 @@ pub(crate) async fn place_parsed(
         let quote = coupon_discount(ctx, scope, code, subtotal, placement.customer_id).await?;
         discount = (discount + dec_of(&quote["discount_amount"])).min(subtotal);
     }
+    let (id, number) = (allocated.id, allocated.number.as_str());
 
-    // 1. The order as `placing`, hidden, with its number, lines and totals.
-    let mut totals = Totals::of(&line_totals, discount, shipping, settings.tax_rate);
-    let placed = crate::placing::insert_placing(
-        &ctx.pool,
-        scope.project_id(),
-        scope.user_id(),
-        &placement,
-        &currency,
-        &priced,
-        &totals,
-    )
-    .await;
-    let crate::placing::Placing {
-        id,
-        number,
-        payment_status,
-        lines,
-    } = match placed {
-        Ok(placing) => placing,
-        // The same reference placed concurrently: that order is the answer.
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("orders_reference") => {
-            let reference = placement.reference.as_deref().unwrap_or_default();
-            return match existing_reference(ctx, scope.project_id(), reference).await? {
-                Some(id) => Ok((false, id)),
-                None => Err(ApiError::conflict(
-                    "conflict",
-                    "This reference is being placed; retry shortly.",
-                )
-                .transient()),
-            };
-        }
-        Err(e) => return Err(e.into()),
-    };
-
-    // 2. The stock, held under the order number (a retry finds the same reservation): for the
-    // payment window while an online payment is awaited, else for the reservation TTL.
+    // 1. The stock, held under the order number (a retry finds the same reservation): for
+    // the payment window while an online payment is awaited, else for the reservation TTL.
     let tracked: Vec<Value> = priced
         .iter()
         .filter(|p| p.quote.track_inventory.unwrap_or(true))
@@ -1024,7 +985,6 @@ pub(crate) async fn place_parsed(
     let mut reservation = None;
     if !tracked.is_empty() {
         let Some(stock) = ctx.platform.lookup::<SharedStock>() else {
-            fail(ctx, id, "inventory unavailable").await;
             return Err(unreachable("inventory"));
         };
         let request = json!({"order_id": number, "items": tracked,
@@ -1032,20 +992,16 @@ pub(crate) async fn place_parsed(
             "expires_at": (chrono::Utc::now() + hold_for).to_rfc3339()});
         match tokio::time::timeout(STOCK_TIMEOUT, stock.reserve(scope, &request)).await {
             Ok(Ok(held)) => reservation = Some(held.reservation_number),
-            Ok(Err(e)) if e.status().is_client_error() => {
-                fail(ctx, id, e.code()).await;
-                return Err(e);
-            }
+            Ok(Err(e)) if e.status().is_client_error() => return Err(e),
             Ok(Err(_)) | Err(_) => {
                 // It may have held the stock before failing: give it back.
-                release(ctx, scope, &number).await;
-                fail(ctx, id, "inventory unavailable").await;
+                release(ctx, scope, number).await;
                 return Err(unreachable("inventory"));
             }
         }
     }
 
-    // 3. The coupon used up, under this order (a retry finds the same redemption).
+    // 2. The coupon used up, under this order (a retry finds the same redemption).
     let mut redemption = None;
     if let Some(code) = &placement.coupon_code {
         let body = json!({"code": code, "order_amount": money(subtotal),
@@ -1061,95 +1017,96 @@ pub(crate) async fn place_parsed(
         match redeemed {
             Ok(r) => redemption = Some(r),
             Err(e) => {
-                release(ctx, scope, &number).await;
-                fail(ctx, id, e.code()).await;
+                release(ctx, scope, number).await;
                 return Err(e);
             }
         }
     }
 
-    // 4. Placed: visible, with its event, in one transaction.
+    // 3. Placed: the order, its lines, history and event in one statement.
+    let redeemed = redemption.as_ref().and_then(|r| r["id"].as_i64());
+    // Billing's word is final (the coupon may have changed since the check).
+    if let Some(granted) = redemption.as_ref().map(|r| dec_of(&r["discount_amount"])) {
+        discount = (placement.discount.unwrap_or(Decimal::ZERO) + granted).min(subtotal);
+    }
+    let totals = Totals::of(&line_totals, discount, shipping, settings.tax_rate);
     let status = if placement.awaiting_payment {
         "pending_payment"
     } else {
         "pending"
     };
-    let committed: Result<(), ApiError> = async {
-        let redeemed = redemption.as_ref().and_then(|r| r["id"].as_i64());
-        // Billing's word is final (the coupon may have changed since the check).
-        let granted = redemption.as_ref().map(|r| dec_of(&r["discount_amount"]));
-        let repriced = granted
-            .map(|g| (placement.discount.unwrap_or(Decimal::ZERO) + g).min(subtotal))
-            .filter(|wanted| *wanted != discount);
-        if let Some(wanted) = repriced {
-            totals = Totals::of(&line_totals, wanted, shipping, settings.tax_rate);
-        }
-        let event = OrderCreated {
-            order: OrderRef {
-                order_id: id,
-                order_number: number.clone(),
-                reference: placement.reference.clone(),
-                status: status.to_owned(),
-                payment_status,
-            },
-            customer_id: placement.customer_id,
-            customer_email: placement.customer_email.clone(),
-            currency,
-            subtotal: money(totals.subtotal),
-            discount_amount: money(totals.discount),
-            shipping_cost: money(totals.shipping),
-            tax_amount: money(totals.tax),
-            total: money(totals.total),
-            items: lines.clone(),
-            source: placement.source.clone(),
-            reservation_id: reservation.clone(),
-        };
-        let envelope =
-            ctx.outbox
-                .envelope(Some(scope.project_id()), Some(scope.user_id()), &event)?;
-        let event = kernel::events::OutboxRows::of(std::slice::from_ref(&envelope))?;
-        let placed = crate::placing::Placed {
-            id,
-            status,
-            reservation: reservation.as_deref(),
-            redemption: redeemed,
-            by: scope.user_id(),
-        };
-        // One statement, unless the totals change with it.
-        let marked = if repriced.is_some() {
-            let mut tx = ctx.pool.begin().await?;
-            let ids: Vec<i64> = lines.iter().map(|l| l.order_item_id).collect();
-            store_totals(&mut tx, id, &ids, &totals).await?;
-            let marked = crate::placing::mark_placed(&mut tx, &placed, &event).await?;
-            if marked {
-                tx.commit().await?;
-            }
-            marked
-        } else {
-            let mut conn = ctx.pool.acquire().await?;
-            crate::placing::mark_placed(&mut conn, &placed, &event).await?
-        };
-        if !marked {
-            return Err(ApiError::conflict(
-                "placement_interrupted",
-                "This placement took too long and was undone; nothing was placed.",
-            ));
-        }
-        Ok(())
+    let placed = crate::placing::Placed {
+        allocated: &allocated,
+        project_id: scope.project_id(),
+        by: scope.user_id(),
+        placement: &placement,
+        currency: &currency,
+        priced: &priced,
+        totals: &totals,
+        status,
+        reservation: reservation.as_deref(),
+        redemption: redeemed,
+    };
+    let written = write_placed(ctx, &placed).await;
+    if let Ok(Written::Placed) = written {
+        ctx.outbox.nudge();
+        return Ok((true, id));
     }
-    .await;
-    if let Err(e) = committed {
-        release(ctx, scope, &number).await;
-        if let Some(r) = redemption.as_ref().and_then(|r| r["id"].as_i64()) {
-            if let Ok(b) = billing(ctx) {
-                let _ = b.release_redemption(&scope.as_service(), r).await;
+    release(ctx, scope, number).await;
+    if let (Some(r), Ok(b)) = (redeemed, billing(ctx)) {
+        let _ = b.release_redemption(&scope.as_service(), r).await;
+    }
+    match written? {
+        // The same reference placed concurrently: that order is the answer.
+        Written::ReferenceTaken => {
+            let reference = placement.reference.as_deref().unwrap_or_default();
+            match existing_reference(ctx, scope.project_id(), reference).await? {
+                Some(id) => Ok((false, id)),
+                None => Err(ApiError::conflict(
+                    "conflict",
+                    "This reference is being placed; retry shortly.",
+                )
+                .transient()),
             }
         }
-        fail(ctx, id, "placement not committed").await;
-        return Err(e);
+        _ => Err(ApiError::conflict(
+            "placement_interrupted",
+            "This placement took too long and was undone; nothing was placed.",
+        )),
     }
-    ctx.outbox.nudge();
-    Ok((true, id))
+}
+
+/// The placed order's statement with its `order.created` event, built from what is written.
+async fn write_placed(
+    ctx: &ServiceContext,
+    placed: &crate::placing::Placed<'_>,
+) -> Result<Written, ApiError> {
+    let (allocated, placement, totals) = (placed.allocated, placed.placement, placed.totals);
+    let event = OrderCreated {
+        order: OrderRef {
+            order_id: allocated.id,
+            order_number: allocated.number.clone(),
+            reference: placement.reference.clone(),
+            status: placed.status.to_owned(),
+            payment_status: crate::placing::PAYMENT_STATUS.to_owned(),
+        },
+        customer_id: placement.customer_id,
+        customer_email: placement.customer_email.clone(),
+        currency: placed.currency.to_owned(),
+        subtotal: money(totals.subtotal),
+        discount_amount: money(totals.discount),
+        shipping_cost: money(totals.shipping),
+        tax_amount: money(totals.tax),
+        total: money(totals.total),
+        items: crate::placing::lines(allocated, placed.priced),
+        source: placement.source.clone(),
+        reservation_id: placed.reservation.map(str::to_owned),
+    };
+    let envelope = ctx
+        .outbox
+        .envelope(Some(placed.project_id), Some(placed.by), &event)?;
+    let event = kernel::events::OutboxRows::of(std::slice::from_ref(&envelope))?;
+    Ok(crate::placing::insert_placed(&ctx.pool, placed, &event).await?)
 }
 
 /// Writes a priced line of an order → its id.
@@ -1852,65 +1809,6 @@ async fn cancelled(ctx: &ServiceContext, id: i64, previous: &str) -> Result<Valu
               "refund_amount": money(refunded.unwrap_or_default()),
               "items_restocked": true, "cancelled_at": at}),
     )
-}
-
-/// Placements stuck in `placing` (a process died mid-saga) are undone after 2 minutes: see
-/// [`reconcile_placements`].
-pub fn spawn_reconciler(ctx: ServiceContext, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            if let Err(e) = reconcile_placements(&ctx).await {
-                tracing::warn!(error = %e, "placement reconciler deferred");
-            }
-        }
-    })
-}
-
-/// Undoes placements stuck in `placing` for 2 minutes (every step of a live placement has a
-/// time limit of seconds): the reservation held under the order number is released, a coupon
-/// use taken for the order is given back, and the order is marked failed. One whose stock
-/// cannot be released now stays for the next round. Returns how many were undone.
-pub async fn reconcile_placements(ctx: &ServiceContext) -> Result<usize, ApiError> {
-    let stuck: Vec<(i64, i64, String, String, Decimal, Option<i64>)> = sqlx::query_as(
-        "SELECT id, project_id, order_number, coupon_code, subtotal, customer_id FROM orders \
-         WHERE status = 'placing' AND created_at < now() - interval '2 minutes' \
-         ORDER BY id LIMIT 100",
-    )
-    .fetch_all(&ctx.pool)
-    .await?;
-    let mut undone = 0;
-    for (id, project_id, number, coupon, subtotal, customer) in stuck {
-        let scope = ProjectScope::for_job(project_id);
-        if !release(ctx, &scope, &number).await {
-            tracing::warn!(
-                order = number,
-                "interrupted placement: stock not released yet"
-            );
-            continue;
-        }
-        if !coupon.is_empty() {
-            // Redeeming under this order answers the use it already took (if any), which is
-            // then given back; a refusal means it never took one.
-            let body = json!({"code": coupon, "order_amount": money(subtotal),
-                "customer_id": customer, "source_type": "order", "source_id": id});
-            if let Ok(b) = billing(ctx) {
-                if let Ok(r) = b.redeem_coupon(&scope, &body).await {
-                    if let Some(r) = r["id"].as_i64() {
-                        let _ = b.release_redemption(&scope, r).await;
-                    }
-                }
-            }
-        }
-        tracing::warn!(
-            order = number,
-            "placement interrupted; released and marked failed"
-        );
-        fail(ctx, id, "placement interrupted").await;
-        undone += 1;
-    }
-    Ok(undone)
 }
 
 /// `inventory.reservation_expired`: a pending order whose hold expired is cancelled (reason

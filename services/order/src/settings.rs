@@ -35,32 +35,42 @@ fn number(v: Option<&Value>) -> Option<Decimal> {
 }
 
 pub async fn load(db: impl sqlx::PgExecutor<'_>, project_id: i64) -> sqlx::Result<Settings> {
-    let rows: Vec<(String, Value)> =
-        sqlx::query_as("SELECT key, value FROM order_settings WHERE project_id = $1")
-            .bind(project_id)
-            .fetch_all(db)
-            .await?;
-    let get = |k: &str| rows.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    let minutes = |k: &str, default: i64, max: i64| {
-        number(get(k))
-            .and_then(|d| i64::try_from(d.trunc()).ok())
-            .filter(|m| (1..=max).contains(m))
-            .unwrap_or(default)
-    };
-    Ok(Settings {
-        tax_rate: number(get("tax_rate"))
-            .filter(|r| (Decimal::ZERO..=Decimal::ONE_HUNDRED).contains(r))
-            .unwrap_or(Decimal::ZERO),
-        payment_window: chrono::Duration::minutes(minutes(
-            "payment_window_minutes",
-            25,
-            7 * 24 * 60,
-        )),
-        reservation_ttl: chrono::Duration::hours(minutes("reservation_ttl_hours", 24, 24 * 30)),
-        auto_confirm_paid: get("auto_confirm_paid_orders")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
-    })
+    let stored: Value = sqlx::query_scalar(
+        "SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM order_settings \
+         WHERE project_id = $1",
+    )
+    .bind(project_id)
+    .fetch_one(db)
+    .await?;
+    Ok(Settings::of(&stored))
+}
+
+impl Settings {
+    /// From the stored settings as one object (`{key: value}`); a missing or invalid value is
+    /// its default.
+    pub fn of(stored: &Value) -> Self {
+        let get = |k: &str| stored.get(k);
+        let minutes = |k: &str, default: i64, max: i64| {
+            number(get(k))
+                .and_then(|d| i64::try_from(d.trunc()).ok())
+                .filter(|m| (1..=max).contains(m))
+                .unwrap_or(default)
+        };
+        Self {
+            tax_rate: number(get("tax_rate"))
+                .filter(|r| (Decimal::ZERO..=Decimal::ONE_HUNDRED).contains(r))
+                .unwrap_or(Decimal::ZERO),
+            payment_window: chrono::Duration::minutes(minutes(
+                "payment_window_minutes",
+                25,
+                7 * 24 * 60,
+            )),
+            reservation_ttl: chrono::Duration::hours(minutes("reservation_ttl_hours", 24, 24 * 30)),
+            auto_confirm_paid: get("auto_confirm_paid_orders")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        }
+    }
 }
 
 /// Applies `project.settings_changed` for the keys above, once per event; an older event than
