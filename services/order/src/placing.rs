@@ -42,9 +42,7 @@ pub(crate) async fn allocate(
     let (id, number, line_ids, deadline, settings): (i64, String, Vec<i64>, DateTime<Utc>, Value) =
         sqlx::query_as(
             "WITH n AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
-             SELECT n.id, order_number(n.id), \
-               ARRAY(SELECT nextval(pg_get_serial_sequence('order_items', 'id')) \
-                 FROM generate_series(1, $2)), \
+             SELECT n.id, order_number(n.id), order_item_ids($2), \
                statement_timestamp() + make_interval(secs => $3), \
                (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM order_settings \
                  WHERE project_id = $1) \
