@@ -270,6 +270,33 @@ pub async fn check(
     judge(product_id, product, variant)
 }
 
+/// The replica's rows of some products and variants, as [`replica_sql!`] reads them.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Replica {
+    /// (product, name, active, tracked, deleted, low-stock threshold).
+    products: Vec<(i64, String, bool, bool, bool, Option<i32>)>,
+    /// (variant, product, name, active, deleted).
+    variants: Vec<(i64, i64, String, bool, bool)>,
+}
+
+/// One `jsonb` value ([`Replica`]) of the replica's rows of the products and variants of
+/// `wanted_lines($2, $3)` (migration 0005) in project `$1`. Through that function the
+/// statement keeps one plan.
+macro_rules! replica_sql {
+    () => {
+        "jsonb_build_object(\
+           'products', COALESCE((SELECT jsonb_agg(jsonb_build_array(c.product_id, c.name, \
+               c.is_active, c.track_inventory, c.deleted, c.low_stock_threshold)) \
+             FROM catalog_products c WHERE c.project_id = $1 \
+               AND c.product_id IN (SELECT product_id FROM wanted_lines($2, $3))), '[]'), \
+           'variants', COALESCE((SELECT jsonb_agg(jsonb_build_array(c.variant_id, \
+               c.product_id, c.name, c.is_active, c.deleted)) \
+             FROM catalog_variants c WHERE c.project_id = $1 \
+               AND c.variant_id IN (SELECT variant_id FROM wanted_lines($2, $3))), '[]'))"
+    };
+}
+pub(crate) use replica_sql;
+
 /// [`check`] of several lines: the replica is read once for all of them (a line it has not
 /// heard of yet is looked up as [`check`] does). The answers are in the order of `wanted`.
 pub async fn check_all(
@@ -277,36 +304,34 @@ pub async fn check_all(
     project_id: i64,
     wanted: &[(i64, Option<i64>)],
 ) -> Result<Vec<Stocked>, ApiError> {
-    let products: Vec<i64> = wanted.iter().map(|w| w.0).collect();
-    let variants: Vec<i64> = wanted.iter().filter_map(|w| w.1).collect();
-    let product_rows: Vec<(i64, String, bool, bool, bool, Option<i32>)> = sqlx::query_as(
-        "SELECT product_id, name, is_active, track_inventory, deleted, low_stock_threshold \
-         FROM catalog_products WHERE project_id = $1 AND product_id = ANY($2)",
-    )
-    .bind(project_id)
-    .bind(&products)
-    .fetch_all(&ctx.pool)
-    .await?;
-    let variant_rows: Vec<(i64, i64, String, bool, bool)> = if variants.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-            "SELECT variant_id, product_id, name, is_active, deleted FROM catalog_variants \
-             WHERE project_id = $1 AND variant_id = ANY($2)",
-        )
-        .bind(project_id)
-        .bind(&variants)
-        .fetch_all(&ctx.pool)
-        .await?
-    };
+    let (products, variants): (Vec<i64>, Vec<Option<i64>>) = wanted.iter().copied().unzip();
+    let sqlx::types::Json(replica): sqlx::types::Json<Replica> =
+        sqlx::query_scalar(concat!("SELECT ", replica_sql!()))
+            .bind(project_id)
+            .bind(&products)
+            .bind(&variants)
+            .fetch_one(&ctx.pool)
+            .await?;
+    check_read(ctx, project_id, wanted, &replica).await
+}
+
+/// [`check_all`] with the replica's rows already read (a line they lack is looked up as
+/// [`check`] does).
+pub async fn check_read(
+    ctx: &ServiceContext,
+    project_id: i64,
+    wanted: &[(i64, Option<i64>)],
+    replica: &Replica,
+) -> Result<Vec<Stocked>, ApiError> {
     let mut out = Vec::with_capacity(wanted.len());
     for &(product_id, variant_id) in wanted {
-        let product = product_rows
+        let product = replica
+            .products
             .iter()
             .find(|r| r.0 == product_id)
             .map(|r| (r.1.clone(), r.2, r.3, r.4, r.5));
         let variant = variant_id.map(|id| {
-            let row = variant_rows.iter().find(|r| r.0 == id);
+            let row = replica.variants.iter().find(|r| r.0 == id);
             (id, row.map(|r| (r.1, r.2.clone(), r.3, r.4)))
         });
         let known = product.is_some() && variant.as_ref().is_none_or(|v| v.1.is_some());

@@ -315,14 +315,20 @@ struct Checked {
     tracked: bool,
 }
 
+/// The lines checked against the catalogue replica: the rows given (read with the lines' stock
+/// rows), else read now.
 async fn check_lines(
     ctx: &ServiceContext,
     project_id: i64,
     lines: Vec<Line>,
+    replica: Option<&catalog::Replica>,
 ) -> Result<Vec<Checked>, ApiError> {
     let wanted: Vec<(i64, Option<i64>)> =
         lines.iter().map(|l| (l.product_id, l.variant_id)).collect();
-    let stocked = catalog::check_all(ctx, project_id, &wanted).await?;
+    let stocked = match replica {
+        Some(replica) => catalog::check_read(ctx, project_id, &wanted, replica).await?,
+        None => catalog::check_all(ctx, project_id, &wanted).await?,
+    };
     Ok(lines
         .into_iter()
         .zip(stocked)
@@ -702,12 +708,21 @@ pub async fn create_held(
     scope.require("inventory.reserve_stock", &STOCK_GRANTS)?;
     let (head, lines) = parse_request(body)?;
     let key = lines_key(&lines);
-    let lines = check_lines(ctx, scope.project_id(), lines).await?;
+    // The lines' rows and their catalogue replica in one read; the lines are checked with it.
+    let wanted: Vec<(i64, Option<i64>)> =
+        lines.iter().map(|l| (l.product_id, l.variant_id)).collect();
+    let read = at_once::read(ctx, scope.project_id(), &wanted).await?;
+    let replica = read.as_ref().map(|r| &r.replica);
+    let lines = check_lines(ctx, scope.project_id(), lines, replica).await?;
     let request = Request { head, lines, key };
     let actor = Actor::member(scope, username);
     // Written at once when the rows read can cover the lines and stay unchanged until the
     // write; else under row locks.
-    let held = match at_once::create(ctx, &actor, &request).await? {
+    let at_once = match read {
+        Some(read) => at_once::create(ctx, &actor, &request, read).await?,
+        None => None,
+    };
+    let held = match at_once {
         Some(held) => held,
         None => kernel::db::retry_transient(|| attempt_create(ctx, &actor, &request)).await?,
     };

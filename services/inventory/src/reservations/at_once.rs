@@ -14,15 +14,19 @@ use super::{
     created_event, existing_for_order, plan, units_by_row, wanted_columns, Candidate, Checked,
     Held, LineColumns, Request,
 };
+use crate::catalog::Replica;
 use crate::ledger::{Actor, Holds};
 
 /// Every allocatable row of the wanted products/variants ($2, $3 pairwise) in project $1, as
-/// [`super::ROWS`] reads them, each with the id and number the new reservation will have. The
-/// pairs come from `wanted_lines` (migration 0005), so the statement keeps one plan.
+/// [`super::ROWS`] reads them, each with the id and number the new reservation will have and
+/// the catalogue replica's rows of every line (the same on each row). The pairs come from
+/// `wanted_lines` (migration 0005), so the statement keeps one plan.
 const READ: &str = concat!(
     "WITH n AS MATERIALIZED \
-       (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id) \
-     SELECT n.id AS next_id, document_number('RES', n.id) AS next_number, ",
+       (SELECT nextval(pg_get_serial_sequence('reservations', 'id')) AS id, ",
+    crate::catalog::replica_sql!(),
+    " AS replica) \
+     SELECT n.id AS next_id, document_number('RES', n.id) AS next_number, n.replica, ",
     candidate_columns!(),
     " FROM n, (SELECT DISTINCT * FROM wanted_lines($2, $3)) want \
        JOIN stock_items s ON s.project_id = $1 AND s.product_id = want.product_id \
@@ -33,40 +37,69 @@ const READ: &str = concat!(
     " ORDER BY s.id"
 );
 
-/// A row a line may take from, with the id and number the new reservation will have.
+/// A row a line may take from, with the id and number the new reservation will have and the
+/// replica's rows.
 #[derive(sqlx::FromRow)]
-struct Read {
+struct ReadRow {
     next_id: i64,
     next_number: String,
+    replica: sqlx::types::Json<Replica>,
     #[sqlx(flatten)]
     row: Candidate,
 }
 
-/// The reservation written at once, or `None` when the locked path must decide.
-pub(super) async fn create(
+/// What a reservation written at once starts from: the rows every line may take from (read
+/// without locks), the new reservation's id and number, and the catalogue replica's rows of
+/// the lines (their check needs no statement of its own).
+pub(super) struct Read {
+    id: i64,
+    number: String,
+    rows: Vec<Candidate>,
+    pub(super) replica: Replica,
+}
+
+/// Reads every line's rows, or `None` when none has any (the lines are then checked and held
+/// on the locked path).
+pub(super) async fn read(
     ctx: &ServiceContext,
-    actor: &Actor,
-    request: &Request,
-) -> Result<Option<Held>, ApiError> {
-    let tracked: Vec<&Checked> = request.lines.iter().filter(|l| l.tracked).collect();
-    let wanted: Vec<(i64, Option<i64>)> = tracked
-        .iter()
-        .map(|l| (l.line.product_id, l.line.variant_id))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(None);
-    }
-    let (products, variants) = wanted_columns(&wanted);
-    let read: Vec<Read> = sqlx::query_as(READ)
-        .bind(actor.project_id)
+    project_id: i64,
+    wanted: &[(i64, Option<i64>)],
+) -> Result<Option<Read>, ApiError> {
+    let (products, variants) = wanted_columns(wanted);
+    let mut read: Vec<ReadRow> = sqlx::query_as(READ)
+        .bind(project_id)
         .bind(&products)
         .bind(&variants)
         .fetch_all(&ctx.pool)
         .await?;
-    let Some((id, number)) = read.first().map(|r| (r.next_id, r.next_number.clone())) else {
+    let Some(first) = read.first_mut() else {
         return Ok(None);
     };
-    let rows: Vec<Candidate> = read.into_iter().map(|r| r.row).collect();
+    let (id, number) = (first.next_id, first.next_number.clone());
+    let replica = std::mem::take(&mut first.replica.0);
+    Ok(Some(Read {
+        id,
+        number,
+        rows: read.into_iter().map(|r| r.row).collect(),
+        replica,
+    }))
+}
+
+/// The reservation written at once from what [`read`] found, or `None` when the locked path
+/// must decide.
+pub(super) async fn create(
+    ctx: &ServiceContext,
+    actor: &Actor,
+    request: &Request,
+    read: Read,
+) -> Result<Option<Held>, ApiError> {
+    let tracked: Vec<&Checked> = request.lines.iter().filter(|l| l.tracked).collect();
+    if tracked.is_empty() {
+        return Ok(None);
+    }
+    let Read {
+        id, number, rows, ..
+    } = read;
     let Ok(plans) = plan(&tracked, &rows) else {
         return Ok(None);
     };
