@@ -136,8 +136,9 @@ pub trait Billing: Send + Sync {
     ) -> Result<(), kernel::ApiError>;
 
     /// Across projects, for the order service's reconciler: the coupon uses after `after_id`
-    /// (0: from the oldest live one), in id order, up to `limit`, stopping at the first one
-    /// younger than `older_than`, with the live uses for orders among them.
+    /// (0: from just before the oldest live one, or after the last one when none is live), in
+    /// id order, up to `limit`, stopping at the first one younger than `older_than`, with the
+    /// live uses for orders among them.
     async fn order_coupon_uses(
         &self,
         after_id: i64,

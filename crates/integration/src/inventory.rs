@@ -145,6 +145,8 @@ pub struct Held {
 /// An active reservation the order service made for an order (by its number).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderHold {
+    /// The reservation's id.
+    pub id: i64,
     pub project_id: i64,
     pub order_number: String,
 }
@@ -177,8 +179,9 @@ pub trait Stock: Send + Sync {
     ) -> Result<(), kernel::ApiError>;
 
     /// Across projects, for the order service's reconciler: the reservations after `after_id`
-    /// (0: from the oldest active one), in id order, up to `limit`, stopping at the first one
-    /// younger than `older_than`, with the order service's active holds among them.
+    /// (0: from just before the oldest active one, or after the last one when none is active),
+    /// in id order, up to `limit`, stopping at the first one younger than `older_than`, with
+    /// the order service's active holds among them.
     async fn order_holds(
         &self,
         after_id: i64,

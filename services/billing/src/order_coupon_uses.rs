@@ -6,15 +6,18 @@ use integration::billing::{OrderCouponUse, OrderCouponUses};
 use kernel::service::ServiceContext;
 use kernel::ApiError;
 
-/// The coupon uses after `$1` (0: from the oldest live one) in id order, `$2` of them, each
-/// with whether it is a live use for an order and whether it is older than `$3` seconds.
-const PAGE: &str = "WITH start AS (SELECT CASE WHEN $1 > 0 THEN $1 ELSE \
-       COALESCE((SELECT min(id) - 1 FROM coupon_redemptions WHERE released_at IS NULL), 0) \
-       END AS after) \
-     SELECT r.id, r.project_id, r.source_id, \
-       r.released_at IS NULL AND r.source_type = 'order' AS live, \
-       r.created_at < now() - make_interval(secs => $3) AS old \
-     FROM start, coupon_redemptions r WHERE r.id > start.after ORDER BY r.id LIMIT $2";
+/// Where a reconciler that knows nothing yet starts: just before the oldest live use, else
+/// after the last one.
+const START: &str = "SELECT COALESCE( \
+       (SELECT min(id) FROM coupon_redemptions WHERE released_at IS NULL), \
+       (SELECT max(id) + 1 FROM coupon_redemptions), 1) - 1";
+
+/// The coupon uses after `$1` in id order, `$2` of them, each with whether it is a live use
+/// for an order and whether it is older than `$3` seconds.
+const PAGE: &str = "SELECT id, project_id, source_id, \
+       released_at IS NULL AND source_type = 'order' AS live, \
+       created_at < now() - make_interval(secs => $3) AS old \
+     FROM coupon_redemptions WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// One page: it stops at the first use younger than `older_than`, so one written late under
 /// an earlier id is not passed over.
@@ -24,6 +27,10 @@ pub async fn page(
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<OrderCouponUses, ApiError> {
+    let after_id = match after_id {
+        0 => sqlx::query_scalar(START).fetch_one(&ctx.pool).await?,
+        after => after,
+    };
     let rows: Vec<(i64, i64, i64, bool, bool)> = sqlx::query_as(PAGE)
         .bind(after_id)
         .bind(limit)

@@ -3,7 +3,7 @@
 //!
 //! Placement: prices come from the product service (never from the client); the order's id and
 //! number are taken, its stock is reserved in the inventory service under the order number (a
-//! retry finds the same reservation), and only then is the order written, `pending` with its
+//! repeated call for it finds the same reservation), and only then is the order written, `pending` with its
 //! lines and `order.created`, in one statement. Any failure after reserving releases the
 //! reservation; a process that dies in between leaves it to [`crate::placement_reconciler`]. An
 //! inventory that does not answer in 3 s is 503 with nothing left reserved.
@@ -938,8 +938,9 @@ pub(crate) async fn place_parsed(
         }
     }
     let (currency, priced) = price(ctx, scope, lang, &placement.lines).await?;
-    let allocated = crate::placing::allocate(&ctx.pool, scope.project_id(), priced.len()).await?;
-    let settings = &allocated.settings;
+    let mut allocated =
+        crate::placing::allocate(&ctx.pool, scope.project_id(), priced.len()).await?;
+    let settings = allocated.settings.clone();
     let line_totals: Vec<Decimal> = priced.iter().map(Priced::line_total).collect();
     let subtotal: Decimal = line_totals.iter().sum();
     let shipping = match (placement.shipping, placement.shipping_method.as_str()) {
@@ -965,10 +966,12 @@ pub(crate) async fn place_parsed(
         let quote = coupon_discount(ctx, scope, code, subtotal, placement.customer_id).await?;
         discount = (discount + dec_of(&quote["discount_amount"])).min(subtotal);
     }
-    let (id, number) = (allocated.id, allocated.number.as_str());
+    let (id, number) = (allocated.id, allocated.number.clone());
+    let number = number.as_str();
 
-    // 1. The stock, held under the order number (a retry finds the same reservation): for
-    // the payment window while an online payment is awaited, else for the reservation TTL.
+    // 1. The stock, held under the order number (a repeated call for it finds the same
+    // reservation): for the payment window while an online payment is awaited, else for the
+    // reservation TTL.
     let tracked: Vec<Value> = priced
         .iter()
         .filter(|p| p.quote.track_inventory.unwrap_or(true))
@@ -982,6 +985,7 @@ pub(crate) async fn place_parsed(
     } else {
         settings.reservation_ttl
     };
+    allocated.holding_for(hold_for);
     let mut reservation = None;
     if !tracked.is_empty() {
         let Some(stock) = ctx.platform.lookup::<SharedStock>() else {
@@ -1001,7 +1005,7 @@ pub(crate) async fn place_parsed(
         }
     }
 
-    // 2. The coupon used up, under this order (a retry finds the same redemption).
+    // 2. The coupon used up, under this order's id (a repeated call finds the same use).
     let mut redemption = None;
     if let Some(code) = &placement.coupon_code {
         let body = json!({"code": code, "order_amount": money(subtotal),
@@ -1047,32 +1051,52 @@ pub(crate) async fn place_parsed(
         reservation: reservation.as_deref(),
         redemption: redeemed,
     };
-    let written = write_placed(ctx, &placed).await;
-    if let Ok(Written::Placed) = written {
+    let written = match write_placed(ctx, &placed).await {
+        Ok(written) => written,
+        // The statement may have been written before its answer was lost: the order tells
+        // (and, if even that cannot be asked, the reconciler decides later).
+        Err(e) => match crate::placing::exists(&ctx.pool, id).await {
+            Ok(true) => Written::Placed,
+            Ok(false) => {
+                give_back(ctx, scope, number, redeemed).await;
+                return Err(e);
+            }
+            Err(_) => return Err(e),
+        },
+    };
+    if written == Written::Placed {
         ctx.outbox.nudge();
         return Ok((true, id));
     }
+    give_back(ctx, scope, number, redeemed).await;
+    if written == Written::ReferenceTaken {
+        // The same reference placed concurrently: that order is the answer.
+        let reference = placement.reference.as_deref().unwrap_or_default();
+        return match existing_reference(ctx, scope.project_id(), reference).await? {
+            Some(id) => Ok((false, id)),
+            None => Err(ApiError::conflict(
+                "conflict",
+                "This reference is being placed; retry shortly.",
+            )
+            .transient()),
+        };
+    }
+    Err(ApiError::conflict(
+        "placement_interrupted",
+        "This placement took too long and was undone; nothing was placed.",
+    ))
+}
+
+/// Gives back a placement's hold and coupon use (the reconciler does if this cannot).
+async fn give_back(
+    ctx: &ServiceContext,
+    scope: &ProjectScope,
+    number: &str,
+    redeemed: Option<i64>,
+) {
     release(ctx, scope, number).await;
     if let (Some(r), Ok(b)) = (redeemed, billing(ctx)) {
         let _ = b.release_redemption(&scope.as_service(), r).await;
-    }
-    match written? {
-        // The same reference placed concurrently: that order is the answer.
-        Written::ReferenceTaken => {
-            let reference = placement.reference.as_deref().unwrap_or_default();
-            match existing_reference(ctx, scope.project_id(), reference).await? {
-                Some(id) => Ok((false, id)),
-                None => Err(ApiError::conflict(
-                    "conflict",
-                    "This reference is being placed; retry shortly.",
-                )
-                .transient()),
-            }
-        }
-        _ => Err(ApiError::conflict(
-            "placement_interrupted",
-            "This placement took too long and was undone; nothing was placed.",
-        )),
     }
 }
 

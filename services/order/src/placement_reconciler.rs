@@ -7,8 +7,12 @@
 //!
 //! The reconciler pages through the inventory's reservations and billing's coupon uses in id
 //! order, after where it stopped last (it starts, with the process, from the oldest active
-//! one), asks which of their orders exist (one statement per page) and releases the others.
-//! Orders an earlier version left `placing` are undone as that version did.
+//! one), asks which of their orders exist (one statement per page) and releases the others;
+//! one it cannot release now is where the next round starts. A page stops at the first
+//! record younger than [`ORPHANED_AFTER`]: a record is written seconds after its id is taken
+//! (every statement that writes one has a lock timeout or waits for no lock), so none is
+//! passed over before it is visible. Orders an earlier version left `placing` are undone as
+//! that version did.
 
 use std::time::Duration;
 
@@ -38,14 +42,26 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// One round → how many placements were undone (holds and coupon uses given back, orders
-    /// left `placing` failed).
-    pub async fn run(&mut self, ctx: &ServiceContext) -> Result<usize, ApiError> {
-        let mut undone = stuck_placing(ctx).await?;
-        undone += self.holds(ctx).await?;
-        undone += self.coupon_uses(ctx).await?;
-        Ok(undone)
+    /// left `placing` failed). Each of the three parts runs even when another fails (it is
+    /// logged, and tried again next round).
+    pub async fn run(&mut self, ctx: &ServiceContext) -> usize {
+        let parts = [
+            ("orders left placing", stuck_placing(ctx).await),
+            ("holds", self.holds(ctx).await),
+            ("coupon uses", self.coupon_uses(ctx).await),
+        ];
+        let mut undone = 0;
+        for (part, done) in parts {
+            match done {
+                Ok(n) => undone += n,
+                Err(e) => tracing::warn!(part, error = %e, "placement reconciler deferred"),
+            }
+        }
+        undone
     }
 
+    /// Pages through the inventory's reservations. A hold it cannot give back now stops the
+    /// round there: the next round starts with it.
     async fn holds(&mut self, ctx: &ServiceContext) -> Result<usize, ApiError> {
         let Some(stock) = ctx.platform.lookup::<integration::inventory::SharedStock>() else {
             return Ok(0);
@@ -57,8 +73,9 @@ impl Reconciler {
                 .await?;
             let projects: Vec<i64> = page.holds.iter().map(|h| h.project_id).collect();
             let numbers: Vec<&str> = page.holds.iter().map(|h| h.order_number.as_str()).collect();
-            let orphans: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT h.project, h.number FROM unnest($1::bigint[], $2::text[]) AS h(project, number) \
+            let orphans: Vec<i64> = sqlx::query_scalar(
+                "SELECT h.n FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY \
+                   AS h(project, number, n) \
                  WHERE NOT EXISTS (SELECT 1 FROM orders o \
                    WHERE o.project_id = h.project AND o.order_number = h.number)",
             )
@@ -66,15 +83,20 @@ impl Reconciler {
             .bind(&numbers)
             .fetch_all(&ctx.pool)
             .await?;
-            for (project_id, number) in orphans {
-                let scope = ProjectScope::for_job(project_id);
-                if !release(ctx, &scope, &number).await {
-                    // Not given back now: the next process start pages over it again, and its
-                    // expiry gives it back in any case.
-                    tracing::warn!(order = number, "orphaned hold not released yet");
+            for (n, hold) in page.holds.iter().enumerate() {
+                if !orphans.contains(&(n as i64 + 1)) {
                     continue;
                 }
-                tracing::warn!(order = number, "placement interrupted; its hold released");
+                let scope = ProjectScope::for_job(hold.project_id);
+                if !release(ctx, &scope, &hold.order_number).await {
+                    tracing::warn!(order = hold.order_number, "orphaned hold not released yet");
+                    self.holds_after = hold.id - 1;
+                    return Ok(undone);
+                }
+                tracing::warn!(
+                    order = hold.order_number,
+                    "placement interrupted; its hold released"
+                );
                 undone += 1;
             }
             let done = page.last_id == self.holds_after;
@@ -86,6 +108,7 @@ impl Reconciler {
         Ok(undone)
     }
 
+    /// Pages through billing's coupon uses, as [`Self::holds`] does.
     async fn coupon_uses(&mut self, ctx: &ServiceContext) -> Result<usize, ApiError> {
         let Ok(billing) = billing(ctx) else {
             return Ok(0);
@@ -95,21 +118,30 @@ impl Reconciler {
             let page = billing
                 .order_coupon_uses(self.uses_after, ORPHANED_AFTER, PAGE)
                 .await?;
+            let projects: Vec<i64> = page.uses.iter().map(|u| u.project_id).collect();
             let orders: Vec<i64> = page.uses.iter().map(|u| u.order_id).collect();
             let orphans: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM unnest($1::bigint[]) AS u(id) \
-                 WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = u.id)",
+                "SELECT u.n FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY \
+                   AS u(project, id, n) \
+                 WHERE NOT EXISTS (SELECT 1 FROM orders o \
+                   WHERE o.id = u.id AND o.project_id = u.project)",
             )
+            .bind(&projects)
             .bind(&orders)
             .fetch_all(&ctx.pool)
             .await?;
-            for used in page.uses.iter().filter(|u| orphans.contains(&u.order_id)) {
-                let scope = ProjectScope::for_job(used.project_id);
-                match billing.release_redemption(&scope, used.redemption_id).await {
-                    Ok(()) => undone += 1,
-                    Err(e) => tracing::warn!(redemption = used.redemption_id, error = %e,
-                        "orphaned coupon use not released yet"),
+            for (n, used) in page.uses.iter().enumerate() {
+                if !orphans.contains(&(n as i64 + 1)) {
+                    continue;
                 }
+                let scope = ProjectScope::for_job(used.project_id);
+                if let Err(e) = billing.release_redemption(&scope, used.redemption_id).await {
+                    tracing::warn!(redemption = used.redemption_id, error = %e,
+                        "orphaned coupon use not released yet");
+                    self.uses_after = used.redemption_id - 1;
+                    return Ok(undone);
+                }
+                undone += 1;
             }
             let done = page.last_id == self.uses_after;
             self.uses_after = page.last_id;
@@ -187,9 +219,7 @@ pub fn spawn(ctx: ServiceContext, every: Duration) -> tokio::task::JoinHandle<()
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if let Err(e) = reconciler.run(&ctx).await {
-                tracing::warn!(error = %e, "placement reconciler deferred");
-            }
+            reconciler.run(&ctx).await;
         }
     })
 }

@@ -13,9 +13,10 @@ use sqlx::{PgPool, Row};
 use crate::orders::{money, Placement, Priced, Totals};
 use crate::settings::Settings;
 
-/// How long a placement has, from its allocation, to write its order. The reconciler gives
-/// back holds older than [`crate::placement_reconciler::ORPHANED_AFTER`], which is longer, so
-/// an order is never written after its stock was given back.
+/// How long a placement has, from its allocation, to write its order (less when its hold is
+/// shorter than twice that: [`Allocated::holding_for`]). The reconciler gives back holds older
+/// than [`crate::placement_reconciler::ORPHANED_AFTER`], which is longer: the write statement
+/// waits for no lock (but a concurrent insert of the same `reference`), so it ends long before.
 pub(crate) const WRITE_WITHIN: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// A new order's payment status.
@@ -28,37 +29,48 @@ pub(crate) struct Allocated {
     /// One id per line, in the order priced (the event names them before they are written).
     pub(crate) line_ids: Vec<i64>,
     pub(crate) settings: Settings,
+    /// The database's time when they were taken.
+    taken_at: DateTime<Utc>,
     /// The database's time after which the order is no longer written.
     pub(crate) deadline: DateTime<Utc>,
 }
 
-/// The order's id and number, its line ids, the project's settings and the deadline, in one
-/// statement.
+impl Allocated {
+    /// The stock is held for `hold`: the order is written within half of it at most, so that
+    /// it is never written after its hold expired.
+    pub(crate) fn holding_for(&mut self, hold: chrono::Duration) {
+        self.deadline = self.deadline.min(self.taken_at + hold / 2);
+    }
+}
+
+/// The order's id and number, its line ids, the project's settings and the database's time, in
+/// one statement.
 pub(crate) async fn allocate(
     pool: &PgPool,
     project_id: i64,
     lines: usize,
 ) -> Result<Allocated, sqlx::Error> {
-    let (id, number, line_ids, deadline, settings): (i64, String, Vec<i64>, DateTime<Utc>, Value) =
+    let (id, number, line_ids, taken_at, settings): (i64, String, Vec<i64>, DateTime<Utc>, Value) =
         sqlx::query_as(
             "WITH n AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id) \
              SELECT n.id, order_number(n.id), order_item_ids($2), \
-               statement_timestamp() + make_interval(secs => $3), \
+               statement_timestamp(), \
                (SELECT COALESCE(jsonb_object_agg(key, value), '{}') FROM order_settings \
                  WHERE project_id = $1) \
              FROM n",
         )
         .bind(project_id)
         .bind(i32::try_from(lines).unwrap_or(i32::MAX))
-        .bind(WRITE_WITHIN.as_secs_f64())
         .fetch_one(pool)
         .await?;
+    let within = chrono::Duration::from_std(WRITE_WITHIN).unwrap_or(chrono::Duration::MAX);
     Ok(Allocated {
         id,
         number,
         line_ids,
         settings: Settings::of(&settings),
-        deadline,
+        taken_at,
+        deadline: taken_at + within,
     })
 }
 
@@ -211,4 +223,12 @@ pub(crate) async fn insert_placed(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether the order was written (a write whose answer was lost may have been).
+pub(crate) async fn exists(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await
 }

@@ -637,6 +637,8 @@ enum Meddling {
     /// Meanwhile another placement of the same reference (given) commits its order (the
     /// order database's pool).
     ReferenceTaken(sqlx::PgPool, &'static str),
+    /// It holds, but gives nothing back.
+    ReleaseRefused,
 }
 
 #[async_trait::async_trait]
@@ -666,6 +668,7 @@ impl integration::inventory::Stock for Meddled {
                 .map_err(kernel::ApiError::from)?;
                 Ok(held)
             }
+            Meddling::ReleaseRefused => Ok(held),
         }
     }
 
@@ -674,6 +677,9 @@ impl integration::inventory::Stock for Meddled {
         scope: &kernel::auth::ProjectScope,
         order_id: &str,
     ) -> Result<(), kernel::ApiError> {
+        if let Meddling::ReleaseRefused = self.1 {
+            return Err(kernel::ApiError::gateway_timeout());
+        }
         self.0.release_by_order(scope, order_id).await
     }
 
@@ -872,8 +878,7 @@ async fn a_placement_left_placing_is_undone_by_the_reconciler() {
     assert_eq!(
         zv_order::placement_reconciler::Reconciler::default()
             .run(&ctx)
-            .await
-            .expect("reconcile"),
+            .await,
         1
     );
     assert_eq!(
@@ -902,8 +907,7 @@ async fn a_placement_left_placing_is_undone_by_the_reconciler() {
     assert_eq!(
         zv_order::placement_reconciler::Reconciler::default()
             .run(&ctx)
-            .await
-            .expect("reconcile"),
+            .await,
         0
     );
     let (status, again) = post(
@@ -990,7 +994,21 @@ async fn a_placement_that_died_before_its_order_is_given_back_by_the_reconciler(
 
     let ctx = crate::harness::service_context(&app, "order").await;
     let mut reconciler = zv_order::placement_reconciler::Reconciler::default();
-    assert_eq!(reconciler.run(&ctx).await.expect("reconcile"), 2);
+    // The inventory gives nothing back for now: the coupon use is back, the hold waits, and
+    // the next round starts with it.
+    app.platform
+        .provide::<integration::inventory::SharedStock>(Arc::new(Meddled(
+            stock.clone(),
+            Meddling::ReleaseRefused,
+        )));
+    assert_eq!(reconciler.run(&ctx).await, 1);
+    assert_eq!(
+        (stock_of(&app, &owner, jar).await, used().await),
+        ((8, 6), json!(1))
+    );
+    app.platform
+        .provide::<integration::inventory::SharedStock>(stock.clone());
+    assert_eq!(reconciler.run(&ctx).await, 1);
     assert_eq!(
         (stock_of(&app, &owner, jar).await, used().await),
         ((8, 3), json!(1)),
@@ -1012,9 +1030,9 @@ async fn a_placement_that_died_before_its_order_is_given_back_by_the_reconciler(
         ]
     );
     // Nothing more to give back, from where it stopped or from the start.
-    assert_eq!(reconciler.run(&ctx).await.expect("reconcile"), 0);
+    assert_eq!(reconciler.run(&ctx).await, 0);
     let mut fresh = zv_order::placement_reconciler::Reconciler::default();
-    assert_eq!(fresh.run(&ctx).await.expect("reconcile"), 0);
+    assert_eq!(fresh.run(&ctx).await, 0);
     assert_eq!(stock_of(&app, &owner, jar).await, (8, 3));
 }
 

@@ -5,15 +5,17 @@ use integration::inventory::{OrderHold, OrderHolds};
 use kernel::service::ServiceContext;
 use kernel::ApiError;
 
-/// The reservations after `$1` (0: from the oldest active one) in id order, `$2` of them, each
-/// with whether it is an active hold made by `$4` for an order and whether it is older than
-/// `$3` seconds.
-const PAGE: &str = "WITH start AS (SELECT CASE WHEN $1 > 0 THEN $1 ELSE \
-       COALESCE((SELECT min(id) - 1 FROM reservations WHERE status = 'active'), 0) END AS after) \
-     SELECT r.id, r.project_id, r.order_id, \
-       r.status = 'active' AND r.performed_by = $4 AND r.order_id IS NOT NULL AS held, \
-       r.created_at < now() - make_interval(secs => $3) AS old \
-     FROM start, reservations r WHERE r.id > start.after ORDER BY r.id LIMIT $2";
+/// Where a reconciler that knows nothing yet starts: just before the oldest active
+/// reservation, else after the last one.
+const START: &str = "SELECT COALESCE((SELECT min(id) FROM reservations WHERE status = 'active'), \
+       (SELECT max(id) + 1 FROM reservations), 1) - 1";
+
+/// The reservations after `$1` in id order, `$2` of them, each with whether it is an active
+/// hold made by `$4` for an order and whether it is older than `$3` seconds.
+const PAGE: &str = "SELECT id, project_id, order_id, \
+       status = 'active' AND performed_by = $4 AND order_id IS NOT NULL AS held, \
+       created_at < now() - make_interval(secs => $3) AS old \
+     FROM reservations WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// One page: it stops at the first reservation younger than `older_than`, so one written late
 /// under an earlier id is not passed over (a reservation is written seconds after its id is
@@ -25,6 +27,10 @@ pub(crate) async fn page(
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<OrderHolds, ApiError> {
+    let after_id = match after_id {
+        0 => sqlx::query_scalar(START).fetch_one(&ctx.pool).await?,
+        after => after,
+    };
     let rows: Vec<(i64, i64, Option<String>, bool, bool)> = sqlx::query_as(PAGE)
         .bind(after_id)
         .bind(limit)
@@ -43,6 +49,7 @@ pub(crate) async fn page(
         page.last_id = id;
         if let (true, Some(order_number)) = (held, order_id) {
             page.holds.push(OrderHold {
+                id,
                 project_id,
                 order_number,
             });
