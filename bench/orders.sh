@@ -69,6 +69,16 @@ code=$(curl -s -o "$WORK/first.json" -w '%{http_code}' -X POST "$ORDERS" \
   -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' --data "$FIRST")
 [ "$code" = 201 ] || { echo "placement check failed ($code): $(cat "$WORK/first.json")"; exit 1; }
 "${PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d2s -s "$WORK/orders.lua" "$ORDERS" >/dev/null
+# Fresh statistics in every service database, as autovacuum gives a running shop once a table
+# has grown (this machine's PostgreSQL may run without it): a plan cached while a table was
+# empty, such as a foreign key's check, would otherwise scan the whole table for the rest of
+# the run.
+analyze_all() {
+  for service in auth project product inventory order billing; do
+    psql -q "${DB_URL%/*}/${ZV_DATABASE_PREFIX}zv_${service}_db" -c "ANALYZE" >/dev/null
+  done
+}
+analyze_all
 
 # The least SQL's inputs: its outbox (not relayed), the first product and stock row (the ids of
 # both are consecutive) and events of the real size.
@@ -118,7 +128,10 @@ behind() {
   done
   echo $((placed - invoiced + pending))
 }
-settle() { for _ in $(seq 600); do [ "$(behind)" = 0 ] && return; sleep 0.2; done; echo "still behind after 120 s" >&2; }
+settle() {
+  for _ in $(seq 600); do [ "$(behind)" = 0 ] && { analyze_all; return; }; sleep 0.2; done
+  echo "still behind after 120 s" >&2
+}
 
 : > "$WORK/rows"
 for round in $(seq "$ROUNDS"); do
