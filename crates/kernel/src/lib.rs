@@ -23,6 +23,7 @@ pub mod rbac;
 pub mod resource;
 pub mod resource_graphql;
 mod resource_row;
+pub mod resource_written;
 pub mod routing;
 pub mod service;
 pub mod storage;

@@ -377,7 +377,7 @@ impl Resource {
     }
 
     /// [`Resource::shape`] of a decoded row, as a JSON object.
-    fn shape_pairs(&self, pairs: Pairs, lang: &str, member: bool) -> Value {
+    pub(crate) fn shape_pairs(&self, pairs: Pairs, lang: &str, member: bool) -> Value {
         self.shape_row(pairs, lang, member, None).into_value()
     }
 

@@ -1469,7 +1469,7 @@ async fn checkout(
     };
     let scope = shopper.as_service();
     let order_id = match crate::orders::place_parsed(&ctx, &scope, lang, placement).await {
-        Ok((_, id)) => id,
+        Ok((_, id, _)) => id,
         Err(e) => {
             release_claim().await;
             return Err(e);

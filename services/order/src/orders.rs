@@ -786,8 +786,14 @@ pub async fn place(
         scope.require("order.override_price", &GRANTS)?;
     }
     placement.customer_id = placement.customer_id.or(Some(scope.user_id()));
-    let (created, id) = place_parsed(ctx, scope, lang, placement).await?;
-    Ok((created, show(ctx, scope, id).await?))
+    let (created, id, answer) = place_parsed(ctx, scope, lang, placement).await?;
+    Ok((
+        created,
+        match answer {
+            Some(order) => order,
+            None => show(ctx, scope, id).await?,
+        },
+    ))
 }
 
 pub(crate) const COUPON_TIMEOUT: Duration = Duration::from_secs(5);
@@ -931,10 +937,10 @@ pub(crate) async fn place_parsed(
     scope: &ProjectScope,
     lang: &str,
     placement: Placement,
-) -> Result<(bool, i64), ApiError> {
+) -> Result<(bool, i64, Option<Value>), ApiError> {
     if let Some(reference) = &placement.reference {
         if let Some(id) = existing_reference(ctx, scope.project_id(), reference).await? {
-            return Ok((false, id));
+            return Ok((false, id, None));
         }
     }
     let (currency, priced) = price(ctx, scope, lang, &placement.lines).await?;
@@ -1056,7 +1062,7 @@ pub(crate) async fn place_parsed(
         // The statement may have been written before its answer was lost: the order tells
         // (and, if even that cannot be asked, the reconciler decides later).
         Err(e) => match crate::placing::exists(&ctx.pool, id).await {
-            Ok(true) => Written::Placed,
+            Ok(true) => Written::Placed(None),
             Ok(false) => {
                 give_back(ctx, scope, number, redeemed).await;
                 return Err(e);
@@ -1064,16 +1070,16 @@ pub(crate) async fn place_parsed(
             Err(_) => return Err(e),
         },
     };
-    if written == Written::Placed {
+    if let Written::Placed(answer) = written {
         ctx.outbox.nudge();
-        return Ok((true, id));
+        return Ok((true, id, answer));
     }
     give_back(ctx, scope, number, redeemed).await;
     if written == Written::ReferenceTaken {
         // The same reference placed concurrently: that order is the answer.
         let reference = placement.reference.as_deref().unwrap_or_default();
         return match existing_reference(ctx, scope.project_id(), reference).await? {
-            Some(id) => Ok((false, id)),
+            Some(id) => Ok((false, id, None)),
             None => Err(ApiError::conflict(
                 "conflict",
                 "This reference is being placed; retry shortly.",
@@ -1130,7 +1136,7 @@ async fn write_placed(
         .outbox
         .envelope(Some(placed.project_id), Some(placed.by), &event)?;
     let event = kernel::events::OutboxRows::of(std::slice::from_ref(&envelope))?;
-    Ok(crate::placing::insert_placed(&ctx.pool, placed, &event).await?)
+    crate::placing::insert_placed(&ctx.pool, placed, &event).await
 }
 
 /// Writes a priced line of an order → its id.

@@ -1,14 +1,19 @@
 //! The placement saga's writes (order.md §4): before anything is held, the order's id, number
 //! and line ids with the project's settings (one read); once the stock is held (and a coupon
 //! used), the order with its lines, its `placed` history row and its `order.created` event in
-//! one statement. Nothing of the order exists until then: what a placement that never got
-//! there holds is given back by [`crate::placement_reconciler`].
+//! one statement, which also answers with the order as a read of it would show it. Nothing of
+//! the order exists until then: what a placement that never got there holds is given back by
+//! [`crate::placement_reconciler`].
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use integration::order::OrderLine;
+use kernel::resource_written::WrittenRow;
+use kernel::ApiError;
 use rust_decimal::Decimal;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::orders::{money, Placement, Priced, Totals};
 use crate::settings::Settings;
@@ -109,20 +114,31 @@ pub(crate) struct Placed<'a> {
 /// What became of a placed order's statement.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Written {
-    Placed,
+    /// With the order as a member reads it (in English, as [`crate::orders::show`] does), when
+    /// the statement answered.
+    Placed(Option<Value>),
     /// Its deadline had passed: nothing was written.
     TooLate,
     /// An order of the same `reference` was placed meanwhile: nothing was written.
     ReferenceTaken,
 }
 
+/// The order's representation over the row the placement writes, its lines and history read
+/// from the statement's `written` and `history`.
+static ANSWER: LazyLock<Option<WrittenRow>> = LazyLock::new(|| {
+    WrittenRow::of(
+        &crate::orders::ORDER,
+        &[("order_items", "written"), ("order_history", "history")],
+    )
+});
+
 /// Writes the placed order with its lines, its `placed` history row and its event in one
-/// statement, unless its deadline has passed.
+/// statement, unless its deadline has passed, and answers with the order.
 pub(crate) async fn insert_placed(
     pool: &PgPool,
     placed: &Placed<'_>,
     event: &kernel::events::OutboxRows,
-) -> Result<Written, sqlx::Error> {
+) -> Result<Written, ApiError> {
     let Placed {
         allocated,
         placement,
@@ -149,7 +165,7 @@ pub(crate) async fn insert_placed(
            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19, $20, $21, $22, $22, $23, $24, $25, $26, $27 \
            WHERE statement_timestamp() < $28 \
-           RETURNING id, status), \
+           RETURNING *), \
          l AS (SELECT * FROM unnest($29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], \
              $33::text[], $34::text[], $35::text[], $36::text[], $37::int[], $38::numeric[], \
              $39::text[], $40::bool[], $41::numeric[], $42::bool[], $43::numeric[], \
@@ -163,12 +179,14 @@ pub(crate) async fn insert_placed(
              created_by, updated_by) \
            SELECT l.id, $2, o.id, product_id, variant_id, inventory_id, COALESCE(name, ''), \
              variant_name, sku, image_url, quantity, unit_price, list_price::numeric, \
-             overridden, total_price, tracked, discount, tax, $22, $22 FROM l, o ORDER BY l.n), \
-         h AS (INSERT INTO order_history (order_id, event, status, notes, performed_by) \
-           SELECT id, 'placed', status, '', $22 FROM o), \
+             overridden, total_price, tracked, discount, tax, $22, $22 FROM l, o ORDER BY l.n \
+           RETURNING *), \
+         history AS (INSERT INTO order_history (order_id, event, status, notes, performed_by) \
+           SELECT id, 'placed', status, '', $22 FROM o RETURNING *), \
          e AS ({}) \
-         SELECT count(*) FROM o",
-        kernel::events::OutboxRows::insert(45, Some("EXISTS (SELECT 1 FROM o)"))
+         SELECT {} FROM o t",
+        kernel::events::OutboxRows::insert(45, Some("EXISTS (SELECT 1 FROM o)")),
+        ANSWER.as_ref().map_or("t.id", WrittenRow::select_list),
     );
     let query = sqlx::query(&statement)
         .bind(allocated.id)
@@ -215,13 +233,16 @@ pub(crate) async fn insert_placed(
         .bind(&tracked)
         .bind(&totals.discounts)
         .bind(&totals.taxes);
-    match event.bind(query).fetch_one(pool).await {
-        Ok(row) if row.try_get::<i64, _>(0)? == 1 => Ok(Written::Placed),
-        Ok(_) => Ok(Written::TooLate),
+    match event.bind(query).fetch_optional(pool).await {
+        Ok(Some(row)) => Ok(Written::Placed(match &*ANSWER {
+            Some(answer) => Some(answer.shape(&row, "en")?),
+            None => None,
+        })),
+        Ok(None) => Ok(Written::TooLate),
         Err(sqlx::Error::Database(e)) if e.constraint() == Some("orders_reference") => {
             Ok(Written::ReferenceTaken)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
